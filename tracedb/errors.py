@@ -1,0 +1,21 @@
+"""Named exceptions raised by tracedb. No psycopg exception reaches a caller for bad input."""
+
+
+class TraceDBError(Exception):
+    """Base class of every error tracedb raises on purpose."""
+
+
+class InvalidTraceData(TraceDBError, ValueError):
+    """Trace data or an argument is not something tracedb can store."""
+
+
+class EntryTooLarge(InvalidTraceData):
+    """One entry is larger, or nested deeper, than the configured limit."""
+
+
+class TraceNotFound(TraceDBError, LookupError):
+    """No trace has the given id."""
+
+
+class DatabaseUnavailable(TraceDBError, ConnectionError):
+    """The PostgreSQL server cannot be reached."""

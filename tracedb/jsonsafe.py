@@ -1,0 +1,240 @@
+"""Turn arbitrary Python values into JSON that PostgreSQL's JSONB accepts.
+
+Rules (applied to every entry before it is stored; documented in the README):
+
+- ``str``: NUL (``\\x00``) and lone surrogates become U+FFFD; JSONB rejects both.
+- ``float``: NaN, Infinity and -Infinity become the strings ``"NaN"``, ``"Infinity"``,
+  ``"-Infinity"``.
+- ``datetime``, ``date``, ``time``: ISO 8601 strings (naive datetimes are kept naive).
+- ``timedelta``: total seconds as a number.
+- ``UUID``, ``Decimal``, ``Path``, ``ipaddress`` objects: their ``str()`` (Decimal stays exact).
+- ``bytes``/``bytearray``/``memoryview``: UTF-8 text when it decodes, else
+  ``"base64:" + base64``.
+- ``Enum``: its value, converted by these rules.
+- pydantic models (LangChain messages among them): ``model_dump(mode="json")``.
+- dataclasses: ``dataclasses.asdict``; ``set``/``frozenset``/``tuple``/generators: lists.
+- dict keys: strings as they are, other keys through ``str()``.
+- anything else: ``repr()``, cut to 1,000 characters.
+
+Limits: an entry nested deeper than ``max_depth`` (default 64) or larger than
+``max_entry_bytes`` once encoded (default 1 MiB) raises :class:`EntryTooLarge`; cycles count
+as too deep. Entries must be dicts; the trace must be a list.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import ipaddress
+import json
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+from .errors import EntryTooLarge, InvalidTraceData
+
+DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
+DEFAULT_MAX_DEPTH = 64
+
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _clean_str(value: str) -> str:
+    if _BAD_CHARS.search(value) is None:
+        return value
+    return _BAD_CHARS.sub(_REPLACEMENT, value)
+
+
+def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int = 0) -> Any:
+    """Return ``value`` converted by the module's rules into plain JSON types.
+
+    Raises:
+        EntryTooLarge: when nesting exceeds ``max_depth``.
+    """
+    if _depth > max_depth:
+        raise EntryTooLarge(f"entry is nested deeper than the limit of {max_depth} levels (max_depth)")
+    if isinstance(value, str):
+        return _clean_str(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float(value)
+    nxt = _depth + 1
+    if isinstance(value, Mapping):
+        return {
+            (_clean_str(k) if isinstance(k, str) else _clean_str(str(to_jsonable(k, max_depth=max_depth, _depth=nxt)))): to_jsonable(
+                v, max_depth=max_depth, _depth=nxt
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [to_jsonable(v, max_depth=max_depth, _depth=nxt) for v in items]
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value, max_depth=max_depth, _depth=nxt)
+    if isinstance(value, (uuid.UUID, Decimal, PurePath, ipaddress._BaseAddress, ipaddress._BaseNetwork)):
+        return _clean_str(str(value))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return _clean_str(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(raw).decode("ascii")
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        try:
+            dumped = dump(mode="json")
+        except Exception:  # noqa: BLE001 - a broken model still gets stored as its repr
+            dumped = repr(value)[:1000]
+        return to_jsonable(dumped, max_depth=max_depth, _depth=nxt)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value), max_depth=max_depth, _depth=nxt)
+    if hasattr(value, "__iter__") and hasattr(value, "__next__"):
+        return [to_jsonable(v, max_depth=max_depth, _depth=nxt) for v in value]
+    return _clean_str(repr(value)[:1000])
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of an already converted value."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """A timestamp from an entry field: ISO string, datetime, or epoch seconds/ms."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            return None
+        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    if not (1 <= dt.year <= 9999):
+        return None
+    return dt
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        else:
+            return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def is_error_entry(entry: Mapping[str, Any]) -> bool:
+    """True when an entry reports a failure (status error/failed, or a non-empty ``error``)."""
+    status = entry.get("status")
+    if isinstance(status, str) and status.lower() in ("error", "failed", "failure"):
+        return True
+    err = entry.get("error")
+    return err not in (None, "", False, {}, [])
+
+
+def check_trace_data(trace_data: Any) -> list[Any]:
+    """Check that ``trace_data`` is a list of dicts; return it.
+
+    Raises:
+        InvalidTraceData: naming what is wrong and where.
+    """
+    if not isinstance(trace_data, list):
+        raise InvalidTraceData(
+            f"trace_data must be a list of dicts, got {type(trace_data).__name__}"
+        )
+    for i, entry in enumerate(trace_data):
+        if not isinstance(entry, Mapping):
+            raise InvalidTraceData(
+                f"trace_data[{i}] must be a dict, got {type(entry).__name__}"
+            )
+    return trace_data
+
+
+def prepare_entries(
+    entries: list[Any],
+    *,
+    max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    start_index: int = 0,
+) -> str:
+    """Convert entries and wrap them for ``tracedb_append``; return the JSON text to send.
+
+    Each element becomes ``{"d": entry, "a": started_at, "b": ended_at, "ms": duration_ms,
+    "e": is_error}`` with times as ISO 8601 in UTC, so the database never parses
+    user-supplied time formats.
+
+    Raises:
+        InvalidTraceData: an element is not a dict.
+        EntryTooLarge: an entry exceeds ``max_entry_bytes`` or ``max_depth``.
+    """
+    parts: list[str] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise InvalidTraceData(
+                f"trace_data[{start_index + i}] must be a dict, got {type(entry).__name__}"
+            )
+        try:
+            data = to_jsonable(entry, max_depth=max_depth)
+        except RecursionError as exc:
+            raise EntryTooLarge(
+                f"trace_data[{start_index + i}] is nested too deeply (max_depth={max_depth})"
+            ) from exc
+        except EntryTooLarge as exc:
+            raise EntryTooLarge(f"trace_data[{start_index + i}]: {exc}") from exc
+        text = dumps(data)
+        size = len(text.encode("utf-8"))
+        if size > max_entry_bytes:
+            raise EntryTooLarge(
+                f"trace_data[{start_index + i}] is {size:,} bytes as JSON, over the limit of "
+                f"{max_entry_bytes:,} bytes (max_entry_bytes)"
+            )
+        started = _parse_time(entry.get("started_at"))
+        ended = _parse_time(entry.get("ended_at"))
+        ms = _number(entry.get("duration_ms"))
+        if ms is None and started and ended:
+            ms = (ended - started).total_seconds() * 1000.0
+        wrapper = dumps(
+            {
+                "a": started.isoformat() if started else None,
+                "b": ended.isoformat() if ended else None,
+                "ms": ms,
+                "e": is_error_entry(entry),
+            }
+        )
+        parts.append('{"d":' + text + "," + wrapper[1:])
+    return "[" + ",".join(parts) + "]"

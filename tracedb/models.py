@@ -1,0 +1,102 @@
+"""Plain data classes returned by the store. Never cursors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """A stored trace without its entries."""
+
+    id: str
+    user_id: str
+    provider_id: str | None
+    thread_id: str
+    name: str | None
+    status: str
+    entry_count: int
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error_count: int = 0
+    nodes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    first_started_at: datetime | None = None
+    last_ended_at: datetime | None = None
+    total_duration_ms: float = 0.0
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Wall time from the first entry's start to the last entry's end, else summed durations."""
+        if self.first_started_at and self.last_ended_at:
+            return (self.last_ended_at - self.first_started_at).total_seconds() * 1000.0
+        return self.total_duration_ms or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        out["duration_ms"] = self.duration_ms
+        return out
+
+
+@dataclass(frozen=True)
+class Trace(TraceSummary):
+    """A stored trace with its complete, ordered list of entries."""
+
+    trace_data: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where an append went: the trace, the seq of its first new entry, the new count."""
+
+    trace_id: str
+    first_seq: int
+    entry_count: int
+    written: int
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """What to match in list_traces, count_traces and delete_traces. Empty fields match all.
+
+    Attributes:
+        user_id: exact user.
+        thread_id: exact thread.
+        name: case-insensitive prefix of the trace name.
+        status: one status or several.
+        since: updated at or after (inclusive).
+        until: updated before (exclusive).
+        node: at least one entry from this node.
+        text: full-text search over the strings of the entries (websearch syntax).
+        contains: JSON containment, an entry whose data contains this object.
+        trace_ids: only these ids.
+    """
+
+    user_id: str | None = None
+    thread_id: str | None = None
+    name: str | None = None
+    status: str | tuple[str, ...] | list[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    node: str | None = None
+    text: str | None = None
+    contains: dict[str, Any] | list[Any] | None = None
+    trace_ids: tuple[str, ...] | list[str] | None = None
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of a keyset-paginated listing."""
+
+    items: list[TraceSummary]
+    next_cursor: str | None

