@@ -32,7 +32,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -128,7 +128,7 @@ def _parse_time(value: Any) -> datetime | None:
             return None
         seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
         try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc)
+            return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
     elif isinstance(value, str):
@@ -139,7 +139,7 @@ def _parse_time(value: Any) -> datetime | None:
     else:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     if not (1 <= dt.year <= 9999):
         return None
     return dt

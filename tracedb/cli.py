@@ -1,0 +1,173 @@
+"""``python -m tracedb``: set up the database and work with stored traces from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .errors import TraceDBError
+from .models import TraceFilter
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", help="exact user id")
+    p.add_argument("--thread", help="exact thread id")
+    p.add_argument("--name", help="name prefix (case-insensitive)")
+    p.add_argument("--status", action="append", help="status; repeat for several")
+    p.add_argument("--node", help="traces with an entry from this node")
+    p.add_argument("--text", help="full-text search in entries")
+    p.add_argument("--contains", help='JSON an entry must contain, e.g. \'{"node": "tools"}\'')
+    p.add_argument("--since", type=datetime.fromisoformat, help="updated at or after (ISO 8601)")
+    p.add_argument("--until", type=datetime.fromisoformat, help="updated before (ISO 8601)")
+
+
+def filter_from_args(args: argparse.Namespace) -> TraceFilter:
+    contains = None
+    if getattr(args, "contains", None):
+        try:
+            contains = json.loads(args.contains)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"--contains is not valid JSON: {exc}") from exc
+    def aware(d: datetime | None) -> datetime | None:
+        return d.astimezone() if d is not None and d.tzinfo is None else d
+    return TraceFilter(
+        user_id=args.user, thread_id=args.thread, name=args.name,
+        status=tuple(args.status) if args.status else None, node=args.node, text=args.text,
+        contains=contains, since=aware(args.since), until=aware(args.until),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tracedb", description=__doc__)
+    parser.add_argument("--url", help="libpq URL (default: TRACEDB_URL, else the embedded server)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="apply the database migrations")
+    sub.add_parser("status", help="server, version, tables with row counts, indexes, functions")
+    p = sub.add_parser("list", help="list traces, newest first")
+    _filter_args(p)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor", help="next_cursor printed by the previous page")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("count", help="count matching traces")
+    _filter_args(p)
+    p = sub.add_parser("show", help="print one trace as JSON")
+    p.add_argument("trace_id")
+    p = sub.add_parser("export", help="write matching traces as json, jsonl or csv")
+    _filter_args(p)
+    p.add_argument("--format", choices=("json", "jsonl", "csv"), default="jsonl")
+    p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p = sub.add_parser("rename", help="rename a trace")
+    p.add_argument("trace_id")
+    p.add_argument("new_name")
+    p = sub.add_parser("delete", help="delete one trace, or every trace matching the filters")
+    p.add_argument("trace_id", nargs="?")
+    _filter_args(p)
+    p.add_argument("--all", action="store_true", help="allow deleting with no filter at all")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("demo", help="load realistic demo traces")
+    p.add_argument("--traces", type=int, default=300)
+    p.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def _print_status(db: Any) -> None:
+    from .admin import server_status
+
+    st = server_status(db)
+    print(f"server:   {st['label']}")
+    print(f"version:  {st['version']}")
+    print(f"schema:   migrations {', '.join(st['migrations']) or 'none'}")
+    print("tables:")
+    for name, rows in st["tables"].items():
+        print(f"  {name:<32} {rows:>12,} rows")
+    print("indexes:")
+    for name in st["indexes"]:
+        print(f"  {name}")
+    print("functions:")
+    for name in st["functions"]:
+        print(f"  {name}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    from .store import AutomationTraceDB
+
+    try:
+        with AutomationTraceDB(args.url) as db:
+            return _run(db, args)
+    except TraceDBError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(db: Any, args: argparse.Namespace) -> int:
+    from . import export
+
+    if args.command == "init":
+        print(f"schema is up to date on {db.server.label}")
+    elif args.command == "status":
+        _print_status(db)
+    elif args.command == "list":
+        page = db.list_traces(filter_from_args(args), limit=args.limit, cursor=args.cursor)
+        for s in page.items:
+            if args.json:
+                print(json.dumps(s.to_dict(), default=str))
+            else:
+                print(f"{s.id}  {s.status:<11} {s.entry_count:>6}  {s.updated_at:%Y-%m-%d %H:%M}  "
+                      f"{s.user_id}  {s.thread_id}  {s.name or ''}")
+        if page.next_cursor:
+            print(f"next_cursor: {page.next_cursor}", file=sys.stderr)
+    elif args.command == "count":
+        print(db.count_traces(filter_from_args(args)))
+    elif args.command == "show":
+        trace = db.load_trace_by_id(args.trace_id)
+        if trace is None:
+            print(f"error: no trace has the id {args.trace_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(export.trace_to_dict(trace), indent=2, ensure_ascii=False))
+    elif args.command == "export":
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        try:
+            n = export.write_traces(db, filter_from_args(args), args.format, out)
+        finally:
+            if args.output:
+                out.close()
+        print(f"exported {n} traces", file=sys.stderr)
+    elif args.command == "rename":
+        if not db.rename_trace(args.trace_id, args.new_name):
+            print(f"error: no trace has the id {args.trace_id!r}", file=sys.stderr)
+            return 1
+    elif args.command == "delete":
+        return _delete(db, args)
+    elif args.command == "demo":
+        from .demo import load_demo
+
+        n = load_demo(db, traces=args.traces, seed=args.seed)
+        print(f"loaded {n} demo traces into {db.server.label}")
+    return 0
+
+
+def _delete(db: Any, args: argparse.Namespace) -> int:
+    if args.trace_id:
+        if not db.delete_trace(args.trace_id):
+            print(f"error: no trace has the id {args.trace_id!r}", file=sys.stderr)
+            return 1
+        print("deleted 1 trace")
+        return 0
+    flt = filter_from_args(args)
+    n = db.count_traces(flt)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"{n} traces match; pass --yes to delete them", file=sys.stderr)
+            return 1
+        if input(f"delete {n} traces? [y/N] ").strip().lower() != "y":
+            return 1
+    deleted = db.delete_traces(flt, allow_all=args.all)
+    print(f"deleted {deleted} traces")
+    return 0
