@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from .errors import InvalidTraceData
 from .jsonsafe import to_jsonable
-from .models import STATUSES, Trace, TraceFilter, TraceSummary
+from .models import STATUSES, Trace, TraceFilter, TracePage, TraceSummary
 
 SUMMARY_COLUMNS = """
     t.id::text AS id, t.user_id, t.provider_id, t.thread_id, t.name, t.status,
@@ -265,3 +265,10 @@ def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Compose
         " RETURNING id"
     ).format(where=where)
     return query, params + [batch]
+
+
+def page_from_rows(rows: list[dict[str, Any]], limit: int) -> TracePage:
+    """A TracePage from ``limit + 1`` fetched rows: the extra row says a next page exists."""
+    items = [summary_from_row(r) for r in rows[:limit]]
+    nxt = encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
+    return TracePage(items, nxt)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,64 +12,17 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries as q
-from .errors import DatabaseUnavailable, InvalidTraceData, TraceNotFound
-from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, check_trace_data, prepare_entries
+from .base import StoreBase, translate_errors
+from .errors import DatabaseUnavailable
+from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
 from .migrations import migrate
 from .models import AppendResult, Trace, TraceFilter, TracePage, TraceSummary
-from .server import ServerInfo, resolve_url
+from .server import resolve_url
 
 log = logging.getLogger("tracedb")
 
-# Traces of fewer entries than this are sent whole on a process's first upsert of a thread;
-# longer ones are probed first so that the payload stays O(new entries).
-_PROBE_AFTER = 50
-_KNOWN_THREADS = 10_000
 
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn psycopg errors caused by input into InvalidTraceData, lost servers into
-    DatabaseUnavailable."""
-    try:
-        yield
-    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-        raise InvalidTraceData(f"the database refused the data: {exc.diag.message_primary or exc}") from exc
-    except psycopg.errors.NoDataFound as exc:  # tracedb_append on a missing trace
-        raise TraceNotFound(exc.diag.message_primary or str(exc)) from exc
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        if isinstance(exc, psycopg.errors.QueryCanceled):
-            raise
-        raise DatabaseUnavailable(f"the database is unreachable: {exc}") from exc
-
-
-class _ThreadOffsets:
-    """What this process last saw stored per thread: (trace id, entry count). A hint only:
-    the database checks it on every write."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._known: OrderedDict[str, int] = OrderedDict()
-
-    def get(self, thread_id: str) -> int | None:
-        with self._lock:
-            return self._known.get(thread_id)
-
-    def put(self, thread_id: str, count: int) -> None:
-        with self._lock:
-            self._known[thread_id] = count
-            self._known.move_to_end(thread_id)
-            while len(self._known) > _KNOWN_THREADS:
-                self._known.popitem(last=False)
-
-    def forget(self, thread_id: str | None = None) -> None:
-        with self._lock:
-            if thread_id is None:
-                self._known.clear()
-            else:
-                self._known.pop(thread_id, None)
-
-
-class AutomationTraceDB:
+class AutomationTraceDB(StoreBase):
     """Store and query automation traces in PostgreSQL.
 
     Args:
@@ -80,9 +30,12 @@ class AutomationTraceDB:
         min_size: connections the pool keeps open.
         max_size: most connections the pool opens.
         apply_migrations: apply pending migrations on open.
-        max_entry_bytes: largest entry accepted, as encoded JSON.
-        max_depth: deepest nesting accepted in an entry.
+        max_entry_bytes: largest entry accepted, as encoded JSON (default 1 MiB).
+        max_depth: deepest nesting accepted in an entry (default 64).
         timeout: seconds to wait for the server or a free connection.
+
+    Raises:
+        DatabaseUnavailable: the server cannot be reached within ``timeout``.
 
     Example:
         >>> with AutomationTraceDB() as db:
@@ -100,32 +53,21 @@ class AutomationTraceDB:
         max_depth: int = DEFAULT_MAX_DEPTH,
         timeout: float = 10.0,
     ) -> None:
-        self.server: ServerInfo = resolve_url(url)
-        self.max_entry_bytes = max_entry_bytes
-        self.max_depth = max_depth
-        self.timeout = timeout
-        self._offsets = _ThreadOffsets()
+        self.server = resolve_url(url)
+        self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool = ConnectionPool(
-            self.server.url,
-            min_size=min_size,
-            max_size=max_size,
+            self.server.url, min_size=min_size, max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            timeout=timeout,
-            open=False,
-            name="tracedb",
+            timeout=timeout, open=False, name="tracedb",
         )
         try:
             self.pool.open(wait=True, timeout=timeout)
         except PoolTimeout as exc:
             self.pool.close()
-            raise DatabaseUnavailable(
-                f"cannot connect to {self.server.label} within {timeout:g} s"
-            ) from exc
+            raise DatabaseUnavailable(f"cannot connect to {self.server.label} within {timeout:g} s") from exc
         if apply_migrations:
             with self._conn() as conn:
                 migrate(conn)
-
-    # -- plumbing --------------------------------------------------------------------
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -151,49 +93,26 @@ class AutomationTraceDB:
         except DatabaseUnavailable:
             return False
 
-    def _prepare(self, entries: list[Any], start_index: int = 0) -> str:
-        return prepare_entries(
-            entries, max_entry_bytes=self.max_entry_bytes, max_depth=self.max_depth,
-            start_index=start_index,
-        )
-
-    def _append(self, conn: psycopg.Connection[Any], **params: Any) -> dict[str, Any]:
-        defaults = {"trace_id": None, "user_id": None, "provider_id": None, "thread_id": None,
-                    "name": None, "offset": None, "status": None, "new_id": None}
-        row = conn.execute(q.APPEND, {**defaults, **params}).fetchone()
+    def _append(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> dict[str, Any]:
+        row = conn.execute(q.APPEND, params).fetchone()
         assert row is not None
         return row
 
     # -- the seed's seven methods -----------------------------------------------------
 
-    def save_trace(
-        self,
-        user_id: str,
-        provider_id: str | None,
-        thread_id: str,
-        trace_data: list[dict[str, Any]],
-        name: str | None = None,
-    ) -> str:
-        """Store ``trace_data`` as a new trace and return its id.
+    def save_trace(self, user_id: str, provider_id: str | None, thread_id: str,
+                   trace_data: list[dict[str, Any]], name: str | None = None) -> str:
+        """Store ``trace_data`` as a new trace of the thread and return its id.
 
         Raises:
-            InvalidTraceData: an argument or an entry cannot be stored.
+            InvalidTraceData: an argument or an entry cannot be stored (nothing is written).
         """
-        q.require_text("user_id", user_id)
-        q.require_text("provider_id", provider_id, optional=True)
-        q.require_text("thread_id", thread_id)
-        q.require_text("name", name, optional=True)
-        entries = self._prepare(check_trace_data(trace_data))
-        trace_id = str(uuid.uuid4())
+        insert, append = self._save_plan(user_id, provider_id, thread_id, trace_data, name)
         with self._conn() as conn, conn.transaction():
-            conn.execute(q.INSERT_TRACE, {
-                "id": trace_id, "user_id": user_id, "provider_id": provider_id,
-                "thread_id": thread_id, "name": name, "status": "completed",
-                "metadata": q.metadata_param(None),
-            })
-            row = self._append(conn, trace_id=trace_id, entries=entries)
+            conn.execute(q.INSERT_TRACE, insert)
+            row = self._append(conn, append)
         self._offsets.put(thread_id, row["entry_count"])
-        return trace_id
+        return insert["id"]
 
     def load_trace_by_id(self, trace_id: str) -> Trace | None:
         """The trace with this id, entries included; None for an unknown or malformed id."""
@@ -205,8 +124,8 @@ class AutomationTraceDB:
         return q.trace_from_row(row) if row else None
 
     def load_trace_by_thread(self, thread_id: str) -> Trace | None:
-        """The most recently created trace of a thread, entries included, or None."""
-        if not isinstance(thread_id, str) or not thread_id or "\x00" in thread_id:
+        """The thread's most recently created trace, entries included, or None."""
+        if not self._valid_thread(thread_id):
             return None
         with self._conn() as conn:
             row = conn.execute(q.LOAD_BY_THREAD, (thread_id,)).fetchone()
@@ -220,17 +139,14 @@ class AutomationTraceDB:
             rows = conn.execute(q.USER_TRACES, (user_id, limit, offset)).fetchall()
         return [q.summary_from_row(r) for r in rows]
 
-    def update_trace(
-        self, trace_id: str, name: str | None = None, trace_data: list[dict[str, Any]] | None = None
-    ) -> bool:
-        """Rename a trace and/or replace all its entries. False when the trace does not exist.
+    def update_trace(self, trace_id: str, name: str | None = None,
+                     trace_data: list[dict[str, Any]] | None = None) -> bool:
+        """Rename a trace and/or replace all its entries. False when it does not exist.
 
         Raises:
-            InvalidTraceData: the new data cannot be stored (nothing is changed).
+            InvalidTraceData: the new name or data cannot be stored (nothing is changed).
         """
-        q.require_text("name", name, optional=True)
-        tid = q.parse_uuid(trace_id)
-        entries = self._prepare(check_trace_data(trace_data)) if trace_data is not None else None
+        tid, entries = self._update_plan(trace_id, name, trace_data)
         if tid is None:
             return False
         with self._conn() as conn, conn.transaction():
@@ -241,7 +157,7 @@ class AutomationTraceDB:
             if entries is not None:
                 conn.execute(q.DELETE_ENTRIES, (tid,))
                 conn.execute(q.RESET_ENTRIES, (tid,))
-                self._append(conn, trace_id=tid, entries=entries)
+                self._append(conn, self._append_params(trace_id=tid, entries=entries))
         if entries is not None:
             self._offsets.forget()
         return True
@@ -256,92 +172,50 @@ class AutomationTraceDB:
         self._offsets.forget()
         return deleted > 0
 
-    def upsert_trace_by_thread(
-        self,
-        user_id: str,
-        provider_id: str | None,
-        thread_id: str,
-        trace_data: list[dict[str, Any]],
-        name: str | None = None,
-    ) -> str:
+    def upsert_trace_by_thread(self, user_id: str, provider_id: str | None, thread_id: str,
+                               trace_data: list[dict[str, Any]], name: str | None = None) -> str:
         """Create the thread's trace or bring it up to date with ``trace_data``.
 
-        ``trace_data`` is the complete trace so far; only entries beyond those stored are
-        converted, sent and written, so a call costs O(new entries). ``name=None`` keeps the
-        stored name. Returns the trace id, the same for the whole thread.
+        ``trace_data`` is the complete trace so far; only the entries beyond those already
+        stored are converted, sent and written, so a call costs O(new entries).
+        ``name=None`` keeps the stored name. Returns the trace id, the same for the whole
+        thread.
 
         Raises:
             InvalidTraceData: an argument or a new entry cannot be stored (nothing is changed).
         """
-        q.require_text("user_id", user_id)
-        q.require_text("provider_id", provider_id, optional=True)
-        q.require_text("thread_id", thread_id)
-        q.require_text("name", name, optional=True)
-        check_trace_data(trace_data)
-        known = self._offsets.get(thread_id)
-        if known is None:
-            offset = 0 if len(trace_data) <= _PROBE_AFTER else len(trace_data)
-        else:
-            offset = min(known, len(trace_data))
-        base = {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id,
-                "name": name}
+        base = self._upsert_check(user_id, provider_id, thread_id, trace_data, name)
+        offset = self._first_offset(thread_id, trace_data)
         with self._conn() as conn:
-            row = self._append(conn, entries=self._prepare(trace_data[offset:], offset),
-                               offset=offset, **base)
+            row = self._append(conn, self._upsert_params(base, trace_data, offset))
             if not row["in_sync"]:
-                offset = row["entry_count"]
-                row = self._append(conn, entries=self._prepare(trace_data[offset:], offset),
-                                   offset=offset, **base)
+                row = self._append(conn, self._upsert_params(base, trace_data, row["entry_count"]))
         self._offsets.put(thread_id, row["entry_count"])
         return row["trace_id"]
 
     # -- what the rest of the product needs -------------------------------------------
 
-    def append_entries(
-        self,
-        entries: list[dict[str, Any]],
-        *,
-        trace_id: str | None = None,
-        thread_id: str | None = None,
-        user_id: str | None = None,
-        provider_id: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        new_trace_id: str | None = None,
-    ) -> AppendResult:
-        """Append entries to a trace in one round trip; O(len(entries)).
+    def append_entries(self, entries: list[dict[str, Any]], *, trace_id: str | None = None,
+                       thread_id: str | None = None, user_id: str | None = None,
+                       provider_id: str | None = None, name: str | None = None,
+                       status: str | None = None, new_trace_id: str | None = None) -> AppendResult:
+        """Append entries to a trace in one round trip; costs O(len(entries)).
 
         Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the thread's most
         recent trace (created, with ``new_trace_id`` if given, when the thread has none).
-        ``status``/``name``, when given, are set in the same statement.
+        ``status`` and ``name``, when given, are set in the same statement.
 
         Raises:
             InvalidTraceData: bad arguments or entries (nothing is written).
             TraceNotFound: ``trace_id`` does not exist.
         """
-        check_trace_data(entries)
-        if status is not None:
-            q.require_status(status)
-        q.require_text("name", name, optional=True)
-        params: dict[str, Any] = {"entries": self._prepare(entries), "status": status, "name": name}
-        if trace_id is not None:
-            tid = q.parse_uuid(trace_id)
-            if tid is None:
-                raise TraceNotFound(f"no trace has the id {trace_id!r}")
-            params["trace_id"] = tid
-        else:
-            params["thread_id"] = q.require_text("thread_id", thread_id)
-            params["user_id"] = q.require_text("user_id", user_id)
-            params["provider_id"] = q.require_text("provider_id", provider_id, optional=True)
-            if new_trace_id is not None:
-                params["new_id"] = q.parse_uuid(new_trace_id)
+        params = self._append_plan(entries, trace_id, thread_id, user_id, provider_id, name,
+                                   status, new_trace_id)
         with self._conn() as conn:
-            row = self._append(conn, **params)
-        return AppendResult(row["trace_id"], row["first_seq"], row["entry_count"],
-                            row["written"], row["created"])
+            return self._append_result(self._append(conn, params))
 
     def get_summary(self, trace_id: str) -> TraceSummary | None:
-        """A trace's header (no entries), or None."""
+        """A trace's header without entries, or None."""
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return None
@@ -349,11 +223,10 @@ class AutomationTraceDB:
             row = conn.execute(q.SUMMARY_BY_ID, (tid,)).fetchone()
         return q.summary_from_row(row) if row else None
 
-    def get_entries(
-        self, trace_id: str, *, after_seq: int = -1, limit: int = q.MAX_LIMIT * 10
-    ) -> list[dict[str, Any]]:
-        """A trace's entries with their columns (seq, node, kind, name, status, started_at,
-        ended_at, duration_ms, data), in seq order, after ``after_seq``."""
+    def get_entries(self, trace_id: str, *, after_seq: int = -1,
+                    limit: int = 100_000) -> list[dict[str, Any]]:
+        """Entries with their columns (seq, node, kind, name, status, started_at, ended_at,
+        duration_ms, data), in seq order, after ``after_seq``."""
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return []
@@ -361,21 +234,18 @@ class AutomationTraceDB:
             return conn.execute(q.ENTRIES, {"trace_id": tid, "after_seq": after_seq,
                                             "limit": limit}).fetchall()
 
-    def list_traces(
-        self, filter: TraceFilter | None = None, limit: int = 50, cursor: str | None = None
-    ) -> TracePage:
+    def list_traces(self, filter: TraceFilter | None = None, limit: int = 50,
+                    cursor: str | None = None) -> TracePage:
         """One page of matching traces, most recently updated first.
 
-        Pass the returned ``next_cursor`` back to get the next page; keyset pagination makes
-        a deep page as fast as the first.
+        Pass the returned ``next_cursor`` back for the next page; keyset pagination makes a
+        deep page as fast as the first.
         """
         limit, _ = q.require_limit(limit)
         query, params = q.list_query(filter, limit, cursor)
         with self._conn() as conn:
             rows = conn.execute(query, params).fetchall()
-        items = [q.summary_from_row(r) for r in rows[:limit]]
-        nxt = q.encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
-        return TracePage(items, nxt)
+        return q.page_from_rows(rows, limit)
 
     def count_traces(self, filter: TraceFilter | None = None) -> int:
         """How many traces match."""
@@ -384,22 +254,14 @@ class AutomationTraceDB:
             row = conn.execute(query, params).fetchone()
         return int(row["n"]) if row else 0
 
-    def delete_traces(
-        self,
-        filter: TraceFilter | None = None,
-        *,
-        allow_all: bool = False,
-        batch_size: int = 1000,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
+    def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
+                      batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
         """Delete every matching trace (not one page), in batches; return how many.
 
-        An empty filter deletes everything only with ``allow_all=True``.
-        ``progress`` is called with the running total after each batch.
+        An empty filter deletes everything only with ``allow_all=True``. ``progress`` is
+        called with the running total after each batch.
         """
-        if q.is_empty_filter(filter) and not allow_all:
-            raise InvalidTraceData("refusing to delete every trace: pass allow_all=True")
-        query, params = q.delete_batch_query(filter, batch_size)
+        query, params = self._delete_plan(filter, allow_all, batch_size)
         total = 0
         with self._conn() as conn:
             while True:
@@ -413,7 +275,7 @@ class AutomationTraceDB:
         return total
 
     def set_status(self, trace_id: str, status: str) -> bool:
-        """Set a trace's status (running, completed, failed, interrupted)."""
+        """Set a trace's status: running, completed, failed or interrupted."""
         q.require_status(status)
         tid = q.parse_uuid(trace_id)
         if tid is None:
@@ -422,14 +284,15 @@ class AutomationTraceDB:
             return conn.execute(q.SET_STATUS, (status, tid)).rowcount > 0
 
     def rename_trace(self, trace_id: str, name: str) -> bool:
-        """Give a trace a new name."""
+        """Give a trace a new name. False when it does not exist."""
+        q.require_text("name", name)
         return self.update_trace(trace_id, name=name)
 
     def update_metadata(self, trace_id: str, metadata: dict[str, Any]) -> bool:
         """Merge keys into a trace's metadata."""
         tid = q.parse_uuid(trace_id)
+        param = q.metadata_param(metadata)
         if tid is None:
             return False
-        param = q.metadata_param(metadata)
         with self._conn() as conn:
             return conn.execute(q.MERGE_METADATA, (param, tid)).rowcount > 0
