@@ -1,0 +1,422 @@
+"""AutomationTraceDB on a real PostgreSQL: the seed's seven methods and the rest."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from tracedb import (
+    AutomationTraceDB,
+    DatabaseUnavailable,
+    EntryTooLarge,
+    InvalidTraceData,
+    TraceFilter,
+    TraceNotFound,
+)
+
+
+def test_save_and_load_by_id(db, entries, ids):
+    data = entries(3)
+    tid = db.save_trace("ana", "openai", ids("th"), data, name="first")
+    trace = db.load_trace_by_id(tid)
+    assert trace is not None
+    assert trace.id == tid and trace.user_id == "ana" and trace.provider_id == "openai"
+    assert trace.name == "first" and trace.status == "completed"
+    assert trace.trace_data == data
+    assert trace.entry_count == 3 and trace.error_count == 0
+    assert trace.nodes == ["tools"]
+    assert trace.duration_ms == pytest.approx(2500.0)
+
+
+def test_load_unknown_or_malformed_id_is_none(db):
+    assert db.load_trace_by_id(str(uuid.uuid4())) is None
+    assert db.load_trace_by_id("not-a-uuid") is None
+    assert db.load_trace_by_id("") is None
+    assert db.load_trace_by_id(None) is None  # type: ignore[arg-type]
+    assert db.load_trace_by_id("'; DROP TABLE automation_traces; --") is None
+
+
+def test_load_by_thread_returns_most_recent(db, entries, ids):
+    thread = ids("th")
+    db.save_trace("ana", None, thread, entries(1), name="old")
+    newer = db.save_trace("ana", None, thread, entries(2), name="new")
+    trace = db.load_trace_by_thread(thread)
+    assert trace is not None and trace.id == newer and trace.entry_count == 2
+    assert db.load_trace_by_thread(ids("none")) is None
+    assert db.load_trace_by_thread("") is None
+
+
+def test_get_user_traces_newest_first_with_paging(db, entries, ids):
+    user = ids("user")
+    made = [db.save_trace(user, None, ids("th"), entries(1), name=f"n{i}") for i in range(5)]
+    db.update_trace(made[1], name="touched")  # now the most recently updated
+    got = db.get_user_traces(user)
+    assert [s.id for s in got] == [made[1], made[4], made[3], made[2], made[0]]
+    assert not hasattr(got[0], "trace_data")
+    page = db.get_user_traces(user, limit=2, offset=2)
+    assert [s.id for s in page] == [made[3], made[2]]
+    with pytest.raises(InvalidTraceData):
+        db.get_user_traces(user, limit=0)
+    with pytest.raises(InvalidTraceData):
+        db.get_user_traces(user, offset=-1)
+
+
+def test_update_trace_name_and_data(db, entries, ids):
+    tid = db.save_trace("ana", None, ids("th"), entries(3), name="a")
+    assert db.update_trace(tid, name="b")
+    assert db.load_trace_by_id(tid).name == "b"
+    new = entries(2, start=10, node="model")
+    assert db.update_trace(tid, trace_data=new)
+    trace = db.load_trace_by_id(tid)
+    assert trace.trace_data == new and trace.entry_count == 2 and trace.nodes == ["model"]
+    assert trace.name == "b"
+    assert db.update_trace(str(uuid.uuid4()), name="x") is False
+    assert db.update_trace("junk", name="x") is False
+
+
+def test_update_with_bad_data_changes_nothing(db, entries, ids):
+    tid = db.save_trace("ana", None, ids("th"), entries(3), name="keep")
+    with pytest.raises(InvalidTraceData):
+        db.update_trace(tid, name="new", trace_data=[{"ok": 1}, "not a dict"])
+    trace = db.load_trace_by_id(tid)
+    assert trace.name == "keep" and trace.entry_count == 3
+
+
+def test_delete_trace_cascades(db, db_url, entries, ids):
+    tid = db.save_trace("ana", None, ids("th"), entries(4))
+    assert db.delete_trace(tid) is True
+    assert db.load_trace_by_id(tid) is None
+    assert db.delete_trace(tid) is False
+    assert db.delete_trace("junk") is False
+    with psycopg.connect(db_url) as conn:
+        left = conn.execute("SELECT count(*) FROM automation_trace_entries WHERE trace_id = %s",
+                            (tid,)).fetchone()[0]
+    assert left == 0
+
+
+def test_upsert_creates_then_appends_only_new_entries(db, entries, ids):
+    thread = ids("th")
+    data = entries(3)
+    tid = db.upsert_trace_by_thread("ana", "p", thread, data, name="chat")
+    data += entries(2, start=3)
+    assert db.upsert_trace_by_thread("ana", "p", thread, data) == tid
+    trace = db.load_trace_by_id(tid)
+    assert trace.trace_data == data and trace.name == "chat"  # name=None keeps the name
+    assert db.upsert_trace_by_thread("ana", "p", thread, data, name="renamed") == tid
+    trace = db.load_trace_by_id(tid)
+    assert trace.entry_count == 5 and trace.name == "renamed"
+
+
+def test_upsert_from_a_second_process_resyncs(db_url, db, entries, ids):
+    """Another store (another process) holds a stale or no offset: still exact."""
+    thread = ids("th")
+    data = entries(120)
+    tid = db.upsert_trace_by_thread("ana", None, thread, data[:70])
+    with AutomationTraceDB(db_url) as other:
+        # unknown thread in this store, long trace: probe, then send from the stored count
+        assert other.upsert_trace_by_thread("ana", None, thread, data[:100]) == tid
+    assert db.upsert_trace_by_thread("ana", None, thread, data) == tid  # stale hint (70)
+    assert db.load_trace_by_id(tid).trace_data == data
+
+
+def test_upsert_after_delete_starts_a_new_trace(db, entries, ids):
+    thread = ids("th")
+    first = db.upsert_trace_by_thread("ana", None, thread, entries(5))
+    db.delete_trace(first)
+    second = db.upsert_trace_by_thread("ana", None, thread, entries(6))
+    assert second != first
+    assert db.load_trace_by_id(second).entry_count == 6
+
+
+def test_append_entries_by_thread_and_id(db, entries, ids):
+    thread = ids("th")
+    r1 = db.append_entries(entries(2), thread_id=thread, user_id="ana", status="running")
+    assert r1.created and r1.first_seq == 0 and r1.entry_count == 2
+    r2 = db.append_entries(entries(3, start=2), trace_id=r1.trace_id)
+    assert r2.trace_id == r1.trace_id and r2.first_seq == 2 and r2.entry_count == 5
+    r3 = db.append_entries([], trace_id=r1.trace_id, status="completed")
+    assert r3.written == 0
+    trace = db.load_trace_by_id(r1.trace_id)
+    assert trace.status == "completed" and [e["name"] for e in trace.trace_data] == [
+        f"step-{i}" for i in range(5)
+    ]
+    with pytest.raises(TraceNotFound):
+        db.append_entries(entries(1), trace_id=str(uuid.uuid4()))
+    with pytest.raises(TraceNotFound):
+        db.append_entries(entries(1), trace_id="nope")
+    with pytest.raises(InvalidTraceData):
+        db.append_entries(entries(1), trace_id=r1.trace_id, status="weird")
+
+
+def test_error_entries_counted(db, ids):
+    tid = db.save_trace("ana", None, ids("th"), [
+        {"node": "tools", "status": "error", "error": "boom"},
+        {"node": "tools", "status": "ok"},
+        {"node": "model", "error": "quota"},
+    ])
+    s = db.get_summary(tid)
+    assert s.error_count == 2 and s.nodes == ["model", "tools"]
+    rows = db.get_entries(tid)
+    assert [r["status"] for r in rows] == ["error", "ok", "error"]
+    assert [r["seq"] for r in db.get_entries(tid, after_seq=0)] == [1, 2]
+
+
+# -- bad input ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [None, "text", {"node": "x"}, 42, [1, 2], [{"ok": 1}, None], ({"a": 1},)])
+def test_trace_data_must_be_a_list_of_dicts(db, ids, bad):
+    thread = ids("th")
+    with pytest.raises(InvalidTraceData, match="trace_data"):
+        db.save_trace("ana", None, thread, bad)
+    with pytest.raises(InvalidTraceData, match="trace_data"):
+        db.upsert_trace_by_thread("ana", None, thread, bad)
+    assert db.load_trace_by_thread(thread) is None
+
+
+@pytest.mark.parametrize("field,value", [("user_id", ""), ("user_id", None), ("thread_id", "a\x00b"),
+                                         ("user_id", 5), ("thread_id", "x" * 2000)])
+def test_bad_ids_are_clear_errors(db, field, value):
+    kwargs = {"user_id": "ana", "provider_id": None, "thread_id": "t", "trace_data": []}
+    kwargs[field] = value
+    with pytest.raises(InvalidTraceData, match=field):
+        db.save_trace(**kwargs)
+
+
+def test_rejected_write_keeps_what_was_stored(db, entries, ids):
+    thread = ids("th")
+    good = entries(3)
+    tid = db.upsert_trace_by_thread("ana", None, thread, good)
+    huge = {"node": "tools", "blob": "x" * (1024 * 1024 + 10)}
+    with pytest.raises(EntryTooLarge, match="1,048,576 bytes"):
+        db.upsert_trace_by_thread("ana", None, thread, [*good, {"node": "ok"}, huge])
+    deep: dict = {}
+    cur = deep
+    for _ in range(100):
+        cur["x"] = {}
+        cur = cur["x"]
+    with pytest.raises(EntryTooLarge, match="max_depth"):
+        db.append_entries([deep], trace_id=tid)
+    trace = db.load_trace_by_id(tid)
+    assert trace.trace_data == good  # the valid entry before the bad one was not written
+
+
+def test_size_limit_is_configurable(db_url, ids):
+    with AutomationTraceDB(db_url, max_entry_bytes=100) as small:
+        with pytest.raises(EntryTooLarge, match="100 bytes"):
+            small.save_trace("ana", None, ids("th"), [{"pad": "x" * 200}])
+        small.save_trace("ana", None, ids("th"), [{"pad": "x" * 20}])
+
+
+def test_awkward_values_are_stored_by_the_rules(db, ids):
+    import decimal
+    from dataclasses import dataclass
+
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    uid = uuid.uuid4()
+    entry = {
+        "nul": "a\x00b", "surrogate": "x\ud800y", "nan": float("nan"), "inf": float("inf"),
+        "ninf": float("-inf"), "when": when, "id": uid, "raw": b"\xff\x00\x01", "text": b"hi",
+        "dec": decimal.Decimal("1.10"), "msgs": [HumanMessage("hi"), AIMessage("yo")],
+        "point": Point(1, 2), "set": {3, 1}, "tuple": (1, 2), 7: "int key", "obj": object(),
+        "big": 2**80,
+    }
+    tid = db.save_trace("ana", None, ids("th"), [entry])
+    got = db.load_trace_by_id(tid).trace_data[0]
+    assert got["nul"] == "a\ufffdb" and got["surrogate"] == "x\ufffdy"
+    assert (got["nan"], got["inf"], got["ninf"]) == ("NaN", "Infinity", "-Infinity")
+    assert got["when"] == when.isoformat() and got["id"] == str(uid)
+    assert got["raw"].startswith("base64:") and got["text"] == "hi"
+    assert got["dec"] == "1.10"
+    assert got["msgs"][0]["content"] == "hi" and got["msgs"][1]["type"] == "ai"
+    assert got["point"] == {"x": 1, "y": 2} and got["set"] == [1, 3] and got["tuple"] == [1, 2]
+    assert got["7"] == "int key" and got["obj"].startswith("<object object")
+    assert got["big"] == 2**80
+
+
+def test_nul_in_name_is_rejected_not_crashing(db, ids):
+    with pytest.raises(InvalidTraceData, match="name"):
+        db.save_trace("ana", None, ids("th"), [], name="bad\x00name")
+
+
+# -- listing, counting, deleting --------------------------------------------------------
+
+@pytest.fixture()
+def corpus(db, ids):
+    """Traces of one fresh user with varied names, statuses, nodes and contents."""
+    user = ids("corp")
+    made = {}
+    for i in range(12):
+        data = [
+            {"node": "planner", "kind": "plan", "output": f"plan {i}"},
+            {"node": "tools" if i % 2 else "model", "kind": "tool", "name": "calculator",
+             "input": {"expr": f"{i} * 2"}, "output": "zebra" if i == 5 else "plain"},
+        ]
+        tid = db.save_trace(user, None, f"{user}-t{i}", data, name=f"{'alpha' if i < 4 else 'beta'} {i}")
+        if i % 3 == 0:
+            db.set_status(tid, "failed")
+        made[i] = tid
+    return user, made
+
+
+def test_list_traces_filters(db, corpus):
+    user, made = corpus
+    def ids_of(**kw):
+        return {s.id for s in db.list_traces(TraceFilter(user_id=user, **kw), limit=100).items}
+    assert len(ids_of()) == 12
+    assert ids_of(name="ALPHA") == {made[i] for i in range(4)}
+    assert ids_of(status="failed") == {made[i] for i in (0, 3, 6, 9)}
+    assert ids_of(status=("failed", "completed")) == set(made.values())
+    assert ids_of(node="tools") == {made[i] for i in range(12) if i % 2}
+    assert ids_of(text="zebra") == {made[5]}
+    assert ids_of(contains={"node": "tools", "input": {"expr": "3 * 2"}}) == {made[3]}
+    assert ids_of(thread_id=f"{user}-t7") == {made[7]}
+    assert ids_of(trace_ids=[made[1], made[2], "junk"]) == {made[1], made[2]}
+    now = datetime.now(UTC)
+    assert ids_of(since=now - timedelta(minutes=5)) == set(made.values())
+    assert ids_of(until=now - timedelta(days=1)) == set()
+    assert db.count_traces(TraceFilter(user_id=user, status="failed")) == 4
+
+
+def test_name_filter_escapes_like_wildcards(db, corpus):
+    user, _ = corpus
+    assert db.count_traces(TraceFilter(user_id=user, name="%")) == 0
+    assert db.count_traces(TraceFilter(user_id=user, name="_")) == 0
+
+
+def test_keyset_pagination_visits_each_trace_once(db, corpus):
+    user, made = corpus
+    seen, cursor = [], None
+    while True:
+        page = db.list_traces(TraceFilter(user_id=user), limit=5, cursor=cursor)
+        seen += [s.id for s in page.items]
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    assert len(seen) == 12 and set(seen) == set(made.values())
+    stamps = [db.get_summary(i).updated_at for i in seen]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_bad_filters_are_clear_errors(db):
+    with pytest.raises(InvalidTraceData, match="cursor"):
+        db.list_traces(cursor="garbage!")
+    with pytest.raises(InvalidTraceData, match="status"):
+        db.list_traces(TraceFilter(status="done"))
+    with pytest.raises(InvalidTraceData, match="since"):
+        db.list_traces(TraceFilter(since="yesterday"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidTraceData, match="contains"):
+        db.list_traces(TraceFilter(contains="node"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidTraceData, match="limit"):
+        db.list_traces(limit=10**9)
+    # websearch syntax never raises on odd input
+    db.list_traces(TraceFilter(text='"unterminated & | !('))
+
+
+def test_delete_traces_by_filter_deletes_all_matches_not_one_page(db, ids):
+    user = ids("bulk")
+    for i in range(25):
+        db.save_trace(user, None, ids("th"), [{"node": "x", "i": i}], name="doomed" if i < 23 else "kept")
+    seen = []
+    n = db.delete_traces(TraceFilter(user_id=user, name="doomed"), batch_size=10, progress=seen.append)
+    assert n == 23 and seen == [10, 20, 23]
+    assert db.count_traces(TraceFilter(user_id=user)) == 2
+
+
+def test_delete_with_empty_filter_needs_allow_all(db):
+    with pytest.raises(InvalidTraceData, match="allow_all"):
+        db.delete_traces(TraceFilter())
+    with pytest.raises(InvalidTraceData, match="allow_all"):
+        db.delete_traces(None)
+
+
+def test_set_status_and_metadata(db, ids):
+    tid = db.save_trace("ana", None, ids("th"), [])
+    assert db.set_status(tid, "running")
+    assert db.get_summary(tid).status == "running"
+    assert db.set_status(str(uuid.uuid4()), "failed") is False
+    assert db.update_metadata(tid, {"model": "offline", "n": 1})
+    assert db.update_metadata(tid, {"n": 2})
+    assert db.get_summary(tid).metadata == {"model": "offline", "n": 2}
+    assert db.rename_trace(tid, "renamed") and db.get_summary(tid).name == "renamed"
+
+
+# -- concurrency ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_appends_to_a_new_thread(db_url, round_):
+    """8 threads append to a thread that does not exist yet: one trace, every entry once,
+    each writer's entries in its own order, seq dense."""
+    thread = f"race-{uuid.uuid4().hex[:8]}"
+    per_writer, writers = 40, 8
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+    with AutomationTraceDB(db_url, max_size=writers) as store:
+        def work(w: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(0, per_writer, 4):
+                    store.append_entries([{"w": w, "i": j} for j in range(i, i + 4)],
+                                         thread_id=thread, user_id="race")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert store.count_traces(TraceFilter(thread_id=thread)) == 1
+        trace = store.load_trace_by_thread(thread)
+    assert trace.entry_count == writers * per_writer
+    pairs = [(e["w"], e["i"]) for e in trace.trace_data]
+    assert len(set(pairs)) == len(pairs)
+    for w in range(writers):
+        assert [i for ww, i in pairs if ww == w] == list(range(per_writer))
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_):
+    """8 writers upsert prefixes of the same complete trace at once, from separate stores
+    (like separate processes): the stored trace is that trace, each entry once."""
+    thread = f"race-{uuid.uuid4().hex[:8]}"
+    full = [{"node": "n", "i": i} for i in range(60)]
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            with AutomationTraceDB(db_url, min_size=1, max_size=1) as store:
+                barrier.wait()
+                for end in range(w % 3 + 1, len(full) + 1, 3):
+                    results.append(store.upsert_trace_by_thread("race", None, thread, full[:end]))
+                results.append(store.upsert_trace_by_thread("race", None, thread, full))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(results)) == 1
+    with AutomationTraceDB(db_url) as store:
+        assert store.load_trace_by_thread(thread).trace_data == full
+        assert store.count_traces(TraceFilter(thread_id=thread)) == 1
+
+
+def test_unreachable_server_is_a_named_error():
+    with pytest.raises(DatabaseUnavailable):
+        AutomationTraceDB("postgresql://nobody@127.0.0.1:1/none", timeout=1)
