@@ -67,6 +67,7 @@ class _Writer(threading.Thread):
         self.pending: list[dict[str, Any]] = []
         self.status: str | None = None
         self.in_flight = 0
+        self.busy = False
         self.closed = False
         self.written = 0
         self.dropped = 0
@@ -99,6 +100,7 @@ class _Writer(threading.Thread):
                 batch, self.pending = self.pending, []
                 status, self.status = self.status, None
                 self.in_flight = len(batch)
+                self.busy = True
             try:
                 self.rec._write(batch, status)
             except DatabaseUnavailable as exc:
@@ -108,6 +110,7 @@ class _Writer(threading.Thread):
                     if self.status is None:
                         self.status = status
                     self.in_flight = 0
+                    self.busy = False
                     if not self.errors or not self.errors[-1].startswith("database unreachable"):
                         self.errors.append(f"database unreachable, {len(self.pending)} entries waiting: {exc}")
                         log.warning("trace %s: database unreachable, retrying: %s", self.rec.thread_id, exc)
@@ -118,6 +121,7 @@ class _Writer(threading.Thread):
                 with self.cond:
                     self.dropped += len(batch)
                     self.in_flight = 0
+                    self.busy = False
                     self.errors.append(f"{len(batch)} entries not recorded: {exc}")
                     log.error("trace %s: %d entries not recorded: %s", self.rec.thread_id, len(batch), exc)
                     self.cond.notify_all()
@@ -126,12 +130,13 @@ class _Writer(threading.Thread):
             with self.cond:
                 self.written += len(batch)
                 self.in_flight = 0
+                self.busy = False
                 self.cond.notify_all()
 
     def drain(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.cond:
-            while self.pending or self.in_flight or self.status is not None:
+            while self.pending or self.busy or self.status is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

