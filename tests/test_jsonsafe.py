@@ -1,0 +1,81 @@
+"""The conversion rules and limits, without a database."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from tracedb.errors import EntryTooLarge, InvalidTraceData
+from tracedb.jsonsafe import check_trace_data, is_error_entry, prepare_entries, to_jsonable
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_scalars_and_containers():
+    assert to_jsonable({"a": [1, 2.5, True, None]}) == {"a": [1, 2.5, True, None]}
+    assert to_jsonable((1, 2)) == [1, 2]
+    assert to_jsonable(frozenset({"b", "a"})) == ["a", "b"]
+    assert to_jsonable(x for x in range(3)) == [0, 1, 2]
+    assert to_jsonable(Color.RED) == "red"
+    assert to_jsonable(timedelta(seconds=90)) == 90.0
+    assert to_jsonable(date(2026, 1, 2)) == "2026-01-02"
+
+
+def test_non_finite_floats_become_strings():
+    assert [to_jsonable(v) for v in (math.nan, math.inf, -math.inf)] == ["NaN", "Infinity", "-Infinity"]
+
+
+def test_bad_characters_replaced():
+    assert to_jsonable({"k\x00": "v\udc80"}) == {"k\ufffd": "v\ufffd"}
+
+
+def test_cycles_hit_the_depth_limit():
+    a: list = []
+    a.append(a)
+    with pytest.raises(EntryTooLarge, match="max_depth"):
+        prepare_entries([{"loop": a}])
+
+
+def test_depth_limit_is_configurable():
+    nested = {"a": {"b": {"c": 1}}}
+    prepare_entries([nested], max_depth=3)
+    with pytest.raises(EntryTooLarge, match="2 levels"):
+        prepare_entries([nested], max_depth=2)
+
+
+def test_prepare_entries_wraps_times_and_errors():
+    text = prepare_entries([
+        {"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01.5Z", "status": "ok"},
+        {"started_at": 1767225600, "duration_ms": "12", "error": "boom"},
+        {"started_at": datetime(2026, 1, 1, tzinfo=UTC), "started": "junk", "ended_at": "not a time"},
+        {"started_at": 10**20, "duration_ms": float("nan")},
+    ])
+    rows = json.loads(text)
+    assert rows[0]["ms"] == 1500.0 and rows[0]["e"] is False
+    assert rows[0]["a"] == "2026-01-01T00:00:00+00:00"
+    assert rows[1]["a"] == "2026-01-01T00:00:00+00:00" and rows[1]["ms"] == 12.0 and rows[1]["e"] is True
+    assert rows[2]["b"] is None
+    assert rows[3]["a"] is None and rows[3]["ms"] is None
+
+
+def test_errors_name_the_position():
+    with pytest.raises(InvalidTraceData, match=r"trace_data\[1\]"):
+        check_trace_data([{}, 3])
+    with pytest.raises(InvalidTraceData, match=r"trace_data\[7\]"):
+        prepare_entries([{}, "x"], start_index=6)
+    with pytest.raises(EntryTooLarge, match=r"trace_data\[0\].*max_entry_bytes"):
+        prepare_entries([{"x": "y" * 100}], max_entry_bytes=50)
+
+
+@pytest.mark.parametrize("entry,expected", [
+    ({"status": "error"}, True), ({"status": "FAILED"}, True), ({"error": "x"}, True),
+    ({"error": None}, False), ({"error": ""}, False), ({"status": "ok"}, False), ({}, False),
+])
+def test_is_error_entry(entry, expected):
+    assert is_error_entry(entry) is expected
