@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(p)
     p.add_argument("--all", action="store_true", help="allow deleting with no filter at all")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("serve", help="serve the REST API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
     p = sub.add_parser("demo", help="load realistic demo traces")
     p.add_argument("--traces", type=int, default=300)
     p.add_argument("--seed", type=int, default=7)
@@ -145,6 +148,10 @@ def _run(db: Any, args: argparse.Namespace) -> int:
             return 1
     elif args.command == "delete":
         return _delete(db, args)
+    elif args.command == "serve":
+        from .api import serve
+
+        serve(db, args.host, args.port)
     elif args.command == "demo":
         from .demo import load_demo
 
