@@ -112,7 +112,10 @@ class StoreBase:
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
         q.require_text("name", name, optional=True)
-        check_trace_data(trace_data)
+        if not isinstance(trace_data, list):
+            check_trace_data(trace_data)  # raises the usual message
+        # Entries already stored are not looked at again (that would make each call O(n));
+        # the new ones are checked one by one when they are prepared.
         return {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id, "name": name}
 
     def _upsert_params(self, base: dict[str, Any], trace_data: list[Any], offset: int) -> dict[str, Any]:
