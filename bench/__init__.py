@@ -1,0 +1,1 @@
+"""Benchmarks for tracedb: ingest, queries at scale, and the thread page."""

@@ -1,0 +1,315 @@
+"""Ingest benchmark: the ways to persist a streamed trace, side by side on one server.
+
+Ways, each writing ``--events`` entries of about 400 B to one thread:
+
+- ``seed``: the seed design, one JSONB document per trace, upserted whole on every event.
+- ``append``: ``AutomationTraceDB.append_entries([entry], trace_id=...)`` per event.
+- ``upsert``: ``AutomationTraceDB.upsert_trace_by_thread(...)`` with the growing complete
+  trace per event (the seed-compatible call).
+- ``chunked``: ``append_entries`` with 10 entries per call (one round trip per chunk).
+- ``raw``: a single-row INSERT per event into a plain table with the entry columns: the
+  ceiling for one client writing one row per transaction.
+- ``recorder``: ``TraceRecorder`` streaming a real LangGraph graph whose node appends one
+  entry per step (when ``tracedb.recorder`` is available).
+
+The per-event ways run interleaved, one event of each in turn, so that load from other
+processes on the machine hits them alike. A second run of ``--growth-events`` events on the
+per-event path checks that the cost per event stays flat as the trace grows, and
+``--upsert-events`` seed-style upserts check the same for ``upsert_trace_by_thread``.
+
+Run: ``python -m bench.ingest [--url URL] [--events 2000] [--growth-events 5000] [--json]``.
+The benchmark creates a database of its own on the server and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import operator
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+if not __package__:  # run as ``python bench/ingest.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import admin_url, make_entry, median, temp_database  # noqa: E402
+from tracedb import AutomationTraceDB  # noqa: E402
+
+SEED_TABLE = """
+CREATE TABLE automation_traces_seed (
+    id          uuid PRIMARY KEY,
+    thread_id   text UNIQUE NOT NULL,
+    trace_data  jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+SEED_UPSERT = """
+INSERT INTO automation_traces_seed (id, thread_id, trace_data, updated_at)
+VALUES (%s, %s, %s, now())
+ON CONFLICT (thread_id) DO UPDATE SET trace_data = excluded.trace_data, updated_at = now()
+"""
+RAW_TABLE = """
+CREATE TABLE raw_entries (
+    trace_id    uuid    NOT NULL,
+    seq         integer NOT NULL,
+    node        text,
+    kind        text,
+    name        text,
+    status      text,
+    started_at  timestamptz,
+    ended_at    timestamptz,
+    duration_ms double precision,
+    data        jsonb   NOT NULL,
+    PRIMARY KEY (trace_id, seq)
+)
+"""
+RAW_INSERT = """
+INSERT INTO raw_entries (trace_id, seq, node, kind, name, status, started_at, ended_at,
+                         duration_ms, data)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+CHUNK = 10
+EDGE = 100
+
+
+@dataclass
+class Way:
+    """Timings of one way of persisting events."""
+
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    events: int = 0
+    wall: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        """Events written per second of time spent in this way's calls."""
+        spent = self.wall or sum(self.latencies)
+        return self.events / spent if spent else float("nan")
+
+    def growth(self, edge: int = EDGE) -> float:
+        """Median latency of the last ``edge`` calls over that of the first ``edge``."""
+        if len(self.latencies) < 2 * edge:
+            edge = max(1, len(self.latencies) // 4)
+        return median(self.latencies[-edge:]) / median(self.latencies[:edge])
+
+    def summary(self) -> dict[str, Any]:
+        """Figures for the table and the JSON line."""
+        edge = min(EDGE, max(1, len(self.latencies) // 4))
+        return {
+            "events": self.events,
+            "events_per_s": round(self.events_per_s, 1),
+            "first_ms": round(median(self.latencies[:edge]) * 1000, 3),
+            "last_ms": round(median(self.latencies[-edge:]) * 1000, 3),
+            "growth": round(self.growth(), 2),
+        }
+
+
+def timed(way: Way, fn: Callable[[], object], events: int = 1) -> None:
+    """Run ``fn`` and record its latency against ``way``."""
+    t0 = time.perf_counter()
+    fn()
+    way.latencies.append(time.perf_counter() - t0)
+    way.events += events
+
+
+def make_entries(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` entries of about 400 B each."""
+    rng = random.Random(seed)
+    return [make_entry(i, rng, size=400) for i in range(n)]
+
+
+def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any]]) -> dict[str, Way]:
+    """Seed, append, upsert and raw, one event of each in turn; then the chunked run."""
+    ways = {n: Way(n) for n in ("seed", "append", "upsert", "raw", "chunked")}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SEED_TABLE)
+        conn.execute(RAW_TABLE)
+        seed_id, seed_thread = uuid.uuid4(), f"seed-{uuid.uuid4().hex[:8]}"
+        raw_id = uuid.uuid4()
+        first = db.append_entries([], thread_id=f"append-{uuid.uuid4().hex[:8]}", user_id="bench")
+        trace_id = first.trace_id
+        up_thread = f"upsert-{uuid.uuid4().hex[:8]}"
+        for i, entry in enumerate(entries):
+            doc = entries[: i + 1]
+            timed(ways["seed"], lambda doc=doc: conn.execute(
+                SEED_UPSERT, (seed_id, seed_thread, Jsonb(doc))))
+            timed(ways["append"], lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
+            timed(ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread(
+                "bench", None, up_thread, doc))
+            timed(ways["raw"], lambda i=i, entry=entry: conn.execute(RAW_INSERT, (
+                raw_id, i, entry["node"], entry["kind"], entry["name"], entry["status"],
+                entry["started_at"], entry["ended_at"], entry["duration_ms"], Jsonb(entry))))
+    chunk_id = db.append_entries([], thread_id=f"chunk-{uuid.uuid4().hex[:8]}", user_id="bench").trace_id
+    for start in range(0, len(entries), CHUNK):
+        part = entries[start:start + CHUNK]
+        timed(ways["chunked"], lambda part=part: db.append_entries(part, trace_id=chunk_id), len(part))
+    stored = db.get_summary(trace_id)
+    assert stored is not None and stored.entry_count == len(entries), "append lost entries"
+    return ways
+
+
+def run_growth(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way:
+    """The per-event append path on one thread of ``len(entries)`` events."""
+    way = Way("append-growth")
+    trace_id = db.append_entries([], thread_id=f"growth-{uuid.uuid4().hex[:8]}", user_id="bench").trace_id
+    for entry in entries:
+        timed(way, lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
+    return way
+
+
+def run_upsert_growth(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way:
+    """Seed-style upserts of a growing complete trace through ``upsert_trace_by_thread``."""
+    way = Way("upsert-growth")
+    thread = f"upsert-growth-{uuid.uuid4().hex[:8]}"
+    for i in range(len(entries)):
+        doc = entries[: i + 1]
+        timed(way, lambda doc=doc: db.upsert_trace_by_thread("bench", None, thread, doc))
+    return way
+
+
+class _State(TypedDict):
+    steps: int
+    automation_trace: Annotated[list, operator.add]
+
+
+def build_graph(steps: int, entries: list[dict[str, Any]]) -> Any:
+    """A StateGraph whose ``work`` node loops ``steps`` times, appending one entry a step."""
+    from langgraph.graph import END, START, StateGraph
+
+    def work(state: _State) -> dict[str, Any]:
+        i = state["steps"]
+        return {"steps": i + 1, "automation_trace": [entries[i % len(entries)]]}
+
+    def again(state: _State) -> str:
+        return "work" if state["steps"] < steps else END
+
+    graph = StateGraph(_State)
+    graph.add_node("work", work)
+    graph.add_edge(START, "work")
+    graph.add_conditional_edges("work", again, ["work", END])
+    return graph.compile()
+
+
+def run_recorder(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way | None:
+    """TraceRecorder on a real LangGraph graph; None when the recorder is not available."""
+    try:
+        from tracedb.recorder import TraceRecorder
+    except ImportError:
+        return None
+    steps = len(entries)
+    graph = build_graph(steps, entries)
+    bare = Way("graph-only")
+    t0 = time.perf_counter()
+    for _ in graph.stream({"steps": 0, "automation_trace": []},
+                          {"recursion_limit": steps + 10}, stream_mode="updates"):
+        pass
+    bare.wall = time.perf_counter() - t0
+    bare.events = steps
+    way = Way("recorder")
+    rec = TraceRecorder(db, user_id="bench")
+    thread = f"recorder-{uuid.uuid4().hex[:8]}"
+    t0 = last = time.perf_counter()
+    config = {"configurable": {"thread_id": thread}, "recursion_limit": steps + 10}
+    for _ in rec.stream(graph, {"steps": 0, "automation_trace": []}, config, stream_mode="updates"):
+        now = time.perf_counter()
+        way.latencies.append(now - last)
+        last = now
+    rec.flush()
+    way.wall = time.perf_counter() - t0
+    way.events = steps
+    stored = db.load_trace_by_thread(thread)
+    assert stored is not None and stored.entry_count == steps, "recorder lost entries"
+    way.latencies.append(0.0)
+    way.graph_only_per_s = bare.events_per_s  # type: ignore[attr-defined]
+    return way
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a table (or one JSON line with ``--json``)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="server URL (default TRACEDB_URL, else the local socket)")
+    parser.add_argument("--events", type=int, default=2000, help="events on one thread per way")
+    parser.add_argument("--growth-events", type=int, default=5000, help="events of the growth run")
+    parser.add_argument("--upsert-events", type=int, default=3000,
+                        help="seed-style upserts of a growing trace for the upsert growth check")
+    parser.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.events, args.growth_events, args.upsert_events = 200, 400, 400
+
+    entries = make_entries(max(args.events, args.growth_events, args.upsert_events))
+    with temp_database(admin_url(args.url), "ingest") as url:
+        with AutomationTraceDB(url, max_size=2) as db:
+            ways = run_interleaved(url, db, entries[: args.events])
+            growth = run_growth(db, entries[: args.growth_events])
+            upsert_growth = run_upsert_growth(db, entries[: args.upsert_events])
+            recorder = run_recorder(db, entries[: args.events])
+
+    raw = ways["raw"].events_per_s
+    result: dict[str, Any] = {
+        "events": args.events,
+        "growth_events": args.growth_events,
+        "upsert_events": args.upsert_events,
+        "speedup_vs_seed": round(ways["append"].events_per_s / ways["seed"].events_per_s, 1),
+        "fraction_of_raw_insert": round(ways["append"].events_per_s / raw, 3),
+        "chunked_fraction_of_raw_insert": round(ways["chunked"].events_per_s / raw, 3),
+        "upsert_fraction_of_raw_insert": round(ways["upsert"].events_per_s / raw, 3),
+        "growth_last_first": round(growth.growth(), 2),
+        "upsert_growth_last_first": round(upsert_growth.growth(), 2),
+        "ways": {n: w.summary() for n, w in ways.items()},
+        "growth_run": growth.summary(),
+        "upsert_growth_run": upsert_growth.summary(),
+    }
+    for name, way in ways.items():
+        result[f"{name}_events_per_s"] = round(way.events_per_s, 1)
+    if recorder is not None:
+        result["recorder_events_per_s"] = round(recorder.events_per_s, 1)
+        result["recorder_fraction_of_raw_insert"] = round(recorder.events_per_s / raw, 3)
+        result["graph_only_events_per_s"] = round(recorder.graph_only_per_s, 1)  # type: ignore[attr-defined]
+    else:
+        result["recorder_events_per_s"] = None
+    result["targets_met"] = {
+        "speedup_vs_seed>=25": result["speedup_vs_seed"] >= 25,
+        "fraction_of_raw_insert>=0.7": result["fraction_of_raw_insert"] >= 0.7,
+        "growth_last_first<=1.5": result["growth_last_first"] <= 1.5,
+        "upsert_growth_last_first<=1.5": result["upsert_growth_last_first"] <= 1.5,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.events} events of ~400 B on one thread per way; interleaved one event each")
+    print(f"{'way':<16}{'events/s':>10}{'first 100 ms':>14}{'last 100 ms':>13}{'growth':>8}")
+    rows = [(n, w.summary()) for n, w in ways.items()]
+    rows += [(f"append x{args.growth_events}", growth.summary()),
+             (f"upsert x{args.upsert_events}", upsert_growth.summary())]
+    for name, s in rows:
+        print(f"{name:<16}{s['events_per_s']:>10,.0f}{s['first_ms']:>14.2f}{s['last_ms']:>13.2f}"
+              f"{s['growth']:>7.2f}x")
+    if recorder is not None:
+        print(f"{'recorder':<16}{recorder.events_per_s:>10,.0f}   (graph alone: "
+              f"{recorder.graph_only_per_s:,.0f} events/s)")  # type: ignore[attr-defined]
+    else:
+        print("recorder: skipped (tracedb.recorder not available)")
+    print()
+    for key in ("speedup_vs_seed", "fraction_of_raw_insert", "chunked_fraction_of_raw_insert",
+                "growth_last_first", "upsert_growth_last_first"):
+        print(f"{key:<34}{result[key]}")
+    for target, met in result["targets_met"].items():
+        print(f"target {target:<32}{'met' if met else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
