@@ -193,3 +193,8 @@ def overview(
         per_node = conn.execute(PER_NODE, params).fetchall()
         per_user = conn.execute(PER_USER, params).fetchall()
     return Overview(since, until, totals, per_day, per_node, per_user)
+
+
+def is_unfiltered(flt: Any) -> bool:
+    """True when a TraceFilter matches every trace (deleting it needs ``allow_all``)."""
+    return q.is_empty_filter(flt)
