@@ -31,7 +31,7 @@ def _setup(conn: psycopg.Connection[DictRow], timeout: float) -> None:
         return
     # Two processes creating the tables at once collide on the catalog, so setup runs under
     # an advisory lock. It is polled, not awaited: the migrations include CREATE INDEX
-    # CONCURRENTLY, which waits for every open transaction, and a session blocked in
+    # CONCURRENTLY, which waits for every open transaction, and a connection blocked in
     # pg_advisory_lock would be one of them (a deadlock).
     deadline = time.monotonic() + timeout
     delay = 0.01

@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -52,7 +52,7 @@ def user_input(text: str) -> dict[str, Any]:
 def _current_turn(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, list[BaseMessage]]:
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], HumanMessage):
-            return messages[i], list(messages[i + 1:])  # type: ignore[return-value]
+            return cast(HumanMessage, messages[i]), list(messages[i + 1:])
     return None, list(messages)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from agent.tools import notes
 def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "notes.json"
     monkeypatch.setenv(notes.NOTES_ENV, str(path))
+    monkeypatch.delenv("LLM_MODEL", raising=False)
     return path
 
 
@@ -178,6 +180,18 @@ def test_other_requests(text: str, answer: str | None) -> None:
         assert reply.startswith("I cannot answer that offline.")
     else:
         assert reply == answer
+
+
+def test_async_stream_matches_the_sync_one() -> None:
+    async def collect() -> list[str]:
+        tokens = []
+        async for mode, data in build_graph().astream(user_input("what is 6 * 7"), stream_mode=["messages"]):
+            chunk, meta = data
+            if mode == "messages" and meta["langgraph_node"] == "model" and chunk.content:
+                tokens.append(chunk.content)
+        return tokens
+
+    assert asyncio.run(collect()) == ["6 ", "* ", "7 ", "= ", "42"]
 
 
 def test_read_page_answer_is_the_page() -> None:

@@ -19,6 +19,7 @@ from agent.tools import notes
 def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "notes.json"
     monkeypatch.setenv(notes.NOTES_ENV, str(path))
+    monkeypatch.delenv("LLM_MODEL", raising=False)
     return path
 
 

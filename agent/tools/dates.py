@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,8 +24,9 @@ _ISO = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
 _MONTH_FIRST = re.compile(r"^([a-z]+)\.? (\d{1,2})(?:st|nd|rd|th)?,? (\d{4})$")
 _DAY_FIRST = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)? (?:of )?([a-z]+)\.?,? (\d{4})$")
 
-# The clock is a module attribute so tests can pin "today".
-clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+def clock() -> datetime:
+    """The current time; a module attribute so that tests can pin "today"."""
+    return datetime.now(UTC)
 
 
 def today_utc() -> date:
