@@ -104,6 +104,10 @@ class AgentNodes:
             "content": clip(reply.text),
             "tool_calls": [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in reply.tool_calls],
         }
+        if getattr(reply, "invalid_tool_calls", None):
+            # Calls whose arguments were not valid JSON never reach the tools node; keep them visible.
+            output["invalid_tool_calls"] = [{"name": c.get("name"), "args": c.get("args"), "error": c.get("error")}
+                                            for c in reply.invalid_tool_calls]
         if reply.usage_metadata:
             output["usage"] = dict(reply.usage_metadata)
         return {"messages": [reply], "automation_trace": [step.entry(output)]}

@@ -136,6 +136,19 @@ def test_model_failure_is_an_error_entry_and_a_reply() -> None:
     assert out["automation_trace"][-1]["output"]["errors"] == 1
 
 
+def test_invalid_tool_calls_and_usage_are_recorded() -> None:
+    class Garbled(OfflineChatModel):
+        def respond(self, messages: Sequence[BaseMessage], tools: Any = None) -> AIMessage:
+            return AIMessage("", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+                             invalid_tool_calls=[{"name": "calculator", "args": "{oops", "id": "c1",
+                                                  "error": "bad JSON", "type": "invalid_tool_call"}])
+
+    out = build_graph(Garbled()).invoke(user_input("x"))
+    llm = next(e for e in out["automation_trace"] if e["kind"] == "llm")
+    assert llm["output"]["invalid_tool_calls"] == [{"name": "calculator", "args": "{oops", "error": "bad JSON"}]
+    assert llm["output"]["usage"]["total_tokens"] == 4
+
+
 def test_messages_stream_yields_tokens_and_whole_tool_calls() -> None:
     graph = build_graph()
     tokens, tool_calls, updates = [], [], []
