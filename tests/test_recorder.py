@@ -305,3 +305,26 @@ def test_full_buffer_is_reported_not_silent(caplog):
         db.close()
     finally:
         own.close()
+
+
+def test_create_agent_graph_is_recorded_with_derived_entries(db):
+    from langchain.agents import create_agent
+
+    from agent import TOOLS, OfflineChatModel
+
+    graph = create_agent(OfflineChatModel(), TOOLS)
+    rec = TraceRecorder(db, "rec-user", provider_id="offline")
+    config = _config()
+    tokens = []
+    for mode, data in rec.stream(graph, {"messages": [("user", "what is 17 * 23?")]}, config,
+                                 stream_mode=["messages", "updates"]):
+        if mode == "messages":
+            tokens.append(data[0].content)
+    assert "391" in "".join(tokens)
+    trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
+    assert [e["node"] for e in trace.trace_data] == ["model", "tools", "model"]
+    model, tool, final = trace.trace_data
+    assert model["kind"] == "llm" and model["output"]["messages"][0]["tool_calls"][0]["name"] == "calculator"
+    assert tool["kind"] == "tool" and tool["output"]["messages"][0]["content"] == "391"
+    assert "391" in final["output"]["messages"][0]["content"]
+    assert trace.status == "completed" and trace.provider_id == "offline"
