@@ -14,139 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import DatabaseUnavailable, InvalidTraceData, TraceDBError
 from .summaries import derive_entry, error_entry, interrupt_entry
+from .writer import FlushReport, Writer
 
 log = logging.getLogger("tracedb.recorder")
+DEFAULT_BUFFER_LIMIT = 10_000
 
 TRACE_KEY = "automation_trace"
-DEFAULT_BUFFER_LIMIT = 10_000
 DEFAULT_FLUSH_TIMEOUT = 10.0
-
-
-@dataclass
-class FlushReport:
-    """What a recorder stored, and what it could not.
-
-    Attributes:
-        trace_id: the trace written to (None if nothing could be written).
-        written: entries stored by this recorder.
-        pending: entries still waiting when ``flush`` gave up (the database was unreachable).
-        dropped: entries refused because the buffer was full or the data was invalid.
-        errors: messages about what went wrong, newest last.
-    """
-
-    trace_id: str | None
-    written: int
-    pending: int
-    dropped: int
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every entry was stored."""
-        return self.pending == 0 and self.dropped == 0
-
-
-class _Writer(threading.Thread):
-    """Sends queued entries in order; keeps them while the database is unreachable."""
-
-    def __init__(self, rec: TraceRecorder, buffer_limit: int) -> None:
-        super().__init__(name=f"tracedb-recorder-{rec.thread_id}", daemon=True)
-        self.rec = rec
-        self.buffer_limit = buffer_limit
-        self.cond = threading.Condition()
-        self.pending: list[dict[str, Any]] = []
-        self.status: str | None = None
-        self.in_flight = 0
-        self.busy = False
-        self.closed = False
-        self.written = 0
-        self.dropped = 0
-        self.errors: list[str] = []
-
-    def put(self, entries: list[dict[str, Any]], status: str | None = None) -> None:
-        with self.cond:
-            room = self.buffer_limit - len(self.pending) - self.in_flight
-            if len(entries) > room:
-                lost = len(entries) - max(room, 0)
-                self.dropped += lost
-                msg = (f"trace buffer full ({self.buffer_limit:,} entries waiting for the "
-                       f"database): {lost} entries not recorded")
-                self.errors.append(msg)
-                log.error(msg)
-                entries = entries[: max(room, 0)]
-            self.pending.extend(entries)
-            if status is not None:
-                self.status = status
-            self.cond.notify_all()
-
-    def run(self) -> None:
-        delay = 0.05
-        while True:
-            with self.cond:
-                while not self.pending and self.status is None and not self.closed:
-                    self.cond.wait()
-                if not self.pending and self.status is None and self.closed:
-                    return
-                batch, self.pending = self.pending, []
-                status, self.status = self.status, None
-                self.in_flight = len(batch)
-                self.busy = True
-            try:
-                self.rec._write(batch, status)
-            except DatabaseUnavailable as exc:
-                with self.cond:
-                    # Put the batch back in front, in order, and retry with backoff.
-                    self.pending = batch + self.pending
-                    if self.status is None:
-                        self.status = status
-                    self.in_flight = 0
-                    self.busy = False
-                    if not self.errors or not self.errors[-1].startswith("database unreachable"):
-                        self.errors.append(f"database unreachable, {len(self.pending)} entries waiting: {exc}")
-                        log.warning("trace %s: database unreachable, retrying: %s", self.rec.thread_id, exc)
-                    self.cond.wait(timeout=delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            except (InvalidTraceData, TraceDBError) as exc:
-                with self.cond:
-                    self.dropped += len(batch)
-                    self.in_flight = 0
-                    self.busy = False
-                    self.errors.append(f"{len(batch)} entries not recorded: {exc}")
-                    log.error("trace %s: %d entries not recorded: %s", self.rec.thread_id, len(batch), exc)
-                    self.cond.notify_all()
-                continue
-            delay = 0.05
-            with self.cond:
-                self.written += len(batch)
-                self.in_flight = 0
-                self.busy = False
-                self.cond.notify_all()
-
-    def drain(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while self.pending or self.busy or self.status is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(timeout=min(left, 0.1))
-        return True
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
 
 
 class TraceRecorder:
@@ -187,7 +68,7 @@ class TraceRecorder:
         self.thread_id: str | None = None
         self.trace_id: str | None = None
         self.status: str | None = None
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._echo: dict[str, int] = {}
 
     # -- writing -------------------------------------------------------------------
@@ -214,7 +95,7 @@ class TraceRecorder:
         self._echo = {}
         self.status = "running"
         if self._writer is None or not self._writer.is_alive():
-            self._writer = _Writer(self, self.buffer_limit)
+            self._writer = Writer(self, self.buffer_limit)
             self._writer.start()
         # Mark the trace running straight away so the dashboard sees the turn start.
         self._writer.put([], status="running")
@@ -347,6 +228,12 @@ class TraceRecorder:
         if self._writer is not None:
             self._writer.put([], status=final)
 
+    def _run(self, graph: Any, config: Mapping[str, Any] | None,
+             stream_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], _Run]:
+        config = self._begin(config)
+        inner, requested, subgraphs, version = self._plan(graph, stream_kwargs)
+        return config, inner, _Run(self, requested, subgraphs, version)
+
     def stream(self, graph: Any, input: Any, config: Mapping[str, Any] | None = None,
                **stream_kwargs: Any) -> Iterator[Any]:
         """Run ``graph.stream(input, config, **stream_kwargs)``, recording as chunks pass.
@@ -354,54 +241,56 @@ class TraceRecorder:
         Yields exactly the chunks ``graph.stream`` yields with the same arguments. A graph
         error is stored as an entry, the trace marked failed, and the error re-raised.
         """
-        config = self._begin(config)
-        inner, requested, subgraphs, version = self._plan(graph, stream_kwargs)
-        clock: dict[tuple[str, ...], float] = {(): time.time()}
-        last_node: str | None = None
-        step = 0
+        config, inner, run = self._run(graph, config, stream_kwargs)
         try:
             for part in graph.stream(input, config, **inner):
-                ns, mode, data = self._unpack(part, version)
-                if mode == "updates":
-                    step += 1
-                    if isinstance(data, Mapping) and data:
-                        last_node = next(iter(data))
-                    self._on_update(ns, data, clock, step)
-                keep, chunk = self._shape(part, requested, subgraphs, version)
+                keep, chunk = run.consume(part)
                 if keep:
                     yield chunk
         except BaseException as exc:
-            self._finish(exc, last_node)
+            self._finish(exc, run.last_node)
             self.flush()
             raise
-        self._finish(None, last_node)
+        self._finish(None, run.last_node)
         self.flush()
 
     async def astream(self, graph: Any, input: Any, config: Mapping[str, Any] | None = None,
                       **stream_kwargs: Any) -> AsyncIterator[Any]:
         """Async twin of :meth:`stream`, over ``graph.astream``."""
-        config = self._begin(config)
-        inner, requested, subgraphs, version = self._plan(graph, stream_kwargs)
-        clock: dict[tuple[str, ...], float] = {(): time.time()}
-        last_node: str | None = None
-        step = 0
+        config, inner, run = self._run(graph, config, stream_kwargs)
         try:
             async for part in graph.astream(input, config, **inner):
-                ns, mode, data = self._unpack(part, version)
-                if mode == "updates":
-                    step += 1
-                    if isinstance(data, Mapping) and data:
-                        last_node = next(iter(data))
-                    self._on_update(ns, data, clock, step)
-                keep, chunk = self._shape(part, requested, subgraphs, version)
+                keep, chunk = run.consume(part)
                 if keep:
                     yield chunk
         except BaseException as exc:
-            self._finish(exc, last_node)
+            self._finish(exc, run.last_node)
             await asyncio.to_thread(self.flush)
             raise
-        self._finish(None, last_node)
+        self._finish(None, run.last_node)
         await asyncio.to_thread(self.flush)
+
+
+class _Run:
+    """One streamed run: records each part and shapes it for the caller."""
+
+    def __init__(self, rec: TraceRecorder, requested: Any, subgraphs: bool, version: str) -> None:
+        self.rec = rec
+        self.requested = requested
+        self.subgraphs = subgraphs
+        self.version = version
+        self.clock: dict[tuple[str, ...], float] = {(): time.time()}
+        self.last_node: str | None = None
+        self.step = 0
+
+    def consume(self, part: Any) -> tuple[bool, Any]:
+        ns, mode, data = self.rec._unpack(part, self.version)
+        if mode == "updates":
+            self.step += 1
+            if isinstance(data, Mapping) and data:
+                self.last_node = next(iter(data))
+            self.rec._on_update(ns, data, self.clock, self.step)
+        return self.rec._shape(part, self.requested, self.subgraphs, self.version)
 
 
 def _fingerprint(entry: Mapping[str, Any]) -> str:
