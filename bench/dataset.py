@@ -184,29 +184,28 @@ def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
          progress: Callable[[str], None] | None = None) -> Dataset:
     """COPY ``n`` traces into the (migrated, empty) database at ``url``.
 
-    Secondary indexes and the entries' foreign key are dropped during the load and then
-    recreated from their own definitions, so the schema afterwards is the product's.
+    Secondary indexes and foreign keys of the trace tables are dropped during the load and
+    then recreated from their own definitions, so the schema afterwards is the product's.
+    Triggers stay: rows derived from the entries are made by the product's own triggers.
     """
     gen = Generator(n, seed=seed)
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
-        indexes = [r[0] for r in conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE tablename IN "
-            "('automation_traces', 'automation_trace_entries') AND indexname NOT LIKE '%%pkey'"
-        ).fetchall()]
-        index_names = [r[0] for r in conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename IN "
-            "('automation_traces', 'automation_trace_entries') AND indexname NOT LIKE '%%pkey'"
-        ).fetchall()]
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE 'automation\\_trace%%'").fetchall()]
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) "
+            "AND indexname NOT LIKE '%%pkey'", (tables,)).fetchall()
         fks = conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'automation_trace_entries'::regclass AND contype = 'f'").fetchall()
-        for name in index_names:
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid::regclass::text = ANY(%s) AND contype = 'f'", (tables,)).fetchall()
+        for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        for name, _ in fks:
-            conn.execute(f'ALTER TABLE automation_trace_entries DROP CONSTRAINT "{name}"')
+        for table, name, _ in fks:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
         done = 0
         while done < n:
             count = min(batch, n - done)
@@ -220,15 +219,15 @@ def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
             done += count
             if progress and (done % (batch * 20) == 0 or done == n):
                 progress(f"loaded {done:,} traces in {time.perf_counter() - t0:.0f} s")
-        for definition in indexes:
+        for name, definition in indexes:
             t1 = time.perf_counter()
             conn.execute(definition)
             if progress:
-                progress(f"{definition[:90]}... {time.perf_counter() - t1:.0f} s")
-        for name, definition in fks:
-            conn.execute(f'ALTER TABLE automation_trace_entries ADD CONSTRAINT "{name}" {definition}')
-        conn.execute("VACUUM ANALYZE automation_traces")
-        conn.execute("VACUUM ANALYZE automation_trace_entries")
+                progress(f"index {name}: {time.perf_counter() - t1:.0f} s")
+        for table, name, definition in fks:
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for table in tables:
+            conn.execute(f"VACUUM ANALYZE {table}")
     gen.data.seconds = time.perf_counter() - t0
     if progress:
         progress(f"load done in {gen.data.seconds:.0f} s")

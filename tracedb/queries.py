@@ -6,6 +6,7 @@ Shared by the synchronous and the asynchronous store, so both run the same SQL.
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -172,6 +173,54 @@ TEXT_MATCH = (
     " @@ websearch_to_tsquery('simple'::regconfig, %s)"
 )
 
+# Text search goes through automation_trace_search (sql/003): the distinct words of each
+# block of 32 entries of a trace. A match there says some entry of the trace has each
+# word, which is exact for one plain word; anything else (several words that must share
+# one entry, phrases, negation, OR) is confirmed against the entries of each candidate.
+# The confirmation is a scalar subquery so that it stays a per-row check of the few
+# candidates the listing needs, never a join over every entry.
+# The words have no positions, against which a phrase never matches: the candidate query
+# turns phrases ("a b", or a_b, which parses as one) into "a & b".
+TRACE_WORDS = (
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ regexp_replace("
+    "websearch_to_tsquery('simple'::regconfig, %s)::text, '<[0-9]*-?>', '&', 'g')::tsquery)"
+)
+ENTRY_CONFIRMS = (
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND "
+    + TEXT_MATCH + " LIMIT 1)"
+)
+_PLAIN_WORD = re.compile(r"^[^\W_]+$")
+_ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
+_TERM = re.compile(r'-?"[^"]*"?|\S+')
+# With the query as a literal the planner sees the words' frequencies and nothing is parsed
+# per row; only used where the parser and the 'simple' dictionary surely agree with it.
+TRACE_WORDS_LITERAL = (
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ %s::tsquery)"
+)
+
+
+def words_tsquery(candidates: str) -> str | None:
+    """``candidates`` as tsquery text when it is only ASCII words and quoted phrases of them
+    (all to be found: ``'a' & 'b'``); None otherwise."""
+    words = candidates.replace('"', " ").split()
+    if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
+        return None
+    return " & ".join(f"'{w.lower()}'" for w in words)
+
+
+def candidate_terms(text: str) -> str | None:
+    """The websearch query that every matching trace's words must satisfy.
+
+    Negated terms are dropped (a block can hold a word that the matching entry lacks).
+    None when no such query exists: only negations, or a negation next to OR.
+    """
+    terms = _TERM.findall(text)
+    negated = [t for t in terms if t.startswith("-") and len(t) > 1]
+    if negated and any(t.lower() == "or" for t in terms):
+        return None
+    kept = [t for t in terms if t not in negated]
+    return " ".join(kept) if kept else None
+
 
 def _like_prefix(text: str) -> str:
     return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -183,9 +232,25 @@ def filter_clause(flt: TraceFilter | None) -> tuple[sql.Composable, list[Any]]:
     Raises:
         InvalidTraceData: a field has a value of the wrong type.
     """
+    conds, params, confirm, confirm_params = filter_parts(flt)
+    conds = conds + [c.format(tid="t.id") for c in confirm]
+    if not conds:
+        return sql.SQL("TRUE"), params
+    return sql.SQL(" AND ".join(conds)), params + confirm_params
+
+
+def filter_parts(flt: TraceFilter | None) -> tuple[list[str], list[Any], list[str], list[Any]]:
+    """The conditions of ``flt`` in two groups, each with its parameters: those indexes can
+    answer, and confirmations to check per candidate trace (``{tid}`` stands for its id).
+
+    Raises:
+        InvalidTraceData: a field has a value of the wrong type.
+    """
     flt = flt or TraceFilter()
     conds: list[str] = []
     params: list[Any] = []
+    confirm: list[str] = []
+    confirm_params: list[Any] = []
     if flt.user_id:
         conds.append("t.user_id = %s")
         params.append(require_text("user_id", flt.user_id))
@@ -211,10 +276,15 @@ def filter_clause(flt: TraceFilter | None) -> tuple[sql.Composable, list[Any]]:
         conds.append("t.nodes @> ARRAY[%s]::text[]")
         params.append(require_text("node", flt.node))
     if flt.text and flt.text.strip():
-        conds.append(
-            "t.id IN (SELECT e.trace_id FROM automation_trace_entries e WHERE " + TEXT_MATCH + ")"
-        )
-        params.append(require_text("text", flt.text))
+        text = require_text("text", flt.text) or ""
+        candidates = candidate_terms(text)
+        if candidates is not None:
+            literal = words_tsquery(candidates)
+            conds.append(TRACE_WORDS if literal is None else TRACE_WORDS_LITERAL)
+            params.append(candidates if literal is None else literal)
+        if candidates != text.strip() or not _PLAIN_WORD.match(candidates):
+            confirm.append(ENTRY_CONFIRMS)
+            confirm_params.append(text)
     if flt.contains is not None:
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
@@ -226,9 +296,7 @@ def filter_clause(flt: TraceFilter | None) -> tuple[sql.Composable, list[Any]]:
         ids = [parse_uuid(v) for v in flt.trace_ids]
         conds.append("t.id = ANY(%s::uuid[])")
         params.append([i for i in ids if i])
-    if not conds:
-        return sql.SQL("TRUE"), params
-    return sql.SQL(" AND ".join(conds)), params
+    return conds, params, confirm, confirm_params
 
 
 def is_empty_filter(flt: TraceFilter | None) -> bool:
@@ -237,18 +305,36 @@ def is_empty_filter(flt: TraceFilter | None) -> bool:
     return not params
 
 
+SUMMARY_NAMES = ", ".join(
+    part.strip().split(" AS ")[-1].removeprefix("t.") for part in SUMMARY_COLUMNS.split(",")
+)
+
+
 def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple[sql.Composed, list[Any]]:
-    where, params = filter_clause(flt)
-    keyset = sql.SQL("")
+    """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``.
+
+    Confirmations (see :func:`filter_parts`) are applied to the ordered candidates, outside
+    an ``OFFSET 0`` fence, so that only as many candidates are confirmed as the page needs
+    rather than every candidate before the sort.
+    """
+    conds, params, confirm, confirm_params = filter_parts(flt)
     if cursor:
         when, tid = decode_cursor(cursor)
-        keyset = sql.SQL(" AND (t.updated_at, t.id) < (%s, %s::uuid)")
+        conds = conds + ["(t.updated_at, t.id) < (%s, %s::uuid)"]
         params = params + [when, tid]
+    where = " AND ".join(conds) or "TRUE"
+    if not confirm:
+        query = sql.SQL(
+            "SELECT " + SUMMARY_COLUMNS + " FROM automation_traces t WHERE " + where
+            + " ORDER BY t.updated_at DESC, t.id DESC LIMIT %s")
+        return query, params + [limit + 1]
+    checks = " AND ".join(c.format(tid="c.uid") for c in confirm)
     query = sql.SQL(
-        "SELECT " + SUMMARY_COLUMNS + " FROM automation_traces t WHERE {where}{keyset}"
-        " ORDER BY t.updated_at DESC, t.id DESC LIMIT %s"
-    ).format(where=where, keyset=keyset)
-    return query, params + [limit + 1]
+        "SELECT " + SUMMARY_NAMES + " FROM (SELECT " + SUMMARY_COLUMNS + ", t.id AS uid"
+        " FROM automation_traces t WHERE " + where
+        + " ORDER BY t.updated_at DESC, t.id DESC OFFSET 0) c"
+        " WHERE " + checks + " ORDER BY c.updated_at DESC, c.uid DESC LIMIT %s")
+    return query, params + confirm_params + [limit + 1]
 
 
 def count_query(flt: TraceFilter | None) -> tuple[sql.Composed, list[Any]]:
@@ -259,12 +345,37 @@ def count_query(flt: TraceFilter | None) -> tuple[sql.Composed, list[Any]]:
 def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Composed, list[Any]]:
     """Delete up to ``batch`` matching traces (entries go by cascade); returns their ids."""
     where, params = filter_clause(flt)
+    # ARRAY(...) is computed once, then each id is found through the primary key; with
+    # IN (...) the planner may hash the batch and scan the whole table for every batch.
     query = sql.SQL(
-        "DELETE FROM automation_traces WHERE id IN ("
-        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT %s)"
+        "DELETE FROM automation_traces WHERE id = ANY(ARRAY("
+        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT %s))"
         " RETURNING id"
     ).format(where=where)
     return query, params + [batch]
+
+
+def count_estimate_query(flt: TraceFilter | None) -> tuple[sql.Composed, list[Any]]:
+    """EXPLAIN of the matching rows: the planner's estimate of a count, in about a millisecond.
+
+    For a dashboard's "about N" when the exact count would take too long; read the figure
+    with :func:`estimate_from_plan`.
+    """
+    where, params = filter_clause(flt)
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {where}").format(
+        where=where), params
+
+
+def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
+    """The estimated row count from the result of :func:`count_estimate_query`."""
+    if row is None:
+        return 0
+    plan = row["QUERY PLAN"] if isinstance(row, dict) else row[0]
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+# Run inside a transaction before count_query to bound it; QueryCanceled means "too slow".
+COUNT_TIME_LIMIT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def page_from_rows(rows: list[dict[str, Any]], limit: int) -> TracePage:
