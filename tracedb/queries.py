@@ -315,7 +315,9 @@ def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple
 
     Confirmations (see :func:`filter_parts`) are applied to the ordered candidates, outside
     an ``OFFSET 0`` fence, so that only as many candidates are confirmed as the page needs
-    rather than every candidate before the sort.
+    rather than every candidate before the sort. The outer query has no ORDER BY of its own:
+    with one, PostgreSQL would plan the inner query for all its rows instead of the few the
+    LIMIT needs; a filter over a subquery scan keeps the subquery's order.
     """
     conds, params, confirm, confirm_params = filter_parts(flt)
     if cursor:
@@ -333,7 +335,7 @@ def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple
         "SELECT " + SUMMARY_NAMES + " FROM (SELECT " + SUMMARY_COLUMNS + ", t.id AS uid"
         " FROM automation_traces t WHERE " + where
         + " ORDER BY t.updated_at DESC, t.id DESC OFFSET 0) c"
-        " WHERE " + checks + " ORDER BY c.updated_at DESC, c.uid DESC LIMIT %s")
+        " WHERE " + checks + " LIMIT %s")
     return query, params + confirm_params + [limit + 1]
 
 
