@@ -297,3 +297,26 @@ def error_rate_frame(per_day: pd.DataFrame) -> pd.DataFrame:
     daily = per_day.groupby("day", as_index=False)[["traces", "with_errors"]].sum()
     daily["error_rate"] = daily["with_errors"] / daily["traces"]
     return daily
+
+
+def merge_steps(timeline: pd.DataFrame, by: str, tolerance: float) -> pd.DataFrame:
+    """Steps of one lane and one ``by`` value that overlap or lie less than ``tolerance``
+    apart, joined into one bar: what a big timeline draws when single steps would be narrower
+    than a pixel. Columns: lane, value, start, end, steps, first_seq, last_seq, busy_ms."""
+    columns = ["lane", "value", "start", "end", "steps", "first_seq", "last_seq", "busy_ms"]
+    if timeline.empty:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame({
+        "lane": timeline["lane"].to_numpy(), "value": timeline[by].fillna("(none)").astype(str).to_numpy(),
+        "start": timeline["start"].to_numpy(dtype="float64"), "end": timeline["end"].to_numpy(dtype="float64"),
+        "seq": timeline["seq"].to_numpy(), "ms": (timeline["end"] - timeline["start"]).to_numpy() * 1000.0,
+    }).sort_values(["lane", "value", "start"], kind="stable")
+    reach = frame.groupby(["lane", "value"], sort=False)["end"].cummax()
+    previous = reach.groupby([frame["lane"], frame["value"]], sort=False).shift(1)
+    new_bar = previous.isna() | (frame["start"] > previous + tolerance)
+    frame["bar"] = new_bar.cumsum()
+    merged = frame.groupby("bar", sort=False).agg(
+        lane=("lane", "first"), value=("value", "first"), start=("start", "min"), end=("end", "max"),
+        steps=("seq", "size"), first_seq=("seq", "min"), last_seq=("seq", "max"), busy_ms=("ms", "sum"),
+    )
+    return merged.reset_index(drop=True)[columns]

@@ -1,0 +1,82 @@
+"""pages/charts.py: the timeline switches to WebGL for big traces and escapes trace text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from pages import charts
+from tracedb import frames
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def timeline(n: int, **overrides: object) -> tuple[pd.DataFrame, str]:
+    rows = {name: [] for name in frames.ENTRY_COLUMNS}
+    for i in range(n):
+        started = T0 + timedelta(seconds=i)
+        values = {"seq": i, "node": ("model", "tools")[i % 2], "kind": ("llm", "tool")[i % 2],
+                  "name": f"step {i}", "status": "error" if i % 7 == 0 else "ok", "started_at": started,
+                  "ended_at": started + timedelta(milliseconds=400), "duration_ms": 400.0}
+        values.update({k: v for k, v in overrides.items() if i == 0})
+        for name in frames.ENTRY_COLUMNS:
+            rows[name].append(values[name])
+    return frames.timeline_frame(frames.entries_frame(rows))
+
+
+def test_small_timelines_are_svg_bars_one_trace_per_colour() -> None:
+    tl, axis = timeline(50)
+    fig = charts.timeline_figure(tl, axis, "kind")
+    assert {t.type for t in fig.data} == {"bar"}
+    assert sorted(t.name for t in fig.data) == ["llm", "tool"]
+    assert sum(len(t.x) for t in fig.data) == 50
+    assert list(fig.layout.yaxis.categoryarray) == ["tools", "model"]
+
+
+def test_big_timelines_are_webgl_segments_joined_below_a_pixel() -> None:
+    tl, axis = timeline(charts.WEBGL_ABOVE + 1)
+    fig = charts.timeline_figure(tl, axis, "status")
+    assert {t.type for t in fig.data} == {"scattergl"}
+    colours = {t.name: t.line.color for t in fig.data}
+    assert colours["error"] == charts.STATUS_COLOURS["error"]
+    # the rare value is drawn last, on top
+    assert fig.data[-1].name == "error"
+    # start, end and a gap per bar; a bar holds one step or several that would share a pixel
+    bars = sum(len(t.x) for t in fig.data) // 3
+    assert bars <= charts.WEBGL_ABOVE + 1
+    held = sum(int(str(text).split(" steps")[0]) for t in fig.data for text in t.hovertext[::3])
+    assert held == charts.WEBGL_ABOVE + 1
+
+
+def test_merge_steps_joins_only_close_steps_of_one_row_and_value() -> None:
+    tl = pd.DataFrame({"seq": [0, 1, 2, 3, 4], "lane": ["a", "a", "a", "b", "a"],
+                       "kind": ["x", "x", "y", "x", "x"], "start": [0.0, 1.05, 1.1, 0.0, 5.0],
+                       "end": [1.0, 2.0, 1.2, 9.0, 6.0]})
+    bars = frames.merge_steps(tl, "kind", tolerance=0.1)
+    assert bars[["lane", "value", "start", "end", "steps", "first_seq", "last_seq"]].values.tolist() == [
+        ["a", "x", 0.0, 2.0, 2, 0, 1], ["a", "x", 5.0, 6.0, 1, 4, 4], ["a", "y", 1.1, 1.2, 1, 2, 2],
+        ["b", "x", 0.0, 9.0, 1, 3, 3]]
+
+
+def test_trace_text_is_escaped_for_plotly() -> None:
+    tl, axis = timeline(3, name="<script>alert(1)</script>", node="<b>x</b>")
+    fig = charts.timeline_figure(tl, axis, "kind")
+    shown = " ".join(str(t.hovertext) + " " + str(list(t.y)) for t in fig.data)
+    assert "<script>" not in shown and "&lt;script&gt;" in shown
+    assert "<b>x</b>" not in shown and "&lt;b&gt;x&lt;/b&gt;" in shown
+
+
+def test_empty_timeline_is_an_empty_figure() -> None:
+    tl, axis = timeline(0)
+    assert len(charts.timeline_figure(tl, axis).data) == 0
+
+
+def test_overview_figures_accept_empty_frames() -> None:
+    empty_day = frames.per_day_frame([])
+    assert len(charts.traces_per_day_figure(empty_day).data) == 0
+    charts.error_rate_figure(frames.error_rate_frame(empty_day))
+    nodes = pd.DataFrame(columns=["node", "entries", "errors", "p50_ms", "p95_ms"])
+    charts.node_entries_figure(nodes)
+    charts.node_duration_figure(nodes)
+    charts.users_figure(pd.DataFrame(columns=["user_id", "traces", "failed"]))
