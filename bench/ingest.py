@@ -12,8 +12,9 @@ Ways, each writing ``--events`` entries of about 400 B to one thread:
 - ``recorder``: ``TraceRecorder`` streaming a real LangGraph graph whose node appends one
   entry per step (when ``tracedb.recorder`` is available).
 
-The per-event ways run interleaved, one event of each in turn, so that load from other
-processes on the machine hits them alike. A second run of ``--growth-events`` events on the
+The light per-event ways (append, upsert, raw) run interleaved, one event of each in turn,
+so that load from other processes on the machine hits them alike; the seed's way runs last,
+on its own (its WAL volume would slow the others), followed by raw inserts again. A second run of ``--growth-events`` events on the
 per-event path checks that the cost per event stays flat as the trace grows, and
 ``--upsert-events`` seed-style upserts check the same for ``upsert_trace_by_thread``.
 
@@ -128,27 +129,28 @@ def make_entries(n: int, seed: int = 7) -> list[dict[str, Any]]:
     return [make_entry(i, rng, size=400) for i in range(n)]
 
 
+def raw_insert(conn: psycopg.Connection[Any], trace_id: uuid.UUID, seq: int, entry: dict[str, Any]) -> None:
+    """One single-row INSERT of ``entry`` into the plain table (autocommit)."""
+    conn.execute(RAW_INSERT, (
+        trace_id, seq, entry["node"], entry["kind"], entry["name"], entry["status"],
+        entry["started_at"], entry["ended_at"], entry["duration_ms"], Jsonb(entry)))
+
+
 def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any]]) -> dict[str, Way]:
-    """Seed, append, upsert and raw, one event of each in turn; then the chunked run."""
-    ways = {n: Way(n) for n in ("seed", "append", "upsert", "raw", "chunked")}
+    """Append, upsert and raw, one event of each in turn; then the chunked run."""
+    ways = {n: Way(n) for n in ("append", "upsert", "raw", "chunked")}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SEED_TABLE)
         conn.execute(RAW_TABLE)
-        seed_id, seed_thread = uuid.uuid4(), f"seed-{uuid.uuid4().hex[:8]}"
         raw_id = uuid.uuid4()
         first = db.append_entries([], thread_id=f"append-{uuid.uuid4().hex[:8]}", user_id="bench")
         trace_id = first.trace_id
         up_thread = f"upsert-{uuid.uuid4().hex[:8]}"
         for i, entry in enumerate(entries):
             doc = entries[: i + 1]
-            timed(ways["seed"], lambda doc=doc: conn.execute(
-                SEED_UPSERT, (seed_id, seed_thread, Jsonb(doc))))
             timed(ways["append"], lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
             timed(ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread(
                 "bench", None, up_thread, doc))
-            timed(ways["raw"], lambda i=i, entry=entry: conn.execute(RAW_INSERT, (
-                raw_id, i, entry["node"], entry["kind"], entry["name"], entry["status"],
-                entry["started_at"], entry["ended_at"], entry["duration_ms"], Jsonb(entry))))
+            timed(ways["raw"], lambda i=i, entry=entry: raw_insert(conn, raw_id, i, entry))
     chunk_id = db.append_entries([], thread_id=f"chunk-{uuid.uuid4().hex[:8]}", user_id="bench").trace_id
     for start in range(0, len(entries), CHUNK):
         part = entries[start:start + CHUNK]
@@ -156,6 +158,26 @@ def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any
     stored = db.get_summary(trace_id)
     assert stored is not None and stored.entry_count == len(entries), "append lost entries"
     return ways
+
+
+def run_seed(url: str, entries: list[dict[str, Any]]) -> tuple[Way, Way]:
+    """The seed's way on its own, then raw inserts again.
+
+    Run last and not interleaved: rewriting a document of up to ~1 MB per event writes
+    hundreds of MB of WAL and forces checkpoints, which would slow whatever runs beside it.
+    The raw run after it shows the state the machine was left in.
+    """
+    seed, raw = Way("seed"), Way("raw-after")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SEED_TABLE)
+        seed_id, seed_thread = uuid.uuid4(), f"seed-{uuid.uuid4().hex[:8]}"
+        for i in range(len(entries)):
+            doc = entries[: i + 1]
+            timed(seed, lambda doc=doc: conn.execute(SEED_UPSERT, (seed_id, seed_thread, Jsonb(doc))))
+        raw_id = uuid.uuid4()
+        for i, entry in enumerate(entries):
+            timed(raw, lambda i=i, entry=entry: raw_insert(conn, raw_id, i, entry))
+    return seed, raw
 
 
 def run_growth(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way:
@@ -256,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             growth = run_growth(db, entries[: args.growth_events])
             upsert_growth = run_upsert_growth(db, entries[: args.upsert_events])
             recorder = run_recorder(db, entries[: args.events])
+            ways["seed"], ways["raw-after"] = run_seed(url, entries[: args.events])
 
     raw = ways["raw"].events_per_s
     result: dict[str, Any] = {
@@ -289,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{args.events} events of ~400 B on one thread per way; interleaved one event each")
+    print(f"{args.events} events of ~400 B on one thread per way; append, upsert and raw interleaved"
+          " one event each; seed alone afterwards, then raw again")
     print(f"{'way':<16}{'events/s':>10}{'first 100 ms':>14}{'last 100 ms':>13}{'growth':>8}")
     rows = [(n, w.summary()) for n, w in ways.items()]
     rows += [(f"append x{args.growth_events}", growth.summary()),

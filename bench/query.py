@@ -40,7 +40,7 @@ from tracedb import queries as q  # noqa: E402
 BIG_TABLES = ("automation_traces", "automation_trace_entries")
 LIST_P95_MS = 50.0
 COUNT_P95_MS = 200.0
-COUNT_BUDGET_MS = 150
+COUNT_BUDGET_MS = 100
 PAGE = 50
 
 

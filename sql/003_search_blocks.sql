@@ -1,19 +1,29 @@
--- Text search by trace, not by entry.
+-- Search by trace, not by entry: text search and JSON containment.
 --
--- Listing the newest traces whose entries mention a word means either walking the traces
--- newest first and probing each one's entries, or collecting every matching entry from an
--- index and sorting their traces. With a GIN index on each entry's tsvector the probe has
--- to rebuild about ten tsvectors per trace and the collection fetches one heap row per
--- matching entry, so words found in 0.1%-5% of 1M traces took hundreds of ms either way.
+-- Listing the newest traces with an entry that mentions a word (or contains a JSON object)
+-- means either walking the traces newest first and probing each one's entries, or
+-- collecting every matching entry from an index and sorting their traces. With GIN indexes
+-- on the entries, a probe rebuilds about ten tsvectors per trace and a collection fetches
+-- one heap row per matching entry from a table of 10M rows, so terms found in 0.1%-5% of
+-- 1M traces took hundreds of ms either way.
 --
--- automation_trace_search keeps the distinct words (a stripped tsvector) of each block of
--- 32 consecutive entries of a trace: one row for a typical trace. Probing a trace is then
--- one index look-up and a binary search, and collecting reads one small row per matching
--- trace. The rows are a superset filter: the list query confirms each candidate against
--- the entries themselves, so phrases, negations and "all words in one entry" keep their
--- exact meaning; for a single plain word the rows alone are exact. A row is rewritten only
--- when an append brings a word the block does not have yet, so a long trace costs O(block)
--- per append, never O(trace). Deleting entries rebuilds the rows of their traces.
+-- automation_trace_search keeps, for each block of 32 consecutive entries of a trace (one
+-- row for a typical trace), a stripped tsvector of
+--   * the words of the entries' strings (as jsonb_to_tsvector 'simple' finds them), and
+--   * "=<hash>" lexemes, one per (nearest object key, string or boolean value) pair found
+--     in the entries, so that containment queries have a candidate filter too.
+-- Probing a trace is then one index look-up and a binary search, and collecting reads one
+-- small row per matching trace. The rows are a superset filter only: the list and count
+-- queries confirm each candidate against its entries, so phrases, negation, "all words in
+-- one entry" and containment keep their exact meaning.
+--
+-- An entry over 64 kB as stored, or a block whose words would not fit a tsvector, adds the
+-- lexeme "=all" instead: every query also accepts "=all", so such traces are always
+-- candidates and are decided by the confirmation.
+--
+-- A row is rewritten only when an append brings a lexeme the block does not have yet, so a
+-- long trace costs O(block) per append, never O(trace). Deleting entries rebuilds the rows
+-- of their traces.
 
 CREATE TABLE automation_trace_search (
     trace_id uuid     NOT NULL REFERENCES automation_traces (id) ON DELETE CASCADE,
@@ -32,16 +42,61 @@ EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
 END;
 $$;
 
+-- "=<hash>" for each (nearest object key, string or boolean value) of a JSON document.
+-- tracedb.queries.contains_keys makes the same lexemes from a containment query.
+CREATE FUNCTION tracedb_json_keys(p_doc jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(DISTINCT '=' || left(md5((kv->>'key') || '=' ||
+               CASE jsonb_typeof(x) WHEN 'string' THEN 's' || (x #>> '{}') ELSE 'b' || x::text END), 16)),
+           '{}')
+      FROM jsonb_path_query(p_doc,
+               'strict $.** ? (@.type() == "object").keyvalue() ? (@.value.type() != "object")') AS kv,
+           LATERAL jsonb_path_query(kv->'value',
+               'strict $.** ? (@.type() == "string" || @.type() == "boolean")') AS x
+$$;
+
+-- The lexemes of a block: p_docs is a JSON array of its entries' data.
+CREATE FUNCTION tracedb_block_words(p_docs jsonb, p_oversized boolean) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    v tsvector;
+BEGIN
+    v := strip(jsonb_to_tsvector('simple'::regconfig, coalesce(p_docs, '[]'::jsonb), '["string"]'::jsonb))
+         || array_to_tsvector(tracedb_json_keys(coalesce(p_docs, '[]'::jsonb)));
+    IF p_oversized THEN
+        v := v || '=all'::tsvector;
+    END IF;
+    RETURN v;
+END;
+$$;
+
+-- The same, or "=all" when the words do not fit a tsvector (for rebuilds, not per append).
+CREATE FUNCTION tracedb_block_words_or_all(p_docs jsonb, p_oversized boolean) RETURNS tsvector
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN tracedb_block_words(p_docs, p_oversized);
+EXCEPTION WHEN program_limit_exceeded THEN
+    RETURN '=all'::tsvector;
+END;
+$$;
+
 CREATE FUNCTION tracedb_index_words() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO automation_trace_search AS s (trace_id, block, words)
     SELECT n.trace_id, n.seq / 32,
-           strip(jsonb_to_tsvector('simple'::regconfig, jsonb_agg(n.data), '["string"]'::jsonb))
+           tracedb_block_words(jsonb_agg(n.data) FILTER (WHERE pg_column_size(n.data) <= 65536),
+                               bool_or(pg_column_size(n.data) > 65536))
       FROM new_entries n
      GROUP BY n.trace_id, n.seq / 32
     ON CONFLICT (trace_id, block) DO UPDATE SET words = s.words || excluded.words
      WHERE NOT (tsvector_to_array(excluded.words) <@ tsvector_to_array(s.words));
+    RETURN NULL;
+EXCEPTION WHEN program_limit_exceeded THEN
+    -- the block's words outgrew a tsvector: its traces become candidates for every query
+    INSERT INTO automation_trace_search AS s (trace_id, block, words)
+    SELECT DISTINCT n.trace_id, n.seq / 32, '=all'::tsvector FROM new_entries n
+    ON CONFLICT (trace_id, block) DO UPDATE SET words = '=all'::tsvector;
     RETURN NULL;
 END;
 $$;
@@ -53,7 +108,8 @@ BEGIN
      WHERE s.trace_id IN (SELECT DISTINCT o.trace_id FROM old_entries o);
     INSERT INTO automation_trace_search (trace_id, block, words)
     SELECT e.trace_id, e.seq / 32,
-           strip(jsonb_to_tsvector('simple'::regconfig, jsonb_agg(e.data), '["string"]'::jsonb))
+           tracedb_block_words_or_all(jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536),
+                               bool_or(pg_column_size(e.data) > 65536))
       FROM automation_trace_entries e
      WHERE e.trace_id IN (SELECT DISTINCT o.trace_id FROM old_entries o)
      GROUP BY e.trace_id, e.seq / 32;
@@ -63,7 +119,8 @@ $$;
 
 INSERT INTO automation_trace_search (trace_id, block, words)
 SELECT e.trace_id, e.seq / 32,
-       strip(jsonb_to_tsvector('simple'::regconfig, jsonb_agg(e.data), '["string"]'::jsonb))
+       tracedb_block_words_or_all(jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536),
+                           bool_or(pg_column_size(e.data) > 65536))
   FROM automation_trace_entries e
  GROUP BY e.trace_id, e.seq / 32;
 
@@ -79,6 +136,7 @@ CREATE TRIGGER automation_trace_entries_reindex_words
 
 CREATE INDEX automation_trace_search_words_idx ON automation_trace_search USING gin (words);
 
--- Replaced by automation_trace_search: one entry's tsvector is only computed to confirm a
--- candidate trace, never searched through an index.
+-- Replaced by automation_trace_search: an entry's tsvector is only computed to confirm a
+-- candidate trace, never searched through an index. The containment index on entry data
+-- stays for queries that yield no "=<hash>" lexeme (numbers only, a top-level array).
 DROP INDEX automation_trace_entries_text_idx;

@@ -6,6 +6,7 @@ Shared by the synchronous and the asynchronous store, so both run the same SQL.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import uuid
 from datetime import datetime
@@ -173,39 +174,73 @@ TEXT_MATCH = (
     " @@ websearch_to_tsquery('simple'::regconfig, %s)"
 )
 
-# Text search goes through automation_trace_search (sql/003): the distinct words of each
-# block of 32 entries of a trace. A match there says some entry of the trace has each
-# word, which is exact for one plain word; anything else (several words that must share
-# one entry, phrases, negation, OR) is confirmed against the entries of each candidate.
-# The confirmation is a scalar subquery so that it stays a per-row check of the few
-# candidates the listing needs, never a join over every entry.
+# Text search and containment go through automation_trace_search (sql/003): per block of 32
+# entries of a trace, the distinct words of its strings and "=<hash>" lexemes of its
+# (key, string/boolean value) pairs. A match there only makes a trace a candidate; each
+# candidate is confirmed against its entries, so the meaning stays "an entry matches".
+# The confirmation is a scalar subquery so that it stays a per-row check of the candidates,
+# never a join over every entry. Blocks that could not be indexed hold "=all" and are
+# candidates for every query.
+ALL_MARKER = "'=all'"
 # The words have no positions, against which a phrase never matches: the candidate query
 # turns phrases ("a b", or a_b, which parses as one) into "a & b".
 TRACE_WORDS = (
-    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ regexp_replace("
-    "websearch_to_tsquery('simple'::regconfig, %s)::text, '<[0-9]*-?>', '&', 'g')::tsquery)"
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ (regexp_replace("
+    "websearch_to_tsquery('simple'::regconfig, %s)::text, '<[0-9]*-?>', '&', 'g')::tsquery"
+    " || " + ALL_MARKER + "::tsquery))"
 )
-ENTRY_CONFIRMS = (
-    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND "
-    + TEXT_MATCH + " LIMIT 1)"
-)
-_PLAIN_WORD = re.compile(r"^[^\W_]+$")
-_ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
-_TERM = re.compile(r'-?"[^"]*"?|\S+')
-# With the query as a literal the planner sees the words' frequencies and nothing is parsed
-# per row; only used where the parser and the 'simple' dictionary surely agree with it.
+# With the query as a literal the planner sees the lexemes' frequencies and nothing is parsed
+# per row; used where the parser and the 'simple' dictionary surely agree with it.
 TRACE_WORDS_LITERAL = (
     "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ %s::tsquery)"
 )
+TEXT_CONFIRMS = (
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND "
+    + TEXT_MATCH + " LIMIT 1)"
+)
+CONTAINS_CONFIRMS = (
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND e.data @> %s LIMIT 1)"
+)
+# For a containment query without string or boolean values: the entries' own GIN index.
+CONTAINS_ENTRIES = (
+    "t.id IN (SELECT e.trace_id FROM automation_trace_entries e WHERE e.data @> %s)"
+)
+_ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
+_TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
 def words_tsquery(candidates: str) -> str | None:
     """``candidates`` as tsquery text when it is only ASCII words and quoted phrases of them
-    (all to be found: ``'a' & 'b'``); None otherwise."""
+    (all to be found, or a block that could not be indexed: ``('a' & 'b') | '=all'``);
+    None otherwise."""
     words = candidates.replace('"', " ").split()
     if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
-    return " & ".join(f"'{w.lower()}'" for w in words)
+    return "(" + " & ".join(f"'{w.lower()}'" for w in words) + ") | " + ALL_MARKER
+
+
+def contains_keys(value: Any, key: str | None = None) -> set[str]:
+    """The "=<hash>" lexemes that every entry containing ``value`` has in its block: one per
+    (nearest object key, string or boolean value), as ``tracedb_json_keys`` makes them."""
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            keys |= contains_keys(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            keys |= contains_keys(v, key)
+    elif key is not None and isinstance(value, (str, bool)):
+        text = ("b" + ("true" if value else "false")) if isinstance(value, bool) else "s" + value
+        keys.add("=" + hashlib.md5(f"{key}={text}".encode()).hexdigest()[:16])
+    return keys
+
+
+def contains_tsquery(value: Any) -> str | None:
+    """Candidate tsquery text for a containment query; None when it has no key to look for."""
+    keys = sorted(contains_keys(value)) if isinstance(value, dict) else []
+    if not keys:
+        return None
+    return "(" + " & ".join(f"'{k}'" for k in keys) + ") | " + ALL_MARKER
 
 
 def candidate_terms(text: str) -> str | None:
@@ -282,16 +317,21 @@ def filter_parts(flt: TraceFilter | None) -> tuple[list[str], list[Any], list[st
             literal = words_tsquery(candidates)
             conds.append(TRACE_WORDS if literal is None else TRACE_WORDS_LITERAL)
             params.append(candidates if literal is None else literal)
-        if candidates != text.strip() or not _PLAIN_WORD.match(candidates):
-            confirm.append(ENTRY_CONFIRMS)
-            confirm_params.append(text)
+        confirm.append(TEXT_CONFIRMS)
+        confirm_params.append(text)
     if flt.contains is not None:
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
-        conds.append(
-            "t.id IN (SELECT e.trace_id FROM automation_trace_entries e WHERE e.data @> %s)"
-        )
-        params.append(Jsonb(to_jsonable(flt.contains)))
+        contained = to_jsonable(flt.contains)
+        literal = contains_tsquery(contained)
+        if literal is None:
+            conds.append(CONTAINS_ENTRIES)
+            params.append(Jsonb(contained))
+        else:
+            conds.append(TRACE_WORDS_LITERAL)
+            params.append(literal)
+            confirm.append(CONTAINS_CONFIRMS)
+            confirm_params.append(Jsonb(contained))
     if flt.trace_ids is not None:
         ids = [parse_uuid(v) for v in flt.trace_ids]
         conds.append("t.id = ANY(%s::uuid[])")
