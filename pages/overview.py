@@ -11,9 +11,9 @@ import streamlit as st
 from pages import charts, common
 from tracedb import analytics, frames
 
-RANGES = {"24h": "24 hours", "7d": "7 days", "30d": "30 days", "90d": "90 days", "365d": "a year"}
-SPANS = {"24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30),
-         "90d": timedelta(days=90), "365d": timedelta(days=365)}
+# Options are their own labels: a bound widget writes the label into the URL.
+SPANS = {"24 hours": timedelta(days=1), "7 days": timedelta(days=7), "30 days": timedelta(days=30),
+         "90 days": timedelta(days=90), "a year": timedelta(days=365)}
 
 
 @st.cache_data(ttl=30, show_spinner="Aggregating…")
@@ -35,8 +35,8 @@ db = common.require_db()
 st.title("Overview")
 range_col, user_col, _ = st.columns([3, 2, 3])
 with range_col:
-    span = st.segmented_control("Created in the last", list(RANGES), default="30d", key="span",
-                                format_func=RANGES.get, bind="query-params") or "30d"
+    span = st.segmented_control("Created in the last", list(SPANS), default="30 days", key="span",
+                                bind="query-params") or "30 days"
 with user_col:
     user = st.selectbox("User", [""] + users(db, db.server.url), key="overview_user",
                         format_func=lambda v: v or "all users", bind="query-params")

@@ -10,15 +10,17 @@ import streamlit as st
 
 from pages import common
 from tracedb import InvalidTraceData, TraceFilter, analytics, export, frames
+from tracedb.demo import load_demo
 from tracedb.models import STATUSES
 
-RANGES = {"all": "any time", "1h": "last hour", "24h": "last 24 hours", "7d": "last 7 days",
-          "30d": "last 30 days", "custom": "between dates"}
-RANGE_SPANS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7),
-               "30d": timedelta(days=30)}
+# Options are their own labels: a bound widget writes the label into the URL.
+RANGES = {"any time": None, "last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
+          "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30), "between dates": None}
+CUSTOM = "between dates"
 PAGE_SIZES = [25, 50, 100, 200]
 MIME = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv"}
 TABLE_KEY = "traces_table"
+DEMO_TRACES = 300
 DELETE_KEY = "traces_delete"
 FLASH_KEY = "traces_flash"
 
@@ -99,11 +101,12 @@ with st.sidebar:
     status = st.multiselect("Status", list(STATUSES), key="status", bind="query-params")
     node = st.selectbox("Has a step in node", [""] + options["nodes"], key="node",
                         bind="query-params", accept_new_options=True, format_func=lambda v: v or "any node")
-    span = st.selectbox("Updated", list(RANGES), key="range", bind="query-params", format_func=RANGES.get)
+    span = st.selectbox("Updated", list(RANGES), key="range", bind="query-params")
     days: tuple[date, ...] = ()
-    if span == "custom":
+    if span == CUSTOM:
         today = datetime.now(UTC).date()
-        days = tuple(st.date_input("From / to (UTC)", value=(today - timedelta(days=7), today), key="dates"))
+        days = tuple(st.date_input("From / to (UTC)", value=(today - timedelta(days=7), today), key="dates",
+                                   bind="query-params"))
     contains_text = st.text_input("Entry contains JSON", key="contains", bind="query-params",
                                   placeholder='{"node": "tools"}')
     size = st.selectbox("Rows per page", PAGE_SIZES, index=1, key="size", bind="query-params")
@@ -121,9 +124,9 @@ if contains_text.strip():
         st.stop()
 
 now = datetime.now(UTC)
-since = now - RANGE_SPANS[span] if span in RANGE_SPANS else None
+since = now - RANGES[span] if RANGES[span] else None
 until = None
-if span == "custom" and len(days) == 2:
+if span == CUSTOM and len(days) == 2:
     since = datetime.combine(days[0], time.min, UTC)
     until = datetime.combine(days[1] + timedelta(days=1), time.min, UTC)
 flt = TraceFilter(user_id=user or None, thread_id=thread.strip() or None, name=name.strip() or None,
@@ -141,6 +144,19 @@ try:
     total = db.count_traces(flt)
 except InvalidTraceData as exc:
     st.error(f"These filters cannot be used: {exc}")
+    st.stop()
+
+if total == 0 and analytics.is_unfiltered(flt):
+    st.info("No traces are stored yet. Chat with the agent on the Chat page, record a LangGraph run with "
+            "TraceRecorder, or load a few hundred realistic demo traces.")
+    if st.button("Load demo traces", key="load_demo", icon=":material/dataset:"):
+        bar = st.progress(0.0, text="Loading demo traces…")
+        loaded = load_demo(db, progress=lambda done: bar.progress(done / DEMO_TRACES,
+                                                                  text=f"Loaded {done:,} of {DEMO_TRACES:,}"),
+                           traces=DEMO_TRACES)
+        st.session_state[FLASH_KEY] = f"Loaded {loaded:,} demo traces."
+        st.cache_data.clear()
+        st.rerun()
     st.stop()
 
 first = (len(cursors) - 1) * size

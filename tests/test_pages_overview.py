@@ -34,11 +34,11 @@ def test_overview_shows_metrics_and_charts(demo, db) -> None:
 def test_range_and_user_change_the_numbers(demo, db) -> None:
     at = open_page("overview")
     month = int(metric(at, "Traces"))
-    at.segmented_control(key="span").set_value("24h").run()
+    at.segmented_control(key="span").set_value("24 hours").run()
     assert not at.exception
     day = int(metric(at, "Traces")) if at.metric else 0
     assert day < month
-    at.segmented_control(key="span").set_value("365d").run()
+    at.segmented_control(key="span").set_value("a year").run()
     user = at.selectbox(key="overview_user").options[1]
     at.selectbox(key="overview_user").set_value(user).run()
     from tracedb import TraceFilter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
 from apptest_support import dashboard_env, open_page, select_rows, texts
@@ -70,7 +71,7 @@ def test_changing_a_filter_widget_changes_the_result(stored) -> None:
     assert set(table(at)["user"]) == {"cy"}
     at.multiselect(key="status").set_value(["completed"]).run()
     assert table(at).empty
-    at.selectbox(key="range").set_value("1h").run()
+    at.selectbox(key="range").set_value("last hour").run()
     assert not at.exception
 
 
@@ -163,3 +164,25 @@ def test_export_selected_and_matching(stored, fmt: str) -> None:
     at.radio(key="export_scope").set_value("selected").run()
     at.button(key="export_prepare").click().run()
     assert at.session_state["traces_export"]["count"] == 1
+
+
+def test_an_empty_database_offers_demo_traces(fresh_db_url: str) -> None:
+    from tracedb import AutomationTraceDB
+
+    with dashboard_env(TRACEDB_URL=fresh_db_url):
+        at = open_page("traces")
+        assert not at.exception and not at.dataframe
+        at.button(key="load_demo").click().run(timeout=120)
+        assert not at.exception
+        assert any("Loaded 300 demo traces" in s.value for s in at.success)
+        assert len(table(at)) == 50
+    with AutomationTraceDB(fresh_db_url) as db:
+        assert db.count_traces() == 300
+
+
+def test_custom_date_range(stored, db) -> None:
+    at = open_page("traces", range="between dates")
+    assert not at.exception
+    assert at.date_input(key="dates") and len(table(at)) == db.count_traces()
+    at.date_input(key="dates").set_value((date(2020, 1, 1), date(2020, 1, 2))).run()
+    assert table(at).empty
