@@ -76,6 +76,30 @@ def open_page(trace_id: str, timeout: float) -> tuple[float, Any]:
     return time.perf_counter() - t0, at
 
 
+_ORIGINAL_RUN: Any = None
+
+
+def profile_script_thread(out: Path) -> None:
+    """Profile the next page run with pyinstrument, in the thread that runs the script
+    (AppTest runs it in a thread of its own, which a profiler started here would not see)."""
+    global _ORIGINAL_RUN
+    from pyinstrument import Profiler
+    from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+    _ORIGINAL_RUN = original = ScriptRunner._run_script
+
+    def run_profiled(self: Any, rerun_data: Any) -> None:
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+        try:
+            original(self, rerun_data)
+        finally:
+            profiler.stop()
+            out.write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+
+    ScriptRunner._run_script = run_profiled  # type: ignore[method-assign]
+
+
 def child(warm_id: str, trace_id: str, timeout: float, profile: str | None) -> dict[str, Any]:
     """In a fresh process: warm up on a small trace, then time and measure the big one."""
     os.chdir(ROOT)
@@ -88,14 +112,12 @@ def child(warm_id: str, trace_id: str, timeout: float, profile: str | None) -> d
         return {"error": f"warm-up run failed: {at.exception[0].value}"}
     before = current_rss_mib()
     if profile:
-        from pyinstrument import Profiler
-
-        profiler = Profiler(interval=0.001)
-        profiler.start()
+        profile_script_thread(Path(profile))
     seconds, at = open_page(trace_id, timeout)
     if profile:
-        profiler.stop()
-        Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+        from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+        ScriptRunner._run_script = _ORIGINAL_RUN  # type: ignore[method-assign]
     if at.exception:
         return {"error": f"page failed: {at.exception[0].value}"}
     peak = rss_mib()
