@@ -57,7 +57,7 @@ def show_trace(thread_id: str, trace_id: str | None = None) -> None:
     common.status_badge(summary.status)
     st.text(f"{summary.entry_count:,} entries   ·   {summary.error_count:,} errors")
     entries = frames.entries_frame(analytics.entry_columns(db, summary.id))
-    recent = entries.tail(LIVE_ROWS)[["seq", "node", "kind", "name", "status", "duration_ms"]]
+    recent = entries.tail(LIVE_ROWS)[["seq", "node", "name", "status", "duration_ms"]]
     st.dataframe(recent, hide_index=True, width="stretch", column_config={
         "duration_ms": st.column_config.NumberColumn("ms", format="%.1f")})
     st.page_link("pages/thread.py", label="Open the thread page", icon=":material/timeline:",
@@ -75,11 +75,11 @@ def show_message(message: BaseMessage) -> None:
             if message.tool_calls:
                 st.caption("Tool calls")
                 st.code("\n".join(f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})"
-                                   for c in message.tool_calls), language=None)
+                                   for c in message.tool_calls), language=None, wrap_lines=True)
     elif isinstance(message, ToolMessage):
         with st.chat_message("assistant", avatar=":material/build:"):
             st.caption("Tool result")
-            st.code(message.text[:2000], language=None)
+            st.code(message.text[:2000], language=None, wrap_lines=True)
 
 
 db = common.require_db()

@@ -20,6 +20,7 @@ OP_COLOURS = {"changed": "rgba(255, 193, 7, 0.18)", "only A": "rgba(214, 39, 40,
 DIFF_CELLS = {"node": ("a_node", "b_node", "a_name", "b_name"), "input": ("a_input", "b_input"),
               "output": ("a_output", "b_output"), "duration": ("a_ms", "b_ms", "delta_ms")}
 HIGHLIGHT = "background-color: rgba(255, 152, 0, 0.35)"
+TEXT_COLUMNS = {"a_seq": "{}", "b_seq": "{}", "a_ms": "{:,.1f}", "b_ms": "{:,.1f}", "delta_ms": "{:+,.1f}"}
 
 
 @st.cache_data(max_entries=6, ttl=600, show_spinner="Loading entries…")
@@ -94,13 +95,16 @@ for col, s, other in ((left, sa, None), (right, sb, sa)):
     with col:
         common.status_badge(s.status)
         m1, m2, m3 = st.columns(3)
-        m1.metric("Steps", f"{s.entry_count:,}",
-                  delta=None if other is None else f"{s.entry_count - other.entry_count:+,}", delta_color="off")
         duration = (s.duration_ms or 0) / 1000
-        m2.metric("Duration", f"{duration:,.2f} s", delta=None if other is None else
-                  f"{duration - (other.duration_ms or 0) / 1000:+,.2f} s", delta_color="inverse")
-        m3.metric("Errors", f"{s.error_count:,}", delta=None if other is None else
-                  f"{s.error_count - other.error_count:+,}", delta_color="inverse")
+        steps_delta = s.entry_count - other.entry_count if other else 0
+        time_delta = duration - (other.duration_ms or 0) / 1000 if other else 0.0
+        errors_delta = s.error_count - other.error_count if other else 0
+        m1.metric("Steps", f"{s.entry_count:,}", delta=f"{steps_delta:+,} vs A" if steps_delta else None,
+                  delta_color="off")
+        m2.metric("Duration", f"{duration:,.2f} s", delta=f"{time_delta:+,.2f} s vs A" if time_delta else None,
+                  delta_color="inverse")
+        m3.metric("Errors", f"{s.error_count:,}", delta=f"{errors_delta:+,} vs A" if errors_delta else None,
+                  delta_color="inverse")
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Same steps", counts["equal"])
@@ -114,16 +118,17 @@ pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
 number = st.session_state.get("compare_page", 1)
 number = number if isinstance(number, int) and 1 <= number <= pages else 1
 window = shown.iloc[(number - 1) * ROWS_PER_PAGE: number * ROWS_PER_PAGE].reset_index(drop=True)
+# Blank, not "None", where a step has no counterpart: the table shows text for these columns.
+shown_window = window.assign(**{col: window[col].map(lambda v, f=fmt: "" if pd.isna(v) else f.format(v))
+                                 for col, fmt in TEXT_COLUMNS.items()})
 event = st.dataframe(
-    window.style.apply(style_rows, axis=None).format(precision=1, na_rep=""), key="compare_table", on_select="rerun",
+    shown_window.style.apply(style_rows, axis=None), key="compare_table", on_select="rerun",
     selection_mode="single-row", hide_index=True, width="stretch",
     column_config={
         "a_seq": "A seq", "a_node": "A node", "a_name": "A name", "b_seq": "B seq", "b_node": "B node",
         "b_name": "B name", "a_input": "A input", "b_input": "B input", "a_output": "A output",
         "b_output": "B output",
-        "a_ms": st.column_config.NumberColumn("A ms", format="%.1f"),
-        "b_ms": st.column_config.NumberColumn("B ms", format="%.1f"),
-        "delta_ms": st.column_config.NumberColumn("B − A ms", format="%+.1f"),
+        "a_ms": "A ms", "b_ms": "B ms", "delta_ms": "B − A ms",
     },
 )
 st.caption("Yellow: the same step with different node, input, output or duration (the differing cells "

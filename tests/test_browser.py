@@ -87,9 +87,11 @@ def browser() -> Iterator[object]:
 
 
 def settled(page: object, timeout: float = 30) -> None:
-    """Wait until the script has finished and nothing is left loading."""
+    """Wait until the script has finished and nothing is left loading; no error on the page."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout * 1000)
+    assert page.locator("text=Page not found").count() == 0, page.url
+    assert page.locator('[data-testid="stException"]').count() == 0, page.url
 
 
 def test_chat_turn_then_traces_then_thread_page(server: str, browser, shots: Path) -> None:
@@ -103,7 +105,7 @@ def test_chat_turn_then_traces_then_thread_page(server: str, browser, shots: Pat
     page.wait_for_selector("text=Open the thread page")
     page.screenshot(path=str(shots / "chat.png"))
 
-    page.goto(f"{server}/traces?user={USER}")
+    page.goto(f"{server}/?user={USER}")  # the traces page is the default page, at the root
     settled(page)
     page.wait_for_function(
         "() => (document.querySelector('[data-testid=\"stDataFrame\"]')?.textContent || '').includes('what is 17 * 23?')",

@@ -46,7 +46,7 @@ def test_aligned_steps_and_differences(pair) -> None:
     table = at.dataframe[0].value
     assert table["op"].tolist() == ["changed"] * 4 + ["only B"] * 2
     assert table.loc[2, "differs"] == "input, output, duration"
-    assert table.loc[2, "delta_ms"] == pytest.approx(800.0)
+    assert table.loc[2, "delta_ms"] == "+800.0" and table.loc[4, "a_seq"] == ""
 
     at.toggle(key="compare_only_diff").set_value(True).run()
     assert len(at.dataframe[0].value) == 6

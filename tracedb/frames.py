@@ -159,8 +159,23 @@ def pick(data: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return None
 
 
+def _gist(value: Any) -> Any:
+    """What a person reads first in a model output: its tool calls, else its text."""
+    if isinstance(value, Mapping):
+        calls = value.get("tool_calls")
+        if isinstance(calls, list) and calls and all(isinstance(c, Mapping) for c in calls):
+            return "→ " + ", ".join(
+                f"{c.get('name', '?')}({json.dumps(c.get('args', {}), ensure_ascii=False, default=str)})"
+                for c in calls)
+        for key in ("content", "answer", "text"):
+            if isinstance(value.get(key), str) and value[key].strip():
+                return value[key]
+    return value
+
+
 def short_text(value: Any, limit: int = PREVIEW_CHARS) -> str:
     """A one-line text of a JSON value, cut to ``limit`` characters."""
+    value = _gist(value)
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
