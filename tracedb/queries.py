@@ -10,6 +10,7 @@ import hashlib
 import re
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg import sql
@@ -204,10 +205,6 @@ CONTAINS_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
     " AND (e.data @> %s) IS TRUE LIMIT 1)"
 )
-# For a containment query without string or boolean values: the entries' own GIN index.
-CONTAINS_ENTRIES = (
-    "t.id IN (SELECT e.trace_id FROM automation_trace_entries e WHERE e.data @> %s)"
-)
 _ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
@@ -222,9 +219,25 @@ def words_tsquery(candidates: str) -> str | None:
     return "(" + " & ".join(f"'{w.lower()}'" for w in words) + ") | " + ALL_MARKER
 
 
+def _scalar_text(value: Any) -> str | None:
+    """A JSON scalar as ``tracedb_json_keys`` spells it; None for objects and arrays."""
+    if value is None:
+        return "z"
+    if isinstance(value, bool):
+        return "btrue" if value else "bfalse"
+    if isinstance(value, str):
+        return "s" + value
+    if isinstance(value, (int, float)):
+        # PostgreSQL reads the JSON text json.dumps writes (repr for floats) as numeric, and
+        # trim_scale drops trailing zeros: 1.0 and 1 are both "n1".
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return "n0" if number == 0 else "n" + format(number.normalize(), "f")
+    return None
+
+
 def contains_keys(value: Any, key: str | None = None) -> set[str]:
     """The "=<hash>" lexemes that every entry containing ``value`` has in its block: one per
-    (nearest object key, string or boolean value), as ``tracedb_json_keys`` makes them."""
+    (nearest object key, scalar value), as ``tracedb_json_keys`` makes them."""
     keys: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
@@ -232,9 +245,10 @@ def contains_keys(value: Any, key: str | None = None) -> set[str]:
     elif isinstance(value, list):
         for v in value:
             keys |= contains_keys(v, key)
-    elif key is not None and isinstance(value, (str, bool)):
-        text = ("b" + ("true" if value else "false")) if isinstance(value, bool) else "s" + value
-        keys.add("=" + hashlib.md5(f"{key}={text}".encode()).hexdigest()[:16])
+    elif key is not None:
+        text = _scalar_text(value)
+        if text is not None:
+            keys.add("=" + hashlib.md5(f"{key}={text}".encode()).hexdigest()[:16])
     return keys
 
 
@@ -326,13 +340,16 @@ def filter_parts(flt: TraceFilter | None) -> tuple[list[str], list[Any], list[st
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
         contained = to_jsonable(flt.contains)
-        literal = contains_tsquery(contained)
-        if literal is None:
-            conds.append(CONTAINS_ENTRIES)
-            params.append(Jsonb(contained))
+        if isinstance(contained, list):
+            # Entries are JSON objects and none contains an array. A parameter all the same:
+            # is_empty_filter counts conditions by their parameters.
+            conds.append("%s::boolean")
+            params.append(False)
         else:
-            conds.append(TRACE_WORDS_LITERAL)
-            params.append(literal)
+            literal = contains_tsquery(contained)
+            if literal is not None:  # else ({} or only empty values) every trace is a candidate
+                conds.append(TRACE_WORDS_LITERAL)
+                params.append(literal)
             confirm.append(CONTAINS_CONFIRMS)
             confirm_params.append(Jsonb(contained))
     if flt.trace_ids is not None:
