@@ -107,21 +107,6 @@ def timeline_figure(tl: pd.DataFrame, axis: str, colour_by: str = "kind",
     return fig
 
 
-def node_time_figure(stats: pd.DataFrame) -> go.Figure:
-    """Total time and step count per node."""
-    fig = go.Figure()
-    if stats.empty:
-        return fig
-    names = safe(stats["node"])
-    fig.add_trace(go.Bar(y=names, x=stats["total_ms"].fillna(0) / 1000.0, orientation="h",
-                         name="total s", hovertext=[f"{n}: {c} steps" for n, c in zip(names, stats["steps"], strict=True)],
-                         hoverinfo="text+x"))
-    fig.update_layout(height=120 + 34 * len(stats), margin={"l": 10, "r": 10, "t": 30, "b": 40},
-                      xaxis_title="total seconds", showlegend=False)
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
 def _layout(fig: go.Figure, height: int = 320, **kw: object) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 40}, **kw)
     return fig

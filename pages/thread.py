@@ -117,13 +117,11 @@ def trace_view() -> None:
     st.plotly_chart(charts.timeline_figure(drawn, axis, colour_by), key="timeline", config={"displaylogo": False})
 
     st.subheader("Time per node")
-    stats = frames.node_stats(entries)
-    table_col, chart_col = st.columns([3, 2])
-    table_col.dataframe(stats, key="node_stats", hide_index=True, width="stretch", column_config={
-        "share": st.column_config.ProgressColumn("share of time", format="percent", min_value=0, max_value=1),
+    st.dataframe(frames.node_stats(entries), key="node_stats", hide_index=True, width="stretch", column_config={
+        "share": st.column_config.ProgressColumn("share of time", format="percent", min_value=0, max_value=1,
+                                                 width="large"),
         **{c: st.column_config.NumberColumn(c, format="%.1f") for c in ("total_ms", "mean_ms", "p50_ms", "p95_ms")},
     })
-    chart_col.plotly_chart(charts.node_time_figure(stats), key="node_chart", config={"displaylogo": False})
 
     st.subheader("Entries")
     f1, f2, f3 = st.columns(3)

@@ -63,7 +63,7 @@ def test_header_timeline_nodes_and_entries(traces) -> None:
     assert metrics["Errors"] == "1" and metrics["Duration"] == "11.30 s"
     assert at.text_input(key="trace_name").value == HOSTILE
     specs = plotly_specs(at)
-    assert len(specs) == 2 and '"type":"bar"' in specs[0].replace(" ", "")
+    assert len(specs) == 1 and '"type":"bar"' in specs[0].replace(" ", "")
     stats = at.dataframe[0].value
     assert set(stats["node"]) == {"planner", "model", "tools", "summarise"}
     table = at.dataframe[1].value
