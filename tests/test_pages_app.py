@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from apptest_support import APP, dashboard_env, open_page
 from psycopg.conninfo import conninfo_to_dict
 from streamlit.testing.v1 import AppTest
@@ -43,9 +42,9 @@ def test_unreachable_database_is_a_message_on_every_page() -> None:
             assert any("cannot be reached" in e.value for e in at.error), page
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_opens_on_an_empty_database(fresh_db_url: str, page: str) -> None:
+def test_every_page_opens_on_an_empty_database(fresh_db_url: str) -> None:
     with dashboard_env(TRACEDB_URL=fresh_db_url, LLM_MODEL=None):
-        at = open_page(page)
-    assert not at.exception
-    assert [t.value for t in at.title] == [page.capitalize()]
+        for page in PAGES:
+            at = open_page(page)
+            assert not at.exception, page
+            assert [t.value for t in at.title] == [page.capitalize()]
