@@ -17,9 +17,10 @@
 -- queries confirm each candidate against its entries, so phrases, negation, "all words in
 -- one entry" and containment keep their exact meaning.
 --
--- An entry over 64 kB as stored, or a block whose words would not fit a tsvector, adds the
--- lexeme "=all" instead: every query also accepts "=all", so such traces are always
--- candidates and are decided by the confirmation.
+-- A block with an entry over 64 kB as stored, or whose words would not fit a tsvector, is
+-- marked complete = false (its words leave that entry out): such blocks are candidates for
+-- every query and are decided by the confirmation. A flag rather than a marker lexeme, so
+-- that the planner's estimate for a rare word stays that of the word.
 --
 -- A row is rewritten only when an append brings a lexeme the block does not have yet, so a
 -- long trace costs O(block) per append, never O(trace). Deleting entries rebuilds the rows
@@ -29,6 +30,7 @@ CREATE TABLE automation_trace_search (
     trace_id uuid     NOT NULL REFERENCES automation_traces (id) ON DELETE CASCADE,
     block    integer  NOT NULL,
     words    tsvector NOT NULL,
+    complete boolean  NOT NULL DEFAULT true,
     PRIMARY KEY (trace_id, block)
 ) WITH (toast_tuple_target = 8160);  -- keep a typical row (2-3 kB) inline and uncompressed:
                                       -- a probe then reads one heap tuple, no TOAST
@@ -61,73 +63,76 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The lexemes of a block: p_docs is a JSON array of its entries' data.
-CREATE FUNCTION tracedb_block_words(p_docs jsonb, p_oversized boolean) RETURNS tsvector
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-    v tsvector;
-BEGIN
-    v := strip(jsonb_to_tsvector('simple'::regconfig, coalesce(p_docs, '[]'::jsonb), '["string"]'::jsonb))
-         || array_to_tsvector(tracedb_json_keys(coalesce(p_docs, '[]'::jsonb)));
-    IF p_oversized THEN
-        v := v || '=all'::tsvector;
-    END IF;
-    RETURN v;
-END;
+CREATE FUNCTION tracedb_block_words(p_docs jsonb) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT strip(jsonb_to_tsvector('simple'::regconfig, coalesce(p_docs, '[]'::jsonb), '["string"]'::jsonb))
+           || array_to_tsvector(tracedb_json_keys(coalesce(p_docs, '[]'::jsonb)))
 $$;
 
--- The same, or "=all" when the words do not fit a tsvector (for rebuilds, not per append).
-CREATE FUNCTION tracedb_block_words_or_all(p_docs jsonb, p_oversized boolean) RETURNS tsvector
+-- The same, or NULL when the words do not fit a tsvector (for rebuilds, not per append).
+CREATE FUNCTION tracedb_block_words_or_null(p_docs jsonb) RETURNS tsvector
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN tracedb_block_words(p_docs, p_oversized);
+    RETURN tracedb_block_words(p_docs);
 EXCEPTION WHEN program_limit_exceeded THEN
-    RETURN '=all'::tsvector;
+    RETURN NULL;
 END;
 $$;
 
 CREATE FUNCTION tracedb_index_words() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO automation_trace_search AS s (trace_id, block, words)
+    INSERT INTO automation_trace_search AS s (trace_id, block, words, complete)
     SELECT n.trace_id, n.seq / 32,
-           tracedb_block_words(jsonb_agg(n.data) FILTER (WHERE pg_column_size(n.data) <= 65536),
-                               bool_or(pg_column_size(n.data) > 65536))
+           tracedb_block_words(jsonb_agg(n.data) FILTER (WHERE pg_column_size(n.data) <= 65536)),
+           bool_and(pg_column_size(n.data) <= 65536)
       FROM new_entries n
      GROUP BY n.trace_id, n.seq / 32
-    ON CONFLICT (trace_id, block) DO UPDATE SET words = s.words || excluded.words
-     WHERE NOT (tsvector_to_array(excluded.words) <@ tsvector_to_array(s.words));
+    ON CONFLICT (trace_id, block) DO UPDATE
+       SET words = s.words || excluded.words, complete = s.complete AND excluded.complete
+     WHERE NOT (tsvector_to_array(excluded.words) <@ tsvector_to_array(s.words))
+        OR (s.complete AND NOT excluded.complete);
     RETURN NULL;
 EXCEPTION WHEN program_limit_exceeded THEN
-    -- the block's words outgrew a tsvector: its traces become candidates for every query
-    INSERT INTO automation_trace_search AS s (trace_id, block, words)
-    SELECT DISTINCT n.trace_id, n.seq / 32, '=all'::tsvector FROM new_entries n
-    ON CONFLICT (trace_id, block) DO UPDATE SET words = '=all'::tsvector;
+    -- the block's words outgrew a tsvector: keep what it has, a candidate for every query
+    INSERT INTO automation_trace_search AS s (trace_id, block, words, complete)
+    SELECT DISTINCT n.trace_id, n.seq / 32, ''::tsvector, false FROM new_entries n
+    ON CONFLICT (trace_id, block) DO UPDATE SET complete = false;
     RETURN NULL;
 END;
+$$;
+
+-- The search rows of some traces rebuilt from their entries.
+CREATE FUNCTION tracedb_rebuild_words(p_trace_ids uuid[]) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM automation_trace_search s WHERE s.trace_id = ANY(p_trace_ids);
+    INSERT INTO automation_trace_search (trace_id, block, words, complete)
+    SELECT b.trace_id, b.block, coalesce(b.words, ''::tsvector), b.complete AND b.words IS NOT NULL
+      FROM (SELECT e.trace_id, e.seq / 32 AS block,
+                   tracedb_block_words_or_null(
+                       jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536)) AS words,
+                   bool_and(pg_column_size(e.data) <= 65536) AS complete
+              FROM automation_trace_entries e
+             WHERE e.trace_id = ANY(p_trace_ids)
+             GROUP BY e.trace_id, e.seq / 32) b;
 $$;
 
 CREATE FUNCTION tracedb_reindex_words() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM automation_trace_search s
-     WHERE s.trace_id IN (SELECT DISTINCT o.trace_id FROM old_entries o);
-    INSERT INTO automation_trace_search (trace_id, block, words)
-    SELECT e.trace_id, e.seq / 32,
-           tracedb_block_words_or_all(jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536),
-                               bool_or(pg_column_size(e.data) > 65536))
-      FROM automation_trace_entries e
-     WHERE e.trace_id IN (SELECT DISTINCT o.trace_id FROM old_entries o)
-     GROUP BY e.trace_id, e.seq / 32;
+    PERFORM tracedb_rebuild_words(ARRAY(SELECT DISTINCT o.trace_id FROM old_entries o));
     RETURN NULL;
 END;
 $$;
 
-INSERT INTO automation_trace_search (trace_id, block, words)
-SELECT e.trace_id, e.seq / 32,
-       tracedb_block_words_or_all(jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536),
-                           bool_or(pg_column_size(e.data) > 65536))
-  FROM automation_trace_entries e
- GROUP BY e.trace_id, e.seq / 32;
+INSERT INTO automation_trace_search (trace_id, block, words, complete)
+SELECT b.trace_id, b.block, coalesce(b.words, ''::tsvector), b.complete AND b.words IS NOT NULL
+  FROM (SELECT e.trace_id, e.seq / 32 AS block,
+               tracedb_block_words_or_null(
+                   jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536)) AS words,
+               bool_and(pg_column_size(e.data) <= 65536) AS complete
+          FROM automation_trace_entries e
+         GROUP BY e.trace_id, e.seq / 32) b;
 
 CREATE TRIGGER automation_trace_entries_words
     AFTER INSERT ON automation_trace_entries
@@ -140,6 +145,8 @@ CREATE TRIGGER automation_trace_entries_reindex_words
     FOR EACH STATEMENT EXECUTE FUNCTION tracedb_reindex_words();
 
 CREATE INDEX automation_trace_search_words_idx ON automation_trace_search USING gin (words);
+CREATE INDEX automation_trace_search_incomplete_idx ON automation_trace_search (trace_id)
+    WHERE NOT complete;
 
 -- Replaced by automation_trace_search: an entry's tsvector is only computed to confirm a
 -- candidate trace, never searched through an index. (No query uses the containment index
