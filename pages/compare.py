@@ -45,6 +45,11 @@ def pretty(entry: dict[str, Any] | None) -> list[str]:
     return json.dumps(entry["data"], indent=2, ensure_ascii=False, sort_keys=True, default=str).splitlines()
 
 
+def forget_selection() -> None:
+    """Selections are row positions: they mean nothing once the rows shown change."""
+    st.session_state.pop("compare_table", None)
+
+
 def sync_url() -> None:
     for side in ("a", "b"):
         value = st.session_state.get(f"compare_{side}")
@@ -112,7 +117,7 @@ c2.metric("Changed", counts["changed"])
 c3.metric("Only in A", counts["only A"])
 c4.metric("Only in B", counts["only B"])
 
-only_diff = st.toggle("Only steps that differ", key="compare_only_diff")
+only_diff = st.toggle("Only steps that differ", key="compare_only_diff", on_change=forget_selection)
 shown = aligned[aligned["op"] != "equal"] if only_diff else aligned
 pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
 number = st.session_state.get("compare_page", 1)
@@ -134,7 +139,7 @@ event = st.dataframe(
 st.caption("Yellow: the same step with different node, input, output or duration (the differing cells "
            "are darker). Red: only in A. Green: only in B. Select a row to see both entries.")
 if pages > 1:
-    st.pagination(pages, key="compare_page", max_visible_pages=9)
+    st.pagination(pages, key="compare_page", max_visible_pages=9, on_change=forget_selection)
 
 if event.selection.rows and event.selection.rows[0] < len(window):
     step = window.iloc[event.selection.rows[0]]

@@ -25,6 +25,12 @@ def entry_frame(_db: object, trace_id: str, entry_count: int, updated_at: dateti
 
 def back_to_first_page() -> None:
     st.session_state["entries_page"] = 1
+    forget_selection()
+
+
+def forget_selection() -> None:
+    """Selections are row positions: they mean nothing once the rows shown change."""
+    st.session_state.pop("entries_table", None)
 
 
 def whole_trace(trace_id: str) -> str:
@@ -68,11 +74,14 @@ with st.form("trace_name_form", border=False):
     name_col, save_col = st.columns([6, 1], vertical_alignment="bottom")
     new_name = name_col.text_input("Name", key="trace_name", max_chars=1000)
     if save_col.form_submit_button("Save name", key="trace_name_save", width="stretch"):
-        if new_name.strip() and db.rename_trace(summary.id, new_name.strip()):
+        if not new_name.strip():
+            st.error("A name cannot be empty.")
+        elif db.rename_trace(summary.id, new_name.strip()):
             st.session_state[FLASH_KEY] = "Saved the new name."
             st.session_state.pop("trace_name_for", None)
             st.rerun()
-        st.error("A name cannot be empty.")
+        else:
+            st.error("This trace no longer exists.")
 
 live = summary.status == "running"
 
@@ -144,7 +153,7 @@ def trace_view() -> None:
                           })
     st.caption(f"{len(shown):,} of {len(entries):,} entries · {ENTRIES_PER_PAGE} per page")
     if page_count > 1:
-        st.pagination(page_count, key="entries_page", max_visible_pages=9)
+        st.pagination(page_count, key="entries_page", max_visible_pages=9, on_change=forget_selection)
 
     st.subheader("Entry JSON")
     typed = st.number_input("Entry seq (or select a row above)", min_value=0,
