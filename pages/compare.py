@@ -76,7 +76,7 @@ for side, col in (("a", left), ("b", right)):
     wanted = st.query_params.get(side)
     picked[side] = col.selectbox(f"Trace {side.upper()}", ids, key=f"compare_{side}", format_func=labels.get,
                                  index=ids.index(wanted) if wanted in labels else None,
-                                 placeholder="Pick a trace")
+                                 placeholder="Pick a trace", on_change=forget_selection)
 a_id, b_id = picked["a"], picked["b"]
 sync_url()
 if not a_id or not b_id:
