@@ -20,6 +20,7 @@ from .models import AppendResult, Trace, TraceFilter, TracePage, TraceSummary
 from .server import resolve_url
 
 log = logging.getLogger("tracedb")
+RECONNECT_TIMEOUT = 4.0
 
 
 class AutomationTraceDB(StoreBase):
@@ -59,6 +60,10 @@ class AutomationTraceDB(StoreBase):
             self.server.url, min_size=min_size, max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
             timeout=timeout, open=False, name="tracedb",
+            # psycopg_pool doubles its reconnection delay without bound; giving up after a few
+            # seconds starts a fresh attempt at the next request, so a server that comes back
+            # is found within seconds, not minutes.
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
         try:
             self.pool.open(wait=True, timeout=timeout)

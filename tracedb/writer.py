@@ -58,6 +58,7 @@ class Writer(threading.Thread):
         self.status: str | None = None
         self.in_flight = 0
         self.busy = False
+        self.overflowing = False
         self.closed = False
         self.written = 0
         self.dropped = 0
@@ -68,12 +69,17 @@ class Writer(threading.Thread):
             room = self.buffer_limit - len(self.pending) - self.in_flight
             if len(entries) > room:
                 lost = len(entries) - max(room, 0)
+                if not self.overflowing:
+                    # One message per overflow; FlushReport.dropped keeps the running count.
+                    msg = (f"trace buffer full ({self.buffer_limit:,} entries waiting for the "
+                           "database): newer entries are not recorded until it drains")
+                    self.errors.append(msg)
+                    log.error(msg)
+                self.overflowing = True
                 self.dropped += lost
-                msg = (f"trace buffer full ({self.buffer_limit:,} entries waiting for the "
-                       f"database): {lost} entries not recorded")
-                self.errors.append(msg)
-                log.error(msg)
                 entries = entries[: max(room, 0)]
+            elif not self.pending:
+                self.overflowing = False
             self.pending.extend(entries)
             if status is not None:
                 self.status = status
