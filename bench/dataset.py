@@ -65,9 +65,17 @@ class Dataset:
     sample_ids: list[str] = field(default_factory=list)
     sample_threads: list[str] = field(default_factory=list)
     order_ids: list[str] = field(default_factory=list)
+    phrases: list[str] = field(default_factory=list)
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     end: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     seconds: float = 0.0
+
+
+def phrase_of(text: str, i: int) -> str:
+    """Two adjacent words of ``text`` as a quoted phrase (what someone copies from an entry)."""
+    words = text.split()
+    k = i % max(len(words) - 1, 1)
+    return '"' + " ".join(words[k:k + 2]) + '"'
 
 
 def _ts(d: datetime) -> str:
@@ -160,8 +168,11 @@ class Generator:
                 if failed:
                     extra += f',"error":"{rng.choice(("Timeout", "RateLimit", "ToolError"))}: {self._text(6)}"'
                 ename = f"{node}-{seq}"
+                output = self._text(rng.randint(12, 30))
+                if len(data.phrases) < 50 and rng.random() < 0.001:
+                    data.phrases.append(phrase_of(output, len(data.phrases)))
                 doc = (f'{{"node":"{node}","kind":"{kind}","name":"{ename}","status":"{est}",'
-                       f'"duration_ms":{ms}{extra},"output":"{self._text(rng.randint(12, 30))}"}}')
+                       f'"duration_ms":{ms}{extra},"output":"{output}"}}')
                 entry_lines.append(
                     f"{tid}\t{seq}\t{node}\t{kind}\t{ename}\t{'error' if failed else 'ok'}\t"
                     f"{_ts(began)}\t{_ts(clock)}\t{ms}\t{doc}\n")

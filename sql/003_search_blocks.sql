@@ -35,6 +35,11 @@ CREATE TABLE automation_trace_search (
 ) WITH (toast_tuple_target = 8160);  -- keep a typical row (2-3 kB) inline and uncompressed:
                                       -- a probe then reads one heap tuple, no TOAST
 
+-- A longer list of most common lexemes than the default 1,000: the planner estimates a word
+-- or key not on the list at half the rarest listed frequency, which at 1M traces made rare
+-- words look common enough to walk every trace (measured: 350 ms instead of 1-30 ms).
+ALTER TABLE automation_trace_search ALTER COLUMN words SET STATISTICS 1000;
+
 DO $$
 BEGIN
     -- lz4 decompresses several times faster than pglz; keep the default where it is missing.
