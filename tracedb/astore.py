@@ -88,14 +88,14 @@ class AsyncAutomationTraceDB(StoreBase):
             async with self.pool.connection() as conn:
                 yield conn
 
-    async def _one(self, query: Any, params: Any = None) -> dict[str, Any] | None:
+    async def _one(self, query: Any, params: Any = None, prepare: bool | None = None) -> dict[str, Any] | None:
         async with self._conn() as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(query, params, prepare=prepare)
             return await cur.fetchone()
 
-    async def _rowcount(self, query: Any, params: Any) -> int:
+    async def _rowcount(self, query: Any, params: Any, prepare: bool | None = None) -> int:
         async with self._conn() as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(query, params, prepare=prepare)
             return cur.rowcount
 
     @staticmethod
@@ -215,13 +215,13 @@ class AsyncAutomationTraceDB(StoreBase):
         limit, _ = q.require_limit(limit)
         query, params = q.list_query(filter, limit, cursor)
         async with self._conn() as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(query, params, prepare=False)
             return q.page_from_rows(await cur.fetchall(), limit)
 
     async def count_traces(self, filter: TraceFilter | None = None) -> int:
         """See :meth:`AutomationTraceDB.count_traces`."""
         query, params = q.count_query(filter)
-        row = await self._one(query, params)
+        row = await self._one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
     async def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
@@ -230,7 +230,7 @@ class AsyncAutomationTraceDB(StoreBase):
         query, params = self._delete_plan(filter, allow_all, batch_size)
         total = 0
         while True:
-            n = await self._rowcount(query, params)
+            n = await self._rowcount(query, params, prepare=False)
             total += n
             if progress:
                 progress(total)

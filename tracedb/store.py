@@ -248,15 +248,17 @@ class AutomationTraceDB(StoreBase):
         """
         limit, _ = q.require_limit(limit)
         query, params = q.list_query(filter, limit, cursor)
+        # Never prepared: a prepared statement soon gets a generic plan that cannot see the
+        # filter's values, and the best plan here depends on them (how rare a word is).
         with self._conn() as conn:
-            rows = conn.execute(query, params).fetchall()
+            rows = conn.execute(query, params, prepare=False).fetchall()
         return q.page_from_rows(rows, limit)
 
     def count_traces(self, filter: TraceFilter | None = None) -> int:
         """How many traces match."""
         query, params = q.count_query(filter)
         with self._conn() as conn:
-            row = conn.execute(query, params).fetchone()
+            row = conn.execute(query, params, prepare=False).fetchone()
         return int(row["n"]) if row else 0
 
     def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
@@ -270,7 +272,7 @@ class AutomationTraceDB(StoreBase):
         total = 0
         with self._conn() as conn:
             while True:
-                n = conn.execute(query, params).rowcount
+                n = conn.execute(query, params, prepare=False).rowcount
                 total += n
                 if progress:
                     progress(total)
