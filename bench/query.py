@@ -121,15 +121,15 @@ def count_or_estimate(db: AutomationTraceDB, flt: TraceFilter | None, budget_ms:
     """(count, exact): the exact count when it takes less than ``budget_ms``, else the
     planner's estimate, from the product's query builders (what a store method would do)."""
     query, params = q.count_query(flt)
+    try:
+        with db._conn() as conn, conn.transaction():
+            conn.execute(q.COUNT_TIME_LIMIT, (f"{budget_ms}ms",))
+            row = conn.execute(query, params).fetchone()
+        return (int(row["n"]) if row else 0), True
+    except psycopg.errors.QueryCanceled:
+        pass  # the time limit can also cancel the COMMIT: the pool resets that connection
+    equery, eparams = q.count_estimate_query(flt)
     with db._conn() as conn:
-        try:
-            with conn.transaction():
-                conn.execute(q.COUNT_TIME_LIMIT, (f"{budget_ms}ms",))
-                row = conn.execute(query, params).fetchone()
-            return (int(row["n"]) if row else 0), True
-        except psycopg.errors.QueryCanceled:
-            pass
-        equery, eparams = q.count_estimate_query(flt)
         return q.estimate_from_plan(conn.execute(equery, eparams).fetchone()), False
 
 
@@ -400,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(db, conn, data, args.repeat)
             if args.no_delete:
                 bench.delete_tenth = lambda: Result("delete", "delete")  # type: ignore[method-assign]
-            bench.run(args.deep_page)
+            try:
+                bench.run(args.deep_page)
+            finally:
+                if sys.exc_info()[0] is not None:
+                    report(bench.results, data)  # what was measured before the failure
         results = bench.results
         if args.json:
             print(json.dumps({"dataset": dataset.describe(data),
