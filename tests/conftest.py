@@ -122,3 +122,15 @@ def ids():
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     return _make
+
+
+@pytest.fixture()
+def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The agent's notes in a file of this test's own, and the offline model whatever
+    LLM_MODEL the machine has."""
+    from agent.tools import notes
+
+    path = tmp_path / "notes.json"
+    monkeypatch.setenv(notes.NOTES_ENV, str(path))
+    monkeypatch.delenv("LLM_MODEL", raising=False)
+    return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +14,8 @@ from langgraph.checkpoint.memory import MemorySaver
 
 from agent import TOOLS, OfflineChatModel, build_graph, user_input
 from agent.entries import ENTRY_KEYS
-from agent.tools import notes
 
-
-@pytest.fixture(autouse=True)
-def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "notes.json"
-    monkeypatch.setenv(notes.NOTES_ENV, str(path))
-    monkeypatch.delenv("LLM_MODEL", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("notes_file")
 
 
 def _check_entry(entry: dict[str, Any]) -> None:

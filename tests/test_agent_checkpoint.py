@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,15 +11,8 @@ from psycopg_pool import ConnectionPool
 
 from agent import build_graph, make_checkpointer, user_input
 from agent.checkpoint import CONNECTION_KWARGS
-from agent.tools import notes
 
-
-@pytest.fixture(autouse=True)
-def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "notes.json"
-    monkeypatch.setenv(notes.NOTES_ENV, str(path))
-    monkeypatch.delenv("LLM_MODEL", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("notes_file")
 
 
 def test_a_thread_resumes_in_a_new_graph_and_connection(db_url: str) -> None:

@@ -16,12 +16,7 @@ from tracedb import AutomationTraceDB
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "notes.json"
-    monkeypatch.setenv(notes.NOTES_ENV, str(path))
-    monkeypatch.delenv("LLM_MODEL", raising=False)
-    return path
+pytestmark = pytest.mark.usefixtures("notes_file")
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:

@@ -13,12 +13,7 @@ from agent.tools import dates, notes, pages
 from agent.tools.calculator import calculator, evaluate, format_number
 from agent.tools.units import convert, convert_units, resolve_unit
 
-
-@pytest.fixture(autouse=True)
-def notes_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "notes.json"
-    monkeypatch.setenv(notes.NOTES_ENV, str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("notes_file")
 
 
 @pytest.fixture()
