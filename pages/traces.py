@@ -47,7 +47,7 @@ def previous_page() -> None:
     st.session_state.pop(TABLE_KEY, None)
 
 
-def ask_delete(flt: TraceFilter, count: int, scope: str, allow_all: bool = False) -> None:
+def ask_delete(flt: TraceFilter, count: int | None, scope: str, allow_all: bool = False) -> None:
     st.session_state[DELETE_KEY] = {"filter": flt, "count": count, "scope": scope, "allow_all": allow_all}
 
 
@@ -58,6 +58,9 @@ def forget_delete() -> None:
 @st.dialog("Delete traces", on_dismiss=forget_delete)
 def confirm_delete() -> None:
     request = st.session_state[DELETE_KEY]
+    if request["count"] is None:  # the listing showed an estimate: count exactly before asking
+        with st.spinner("Counting the matching traces…"):
+            request["count"] = db.count_traces(request["filter"])
     n = request["count"]
     if request["scope"] == "selected":
         st.write(f"Delete the {n:,} selected trace{'s' if n != 1 else ''} and all their entries?")
@@ -141,7 +144,8 @@ cursors: list[str | None] = st.session_state["traces_cursors"]
 
 try:
     page = db.list_traces(flt, limit=size, cursor=cursors[-1])
-    total = db.count_traces(flt)
+    # Exact within 100 ms, else the planner's estimate, shown as "about N".
+    total, exact = db.count_traces_bounded(flt)
 except InvalidTraceData as exc:
     st.error(f"These filters cannot be used: {exc}")
     st.stop()
@@ -160,7 +164,8 @@ if total == 0 and analytics.is_unfiltered(flt):
     st.stop()
 
 first = (len(cursors) - 1) * size
-st.caption(f"{total:,} matching traces · page {len(cursors)} · rows {first + 1 if page.items else 0:,}–"
+total_text = f"{total:,}" if exact else f"about {total:,}"
+st.caption(f"{total_text} matching traces · page {len(cursors)} · rows {first + 1 if page.items else 0:,}–"
            f"{first + len(page.items):,}")
 table = frames.traces_frame(page.items)
 event = st.dataframe(
@@ -186,8 +191,8 @@ with delete_col:
     st.subheader("Delete")
     st.button(f"Delete selected ({len(selected)})", key="delete_selected", disabled=not selected,
               on_click=ask_delete, args=(TraceFilter(trace_ids=tuple(selected)), len(selected), "selected"))
-    st.button(f"Delete all {total:,} matching", key="delete_matching", disabled=total == 0,
-              on_click=ask_delete, args=(flt, total, "matching", analytics.is_unfiltered(flt)))
+    st.button(f"Delete all {total_text} matching", key="delete_matching", disabled=total == 0,
+              on_click=ask_delete, args=(flt, total if exact else None, "matching", analytics.is_unfiltered(flt)))
 
 with rename_col:
     st.subheader("Rename")
@@ -216,7 +221,7 @@ with export_col:
     scope = st.radio("Traces", ["selected", "matching"], key="export_scope", horizontal=True,
                      index=0 if selected else 1,
                      format_func=lambda s: f"selected ({len(selected)})" if s == "selected"
-                     else f"all matching ({total:,})")
+                     else f"all matching ({total_text})")
     wanted = len(selected) if scope == "selected" else total
     export_signature = (fmt, scope, tuple(selected) if scope == "selected" else signature)
     if st.button(f"Prepare {fmt or ''} export of {wanted:,}", key="export_prepare", disabled=not (fmt and wanted)):

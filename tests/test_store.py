@@ -420,3 +420,16 @@ def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_):
 def test_unreachable_server_is_a_named_error():
     with pytest.raises(DatabaseUnavailable):
         AutomationTraceDB("postgresql://nobody@127.0.0.1:1/none", timeout=1)
+
+
+def test_bounded_count_is_exact_when_quick_and_an_estimate_otherwise(db, corpus):
+    user, made = corpus
+    assert db.count_traces_bounded(TraceFilter(user_id=user)) == (12, True)
+    # An estimate comes from the plan of the same filter: a non-negative whole number.
+    from tracedb import queries as q
+
+    query, params = q.count_estimate_query(TraceFilter(user_id=user, text="zebra"))
+    with db._conn() as conn:
+        estimate = q.estimate_from_plan(conn.execute(query, params, prepare=False).fetchone())
+    assert isinstance(estimate, int) and estimate >= 0
+

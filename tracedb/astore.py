@@ -224,6 +224,21 @@ class AsyncAutomationTraceDB(StoreBase):
         row = await self._one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
+    async def count_traces_bounded(self, filter: TraceFilter | None = None, *,
+                                   budget_ms: int = 100) -> tuple[int, bool]:
+        """See :meth:`AutomationTraceDB.count_traces_bounded`."""
+        query, params = q.count_query(filter)
+        try:
+            async with self._conn() as conn, conn.transaction():
+                await conn.execute(q.COUNT_TIME_LIMIT, (f"{int(budget_ms)}ms",))
+                cur = await conn.execute(query, params, prepare=False)
+                row = await cur.fetchone()
+            return (int(row["n"]) if row else 0), True
+        except psycopg.errors.QueryCanceled:
+            pass
+        equery, eparams = q.count_estimate_query(filter)
+        return q.estimate_from_plan(await self._one(equery, eparams, prepare=False)), False
+
     async def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
                             batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
         """See :meth:`AutomationTraceDB.delete_traces`."""

@@ -261,6 +261,23 @@ class AutomationTraceDB(StoreBase):
             row = conn.execute(query, params, prepare=False).fetchone()
         return int(row["n"]) if row else 0
 
+    def count_traces_bounded(self, filter: TraceFilter | None = None, *,
+                             budget_ms: int = 100) -> tuple[int, bool]:
+        """``(n, True)`` when the exact count takes at most ``budget_ms``, else the planner's
+        estimate as ``(n, False)``: for a page that must answer at once on any table size."""
+        query, params = q.count_query(filter)
+        try:
+            with self._conn() as conn, conn.transaction():
+                conn.execute(q.COUNT_TIME_LIMIT, (f"{int(budget_ms)}ms",))
+                row = conn.execute(query, params, prepare=False).fetchone()
+            return (int(row["n"]) if row else 0), True
+        except psycopg.errors.QueryCanceled:
+            pass  # the pool resets a connection whose transaction was cancelled
+        equery, eparams = q.count_estimate_query(filter)
+        with self._conn() as conn:
+            plan = conn.execute(equery, eparams, prepare=False).fetchone()
+        return q.estimate_from_plan(plan), False
+
     def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
                       batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
         """Delete every matching trace (not one page), in batches; return how many.
