@@ -25,7 +25,7 @@ def test_init_and_status(db_url, capsys):
     assert main(["--url", db_url, "status"]) == 0
     out = capsys.readouterr().out
     assert "PostgreSQL" in out and "automation_trace_entries" in out
-    assert "automation_trace_entries_data_idx" in out and "tracedb_append(" in out
+    assert "automation_trace_search_words_idx" in out and "tracedb_append(" in out
 
 
 def test_list_count_show_rename_delete(db_url, seeded, capsys):

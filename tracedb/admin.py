@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TABLES = ("automation_traces", "automation_trace_entries", "tracedb_migrations")
+TABLES = ("automation_traces", "automation_trace_entries", "automation_trace_search", "tracedb_migrations")
 
 STATUS_QUERIES = {
     "version": "SELECT version() AS v",
