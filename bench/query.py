@@ -117,22 +117,6 @@ def explain(conn: psycopg.Connection[Any], query: sql.Composable, params: list[A
     return f"{root['Node Type']}: {', '.join(seen) or 'no index'}", seq
 
 
-def count_or_estimate(db: AutomationTraceDB, flt: TraceFilter | None, budget_ms: int) -> tuple[int, bool]:
-    """(count, exact): the exact count when it takes less than ``budget_ms``, else the
-    planner's estimate, from the product's query builders (what a store method would do)."""
-    query, params = q.count_query(flt)
-    try:
-        with db._conn() as conn, conn.transaction():
-            conn.execute(q.COUNT_TIME_LIMIT, (f"{budget_ms}ms",))
-            row = conn.execute(query, params).fetchone()
-        return (int(row["n"]) if row else 0), True
-    except psycopg.errors.QueryCanceled:
-        pass  # the time limit can also cancel the COMMIT: the pool resets that connection
-    equery, eparams = q.count_estimate_query(flt)
-    with db._conn() as conn:
-        return q.estimate_from_plan(conn.execute(equery, eparams).fetchone()), False
-
-
 class Bench:
     """Runs the query kinds against one loaded database."""
 
@@ -186,7 +170,7 @@ class Bench:
         return res
 
     def bounded_count_kind(self, name: str, filters: Callable[[int], TraceFilter]) -> Result:
-        """Time :func:`count_or_estimate` for ``repeat`` filters made by ``filters``."""
+        """Time ``AutomationTraceDB.count_traces_bounded`` for ``repeat`` filters made by ``filters``."""
         res = Result(name, "count")
         flts = [filters(i) for i in range(self.repeat)]
         query, params = q.count_estimate_query(flts[0])
@@ -196,7 +180,7 @@ class Bench:
         for cold in (True, False):
             for flt in flts:
                 t0 = time.perf_counter()
-                n, exact = count_or_estimate(self.db, flt, COUNT_BUDGET_MS)
+                n, exact = self.db.count_traces_bounded(flt, budget_ms=COUNT_BUDGET_MS)
                 elapsed = time.perf_counter() - t0
                 if cold:
                     res.cold.append(elapsed)
