@@ -130,14 +130,8 @@ BEGIN
 END;
 $$;
 
-INSERT INTO automation_trace_search (trace_id, block, words, complete)
-SELECT b.trace_id, b.block, coalesce(b.words, ''::tsvector), b.complete AND b.words IS NOT NULL
-  FROM (SELECT e.trace_id, e.seq / 32 AS block,
-               tracedb_block_words_or_null(
-                   jsonb_agg(e.data) FILTER (WHERE pg_column_size(e.data) <= 65536)) AS words,
-               bool_and(pg_column_size(e.data) <= 65536) AS complete
-          FROM automation_trace_entries e
-         GROUP BY e.trace_id, e.seq / 32) b;
+-- Rows for the traces stored before this migration.
+SELECT tracedb_rebuild_words(ARRAY(SELECT id FROM automation_traces));
 
 CREATE TRIGGER automation_trace_entries_words
     AFTER INSERT ON automation_trace_entries
