@@ -173,13 +173,15 @@ class TraceRecorder:
                 self._echo[key] = self._echo.get(key, 0) + 1
             return [dict(e, namespace="/".join(ns)) if "namespace" not in e else dict(e)
                     for e in entries]
-        if not any(self._echo.values()):  # no subgraph entries pending: nothing to compare
+        if not self._echo:  # no subgraph entries pending: nothing to compare
             return [dict(e) for e in entries]
         kept = []
         for e in entries:
             key = _fingerprint(e)
             if self._echo.get(key):
                 self._echo[key] -= 1
+                if not self._echo[key]:
+                    del self._echo[key]
                 continue
             kept.append(dict(e))
         return kept
