@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from tracedb.migrations import load_migrations, migrate
 
@@ -58,3 +59,13 @@ def test_updated_at_trigger_and_functions(fresh_db_url):
         assert row[1:] == (0, 2)
         data = conn.execute("SELECT tracedb_trace_data('00000000-0000-0000-0000-000000000001')").fetchone()[0]
         assert data == [{"node": "a"}, {"node": "b"}]
+
+
+def test_a_migration_changed_after_it_ran_is_a_clear_error(fresh_db_url):
+    from tracedb.migrations import MigrationChanged
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute("UPDATE tracedb_migrations SET checksum = 'old' WHERE version = 1")
+        with pytest.raises(MigrationChanged, match="001_tables.sql differs"):
+            migrate(conn)

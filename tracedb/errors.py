@@ -19,3 +19,7 @@ class TraceNotFound(TraceDBError, LookupError):
 
 class DatabaseUnavailable(TraceDBError, ConnectionError):
     """The PostgreSQL server cannot be reached."""
+
+
+class MigrationChanged(TraceDBError, RuntimeError):
+    """A migration file differs from the version applied to this database."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import psycopg
+
+from .errors import MigrationChanged
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _NAME = re.compile(r"^(\d{3})_[\w-]+\.sql$")
@@ -18,7 +21,8 @@ CREATE_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS tracedb_migrations (
     version    integer PRIMARY KEY,
     name       text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    checksum   text
 )
 """
 
@@ -28,6 +32,10 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -53,15 +61,24 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(CREATE_VERSION_TABLE)
-        done = {row[0] if isinstance(row, tuple) else row["version"]
-                for row in conn.execute("SELECT version FROM tracedb_migrations").fetchall()}
+        conn.execute("ALTER TABLE tracedb_migrations ADD COLUMN IF NOT EXISTS checksum text")
+        rows = conn.execute("SELECT version, checksum FROM tracedb_migrations").fetchall()
+        done = {(r[0], r[1]) if isinstance(r, tuple) else (r["version"], r["checksum"]) for r in rows}
+        done_sums = dict(done)
         for mig in load_migrations():
-            if mig.version in done:
+            if mig.version in done_sums:
+                recorded = done_sums[mig.version]
+                # Migrations are never edited once applied: a changed file would leave this
+                # database with a schema the code no longer expects.
+                if recorded is not None and recorded != mig.checksum:
+                    raise MigrationChanged(
+                        f"{mig.name} differs from the version applied to this database; "
+                        "migrations must not change once applied (add a new one instead)")
                 continue
             conn.execute(mig.sql)
             conn.execute(
-                "INSERT INTO tracedb_migrations (version, name) VALUES (%s, %s)",
-                (mig.version, mig.name),
+                "INSERT INTO tracedb_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (mig.version, mig.name, mig.checksum),
             )
             applied.append(mig.name)
     return applied
