@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--thread", help="conversation to continue (default: a new one)")
     parser.add_argument("--user", default="local", help="user id stored on the trace (default: local)")
     parser.add_argument("--name", help="trace name")
-    parser.add_argument("--model", help=f"chat model, e.g. openai:gpt-4o-mini (default: {MODEL_ENV}, else offline)")
+    parser.add_argument(
+        "--model", help=f"chat model, e.g. openai:gpt-4o-mini (default: {MODEL_ENV}, else offline)"
+    )
     parser.add_argument("--url", help="libpq URL (default: TRACEDB_URL, else the embedded server)")
     parser.add_argument("--stream", action="store_true", help="print the reply token by token as it arrives")
     return parser
@@ -49,12 +51,17 @@ def run_turn(args: argparse.Namespace) -> int:
         with AutomationTraceDB(args.url) as db, make_checkpointer(db.server.url) as checkpointer:
             graph = build_graph(model, checkpointer)
             recorder = TraceRecorder(db, user_id=args.user, provider_id=model_label(model), name=args.name)
-            chunks = recorder.stream(graph, user_input(" ".join(args.message)), config,
-                                     stream_mode=["messages", "updates"])
+            chunks = recorder.stream(
+                graph, user_input(" ".join(args.message)), config, stream_mode=["messages", "updates"]
+            )
             for mode, data in chunks:
                 if mode == "messages" and args.stream:
                     chunk, meta = data
-                    if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model" and chunk.text:
+                    if (
+                        isinstance(chunk, AIMessageChunk)
+                        and meta.get("langgraph_node") == "model"
+                        and chunk.text
+                    ):
                         print(chunk.text, end="", flush=True)
                         streamed = True
                 elif mode == "updates":

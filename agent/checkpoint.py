@@ -48,8 +48,10 @@ def _setup(conn: psycopg.Connection[DictRow], timeout: float) -> None:
 
 def _check_connection(conn: psycopg.Connection[Any]) -> None:
     if not conn.autocommit or conn.row_factory is not dict_row or conn.prepare_threshold != 0:
-        raise ValueError("PostgresSaver needs a connection opened with autocommit=True, "
-                         "prepare_threshold=0 and row_factory=dict_row")
+        raise ValueError(
+            "PostgresSaver needs a connection opened with autocommit=True, "
+            "prepare_threshold=0 and row_factory=dict_row"
+        )
 
 
 @contextmanager
@@ -93,8 +95,13 @@ def make_checkpointer(
             yield PostgresSaver(conn)
     else:
         pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
-            conninfo, min_size=1, max_size=max_size, kwargs=CONNECTION_KWARGS, open=False,
-            check=ConnectionPool.check_connection, timeout=timeout,
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            kwargs=CONNECTION_KWARGS,
+            open=False,
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
         )
         pool.open(wait=True, timeout=timeout)
         try:

@@ -52,7 +52,7 @@ def user_input(text: str) -> dict[str, Any]:
 def _current_turn(messages: Sequence[BaseMessage]) -> tuple[HumanMessage | None, list[BaseMessage]]:
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], HumanMessage):
-            return cast(HumanMessage, messages[i]), list(messages[i + 1:])
+            return cast(HumanMessage, messages[i]), list(messages[i + 1 :])
     return None, list(messages)
 
 
@@ -86,10 +86,15 @@ class AgentNodes:
         """Call the chat model with the tools bound; a failing model becomes an error entry and reply."""
         messages = list(state["messages"])
         last = messages[-1] if messages else None
-        step = Step("model", "llm", self.model_name, {
-            "message_count": len(messages),
-            "last_message": {"type": last.type, "content": clip(last.text)} if last else None,
-        })
+        step = Step(
+            "model",
+            "llm",
+            self.model_name,
+            {
+                "message_count": len(messages),
+                "last_message": {"type": last.type, "content": clip(last.text)} if last else None,
+            },
+        )
         try:
             reply = self.bound.invoke([SystemMessage(SYSTEM_PROMPT), *messages], config)
         except GraphBubbleUp:
@@ -106,8 +111,10 @@ class AgentNodes:
         }
         if getattr(reply, "invalid_tool_calls", None):
             # Calls whose arguments were not valid JSON never reach the tools node; keep them visible.
-            output["invalid_tool_calls"] = [{"name": c.get("name"), "args": c.get("args"), "error": c.get("error")}
-                                            for c in reply.invalid_tool_calls]
+            output["invalid_tool_calls"] = [
+                {"name": c.get("name"), "args": c.get("args"), "error": c.get("error")}
+                for c in reply.invalid_tool_calls
+            ]
         if reply.usage_metadata:
             output["usage"] = dict(reply.usage_metadata)
         return {"messages": [reply], "automation_trace": [step.entry(output)]}
@@ -130,8 +137,11 @@ class AgentNodes:
             # the turn carries on.
             except Exception as exc:
                 entries.append(step.entry(error=exc))
-                messages.append(ToolMessage(f"Error: {exc}", tool_call_id=call["id"] or "", name=call["name"],
-                                            status="error"))
+                messages.append(
+                    ToolMessage(
+                        f"Error: {exc}", tool_call_id=call["id"] or "", name=call["name"], status="error"
+                    )
+                )
                 continue
             entries.append(step.entry(clip(content)))
             messages.append(ToolMessage(content, tool_call_id=call["id"] or "", name=call["name"]))
@@ -152,11 +162,18 @@ class AgentNodes:
         last = state["messages"][-1]
         if isinstance(last, AIMessage) and last.tool_calls:
             # Every tool call needs an answer before the next turn, or providers reject the history.
-            skipped = [ToolMessage("Not run: the tool-call limit for this turn was reached.",
-                                   tool_call_id=c["id"] or "", name=c["name"], status="error")
-                       for c in last.tool_calls]
-            final = AIMessage(f"I stopped after {self.max_tool_rounds} rounds of tool calls without "
-                              "reaching an answer.")
+            skipped = [
+                ToolMessage(
+                    "Not run: the tool-call limit for this turn was reached.",
+                    tool_call_id=c["id"] or "",
+                    name=c["name"],
+                    status="error",
+                )
+                for c in last.tool_calls
+            ]
+            final = AIMessage(
+                f"I stopped after {self.max_tool_rounds} rounds of tool calls without reaching an answer."
+            )
             update["messages"] = [*skipped, final]
             answer = final.text
         else:

@@ -35,68 +35,130 @@ class Request:
 
 _I = re.IGNORECASE
 _ASK = r"(?:(?:what|which|when|tell me)(?:'s)?\s+(?:(?:is|will|be|was|the|date|day|it|me)\s+)*)?"
-_POLITE = re.compile(r"^(?:(?:please|hey|ok|okay|so|now|and|also|then|can you|could you|would you|kindly)[\s,]+)+|[\s,]+please$", _I)
+_POLITE = re.compile(
+    r"^(?:(?:please|hey|ok|okay|so|now|and|also|then|can you|could you|would you|kindly)[\s,]+)+|[\s,]+please$",
+    _I,
+)
 _SPLIT = re.compile(r"[?!;]+\s*|\.\s+(?=[A-Za-z])|\n+|\s+(?:and then|then|and also)\s+", _I)
-_GREETING = re.compile(r"^(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings)(?: there)?\W*$", _I)
-_HELP = re.compile(r"^(?:help|what can you do|what (?:tools|skills) do you have|what are your (?:tools|capabilities)|"
-                   r"which tools (?:do you have|can you use))\W*$", _I)
-_HISTORY = re.compile(r"\bwhat (?:did|have) i (?:just )?(?:ask|asked|say|said|tell|told)\b|"
-                      r"\b(?:my|the) (?:previous|last|earlier|first) (?:questions?|messages?|requests?)\b", _I)
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings)(?: there)?\W*$", _I
+)
+_HELP = re.compile(
+    r"^(?:help|what can you do|what (?:tools|skills) do you have|what are your (?:tools|capabilities)|"
+    r"which tools (?:do you have|can you use))\W*$",
+    _I,
+)
+_HISTORY = re.compile(
+    r"\bwhat (?:did|have) i (?:just )?(?:ask|asked|say|said|tell|told)\b|"
+    r"\b(?:my|the) (?:previous|last|earlier|first) (?:questions?|messages?|requests?)\b",
+    _I,
+)
 _NOTE_SAVE = [
-    re.compile(r"^(?:save|add|write|take|make|create)(?: me)?(?: a| this| the)? note(?: that| saying)?\s*[:,-]?\s*(?P<text>.+)$", _I | re.S),
+    re.compile(
+        r"^(?:save|add|write|take|make|create)(?: me)?(?: a| this| the)? note(?: that| saying)?\s*[:,-]?\s*(?P<text>.+)$",
+        _I | re.S,
+    ),
     re.compile(r"^(?:remember|note)(?: that)?\s*[:,-]?\s+(?P<text>.+)$", _I | re.S),
 ]
 _NOTE_SEARCH = [
-    re.compile(r"^(?:search|find|look up|look through|check|grep)(?: in| through)?(?: my| the)? notes"
-               r"(?: for| about| on| with| mentioning)?\s*(?P<q>.*)$", _I),
+    re.compile(
+        r"^(?:search|find|look up|look through|check|grep)(?: in| through)?(?: my| the)? notes"
+        r"(?: for| about| on| with| mentioning)?\s*(?P<q>.*)$",
+        _I,
+    ),
     re.compile(r"^(?:list|show|read|get|display)(?: me)?(?: all)?(?: of)?(?: my| the)? notes$", _I),
-    re.compile(r"^what (?:notes do i have|did i (?:note|save|write down))(?: about| on| for)?\s*(?P<q>.*)$", _I),
-    re.compile(r"^(?:do i have|are there|any) (?:any )?notes(?: about| on| for| mentioning)?\s*(?P<q>.*)$", _I),
+    re.compile(
+        r"^what (?:notes do i have|did i (?:note|save|write down))(?: about| on| for)?\s*(?P<q>.*)$", _I
+    ),
+    re.compile(
+        r"^(?:do i have|are there|any) (?:any )?notes(?: about| on| for| mentioning)?\s*(?P<q>.*)$", _I
+    ),
 ]
 _DOCS = r"(?:docs|documentation|pages|site|tracedb docs)"
-_PAGES_LIST = re.compile(rf"^(?:list|show|what are|which are|what)(?: me)?(?: all)?(?: of)?(?: the)?(?: available)? {_DOCS}"
-                         r"(?: pages)?(?: are there| do you have| exist| are available)?$", _I)
+_PAGES_LIST = re.compile(
+    rf"^(?:list|show|what are|which are|what)(?: me)?(?: all)?(?: of)?(?: the)?(?: available)? {_DOCS}"
+    r"(?: pages)?(?: are there| do you have| exist| are available)?$",
+    _I,
+)
 _PAGE_READ = [
-    re.compile(r"^(?:read|open|show|display|get)(?: me)?(?: the)? (?:page|doc|docs page)"
-               r"(?: called| named| about| on| for)?\s+['\"]?(?P<name>.+?)['\"]?$", _I),
-    re.compile(r"^(?:read|open|show|display|get)(?: me)?(?: the)? ['\"]?(?P<name>[\w\- ]+?)['\"]? (?:page|doc)$", _I),
+    re.compile(
+        r"^(?:read|open|show|display|get)(?: me)?(?: the)? (?:page|doc|docs page)"
+        r"(?: called| named| about| on| for)?\s+['\"]?(?P<name>.+?)['\"]?$",
+        _I,
+    ),
+    re.compile(
+        r"^(?:read|open|show|display|get)(?: me)?(?: the)? ['\"]?(?P<name>[\w\- ]+?)['\"]? (?:page|doc)$", _I
+    ),
 ]
 _PAGE_SEARCH = [
-    re.compile(rf"^(?:search|grep|look|look up)(?: in| through)?(?: the)? {_DOCS}(?: for| about)?\s+(?P<q>.+)$", _I),
+    re.compile(
+        rf"^(?:search|grep|look|look up)(?: in| through)?(?: the)? {_DOCS}(?: for| about)?\s+(?P<q>.+)$", _I
+    ),
     re.compile(rf"^what do(?:es)? the {_DOCS} say about\s+(?P<q>.+)$", _I),
     re.compile(rf"^(?:find|search for|search|look up) (?P<q>.+?) in the {_DOCS}$", _I),
 ]
 _TODAY = [
-    re.compile(rf"^{_ASK}(?:the )?(?:date|day|time)(?: is it)?(?: today| now| right now)?(?: in (?P<tz>[\w/+\-]+))?$", _I),
+    re.compile(
+        rf"^{_ASK}(?:the )?(?:date|day|time)(?: is it)?(?: today| now| right now)?(?: in (?P<tz>[\w/+\-]+))?$",
+        _I,
+    ),
     re.compile(r"^what day is (?:it|today)(?: today)?$", _I),
-    re.compile(r"^(?:what time is it|current time|current date|today's date)(?: now)?(?: in (?P<tz>[\w/+\-]+))?$", _I),
+    re.compile(
+        r"^(?:what time is it|current time|current date|today's date)(?: now)?(?: in (?P<tz>[\w/+\-]+))?$", _I
+    ),
 ]
 _WEEKDAY = [
-    re.compile(r"^(?:what|which) (?:day of the week|weekday|day) (?:is|was|will be|falls on|is it on)\s+(?P<d>.+)$", _I),
-    re.compile(r"^(?:on )?(?:what|which) (?:day of the week|weekday|day) (?:does|did|will) (?P<d>.+?) fall(?: on)?$", _I),
+    re.compile(
+        r"^(?:what|which) (?:day of the week|weekday|day) (?:is|was|will be|falls on|is it on)\s+(?P<d>.+)$",
+        _I,
+    ),
+    re.compile(
+        r"^(?:on )?(?:what|which) (?:day of the week|weekday|day) (?:does|did|will) (?P<d>.+?) fall(?: on)?$",
+        _I,
+    ),
 ]
 _UNIT_WORDS = r"(?P<u>days?|weeks?)"
 _ADD_DAYS = [
-    (re.compile(rf"^{_ASK}(?P<n>\d+) {_UNIT_WORDS} (?P<dir>after|from|before|earlier than) (?P<d>.+)$", _I), None),
+    (
+        re.compile(
+            rf"^{_ASK}(?P<n>\d+) {_UNIT_WORDS} (?P<dir>after|from|before|earlier than) (?P<d>.+)$", _I
+        ),
+        None,
+    ),
     (re.compile(rf"^(?:add|plus) (?P<n>\d+) {_UNIT_WORDS} to (?P<d>.+)$", _I), 1),
     (re.compile(rf"^(?:subtract|minus|take|take away) (?P<n>\d+) {_UNIT_WORDS} from (?P<d>.+)$", _I), -1),
     (re.compile(rf"^{_ASK}in (?P<n>\d+) {_UNIT_WORDS}(?: from (?:now|today))?$", _I), 1),
 ]
 _DAYS_BETWEEN = [
-    re.compile(r"^(?:how many )?days (?:are there )?(?:between|from) (?P<a>.+?) (?:and|to|until|till) (?P<b>.+)$", _I),
+    re.compile(
+        r"^(?:how many )?days (?:are there )?(?:between|from) (?P<a>.+?) (?:and|to|until|till) (?P<b>.+)$", _I
+    ),
     re.compile(r"^how many days (?:are there |are left |remain )?(?:until|till|to|before) (?P<b>.+)$", _I),
     re.compile(r"^how many days (?:have passed |has it been |is it )?since (?P<a>.+)$", _I),
 ]
 _NUMBER = r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)"
 _CONVERT = [
-    re.compile(rf"^(?P<verb>convert\s+)?(?:{_ASK}|how (?:much|many|far|long|heavy|fast|big|hot|cold) (?:is|are)\s+)?"
-               rf"(?P<v>{_NUMBER})\s*(?P<src>[^\d]+?)\s+(?:to|in|into|as)\s+(?P<dst>[^\d]+?)$", _I),
-    re.compile(rf"^how many (?P<dst>[^\d]+?) (?:are )?(?:there )?in (?:a |an |one )?(?P<v>{_NUMBER})?\s*(?P<src>[^\d]+?)$", _I),
+    re.compile(
+        rf"^(?P<verb>convert\s+)?(?:{_ASK}|how (?:much|many|far|long|heavy|fast|big|hot|cold) (?:is|are)\s+)?"
+        rf"(?P<v>{_NUMBER})\s*(?P<src>[^\d]+?)\s+(?:to|in|into|as)\s+(?P<dst>[^\d]+?)$",
+        _I,
+    ),
+    re.compile(
+        rf"^how many (?P<dst>[^\d]+?) (?:are )?(?:there )?in (?:a |an |one )?(?P<v>{_NUMBER})?\s*(?P<src>[^\d]+?)$",
+        _I,
+    ),
 ]
 _CALC_WORDS = [
-    (r"\bsquare root of\s+(\S+)", r"sqrt(\1)"), (r"\bmultiplied by\b|\btimes\b", "*"), (r"\bdivided by\b", "/"),
-    (r"\bplus\b", "+"), (r"\bminus\b", "-"), (r"\b(?:to the power of|raised to)\b", "**"),
-    (r"\bsquared\b", "** 2"), (r"\bcubed\b", "** 3"), (r"\bmod(?:ulo)?\b", "%"), (r"(?<=\d)\s*x\s*(?=\d)", " * "),
+    (r"\bsquare root of\s+(\S+)", r"sqrt(\1)"),
+    (r"\bmultiplied by\b|\btimes\b", "*"),
+    (r"\bdivided by\b", "/"),
+    (r"\bplus\b", "+"),
+    (r"\bminus\b", "-"),
+    (r"\b(?:to the power of|raised to)\b", "**"),
+    (r"\bsquared\b", "** 2"),
+    (r"\bcubed\b", "** 3"),
+    (r"\bmod(?:ulo)?\b", "%"),
+    (r"(?<=\d)\s*x\s*(?=\d)", " * "),
     (r"(\d+(?:\.\d+)?)\s*% of\s+(\d+(?:\.\d+)?)", r"\1 / 100 * \2"),
 ]
 _TOKEN = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?|\*\*|//|[-+*/%^()×÷,]|[a-z_][a-z_0-9]*|\S", _I)
@@ -168,8 +230,14 @@ def _notes_and_pages(text: str) -> list[PlannedCall] | None:
 
 def _math_token(token: str, depth: int) -> bool:
     low = token.lower()
-    return (token[0].isdigit() or token in _OPERATORS or token in "()" or low in FUNCTIONS
-            or low in CONSTANTS or (token == "," and depth > 0))
+    return (
+        token[0].isdigit()
+        or token in _OPERATORS
+        or token in "()"
+        or low in FUNCTIONS
+        or low in CONSTANTS
+        or (token == "," and depth > 0)
+    )
 
 
 def _join(tokens: list[str]) -> str:
@@ -178,8 +246,13 @@ def _join(tokens: list[str]) -> str:
     prev: str | None = None
     unary = False
     for token in tokens:
-        tight = (prev is None or prev == "(" or token in (")", ",") or unary
-                 or (token == "(" and prev.lower() in FUNCTIONS))
+        tight = (
+            prev is None
+            or prev == "("
+            or token in (")", ",")
+            or unary
+            or (token == "(" and prev.lower() in FUNCTIONS)
+        )
         out.append(token if tight else " " + token)
         unary = token in ("-", "+") and (prev is None or prev in _OPERATORS or prev in ("(", ","))
         prev = token
@@ -214,7 +287,10 @@ def _expressions(text: str) -> list[PlannedCall] | None:
 
 
 _CLAUSE_PARSERS: list[Callable[[str], list[PlannedCall] | None]] = [
-    _notes_and_pages, _dates, _convert, _expressions,
+    _notes_and_pages,
+    _dates,
+    _convert,
+    _expressions,
 ]
 
 

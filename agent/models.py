@@ -66,17 +66,21 @@ def get_model(spec: str | None = None, **kwargs: Any) -> BaseChatModel:
     try:
         return init_chat_model(spec, **kwargs)
     except ImportError as exc:
-        raise ModelUnavailable(f"{MODEL_ENV}={spec!r} needs a package that is not installed: {exc}. "
-                               f"{_hint(spec)}") from exc
+        raise ModelUnavailable(
+            f"{MODEL_ENV}={spec!r} needs a package that is not installed: {exc}. {_hint(spec)}"
+        ) from exc
     except ValueError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailable(f"{MODEL_ENV}={spec!r} is not a model init_chat_model knows: {first_line} "
-                               f"Write it as provider:model, e.g. openai:gpt-4o-mini. {_hint(spec)}") from exc
+        raise ModelUnavailable(
+            f"{MODEL_ENV}={spec!r} is not a model init_chat_model knows: {first_line} "
+            f"Write it as provider:model, e.g. openai:gpt-4o-mini. {_hint(spec)}"
+        ) from exc
     # Provider clients fail at construction with their own exception types (a missing API
     # key is the usual cause); any of them means the same thing here.
     except Exception as exc:
-        raise ModelUnavailable(f"{MODEL_ENV}={spec!r} could not be created: {type(exc).__name__}: {exc}. "
-                               f"{_hint(spec)}") from exc
+        raise ModelUnavailable(
+            f"{MODEL_ENV}={spec!r} could not be created: {type(exc).__name__}: {exc}. {_hint(spec)}"
+        ) from exc
 
 
 def model_label(model: BaseChatModel) -> str:

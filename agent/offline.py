@@ -86,7 +86,9 @@ class OfflineChatModel(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def respond(self, messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None) -> AIMessage:
+    def respond(
+        self, messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] | None = None
+    ) -> AIMessage:
         """The reply to ``messages`` given the bound ``tools`` (OpenAI-format dicts).
 
         Args:
@@ -100,14 +102,16 @@ class OfflineChatModel(BaseChatModel):
         humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
         if not humans:
             return AIMessage(content=capabilities(available))
-        turn = messages[humans[-1] + 1:]
+        turn = messages[humans[-1] + 1 :]
         if any(isinstance(m, ToolMessage) for m in turn):
             return AIMessage(content=self._answer_from_results(turn))
         request = parse_request(messages[humans[-1]].text)
         calls = [c for c in request.calls if c.name in available]
         if calls:
             tool_calls = [
-                ToolCall(name=c.name, args=c.args, id=_call_id(len(messages), i, c.name, c.args), type="tool_call")
+                ToolCall(
+                    name=c.name, args=c.args, id=_call_id(len(messages), i, c.name, c.args), type="tool_call"
+                )
                 for i, c in enumerate(calls)
             ]
             return AIMessage(content="", tool_calls=tool_calls)
@@ -119,8 +123,10 @@ class OfflineChatModel(BaseChatModel):
             return AIMessage(content=capabilities(available))
         if request.calls:
             missing = ", ".join(sorted({c.name for c in request.calls}))
-            return AIMessage(content=f"That needs the {missing} tool, which is not available to me. "
-                             + capabilities(available))
+            return AIMessage(
+                content=f"That needs the {missing} tool, which is not available to me. "
+                + capabilities(available)
+            )
         return AIMessage(content="I cannot answer that offline. " + capabilities(available))
 
     @staticmethod
@@ -129,14 +135,16 @@ class OfflineChatModel(BaseChatModel):
         if not asked:
             return "I received tool results I did not ask for."
         position, request = asked[-1]
-        results = {m.tool_call_id: m for m in turn[position + 1:] if isinstance(m, ToolMessage)}
+        results = {m.tool_call_id: m for m in turn[position + 1 :] if isinstance(m, ToolMessage)}
         lines = []
         for call in request.tool_calls:
             result = results.get(call["id"] or "")
             if result is None:
                 lines.append(f"The {call['name']} tool gave no result.")
             else:
-                lines.append(describe_result(call["name"], call["args"], result.text, result.status != "error"))
+                lines.append(
+                    describe_result(call["name"], call["args"], result.text, result.status != "error")
+                )
         return "\n".join(lines)
 
     @staticmethod

@@ -48,9 +48,7 @@ def temp_database(server_url: str, prefix: str, *, keep: bool = False) -> Iterat
     finally:
         if not keep:
             with psycopg.connect(server_url, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -75,8 +73,9 @@ def sentence(rng: random.Random, n: int) -> str:
     return " ".join(WORDS[min(int(rng.paretovariate(1.2)) - 1, size - 1)] for _ in range(n))
 
 
-def make_entry(i: int, rng: random.Random, *, size: int = 400,
-               start: datetime | None = None) -> dict[str, Any]:
+def make_entry(
+    i: int, rng: random.Random, *, size: int = 400, start: datetime | None = None
+) -> dict[str, Any]:
     """One realistic trace entry of about ``size`` bytes of JSON."""
     node = NODES[i % len(NODES)]
     began = (start or datetime(2026, 1, 1, tzinfo=UTC)) + timedelta(milliseconds=250 * i)

@@ -22,22 +22,102 @@ import psycopg
 NODES = ("planner", "model", "tools", "summarise")
 TOOLS = ("web_search", "sql_query", "send_email", "calendar_lookup", "calculator", "fetch_url")
 MODELS = ("gpt-4o", "claude-sonnet", "llama-3-70b", "mistral-large")
-VERBS = ("reconcile", "summarise", "triage", "draft", "classify", "extract", "review",
-         "schedule", "forecast", "translate", "escalate", "audit", "enrich", "route")
-OBJECTS = ("invoice", "ticket", "email", "contract", "order", "report", "meeting", "lead",
-           "refund", "claim", "shipment", "survey", "payroll", "incident", "budget")
+VERBS = (
+    "reconcile",
+    "summarise",
+    "triage",
+    "draft",
+    "classify",
+    "extract",
+    "review",
+    "schedule",
+    "forecast",
+    "translate",
+    "escalate",
+    "audit",
+    "enrich",
+    "route",
+)
+OBJECTS = (
+    "invoice",
+    "ticket",
+    "email",
+    "contract",
+    "order",
+    "report",
+    "meeting",
+    "lead",
+    "refund",
+    "claim",
+    "shipment",
+    "survey",
+    "payroll",
+    "incident",
+    "budget",
+)
 STATUS_WEIGHTS = (("completed", 0.86), ("failed", 0.07), ("interrupted", 0.04), ("running", 0.03))
-SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fi", "go", "ha",
-             "ju", "ke", "la", "mo", "nu", "pa", "re", "si", "to", "ve", "zo", "qu", "xi")
+SYLLABLES = (
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "sa",
+    "ti",
+    "vo",
+    "be",
+    "da",
+    "fi",
+    "go",
+    "ha",
+    "ju",
+    "ke",
+    "la",
+    "mo",
+    "nu",
+    "pa",
+    "re",
+    "si",
+    "to",
+    "ve",
+    "zo",
+    "qu",
+    "xi",
+)
 VOCABULARY_SIZE = 30_000
 ZIPF_S = 1.05
 DAYS = 90
 
-TRACE_COLUMNS = ("id", "user_id", "provider_id", "thread_id", "name", "status", "entry_count",
-                 "error_count", "nodes", "first_started_at", "last_ended_at",
-                 "total_duration_ms", "metadata", "tags", "created_at", "updated_at")
-ENTRY_COLUMNS = ("trace_id", "seq", "node", "kind", "name", "status", "started_at", "ended_at",
-                 "duration_ms", "data")
+TRACE_COLUMNS = (
+    "id",
+    "user_id",
+    "provider_id",
+    "thread_id",
+    "name",
+    "status",
+    "entry_count",
+    "error_count",
+    "nodes",
+    "first_started_at",
+    "last_ended_at",
+    "total_duration_ms",
+    "metadata",
+    "tags",
+    "created_at",
+    "updated_at",
+)
+ENTRY_COLUMNS = (
+    "trace_id",
+    "seq",
+    "node",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "data",
+)
 
 
 def vocabulary(size: int = VOCABULARY_SIZE, seed: int = 11) -> list[str]:
@@ -75,7 +155,7 @@ def phrase_of(text: str, i: int) -> str:
     """Two adjacent words of ``text`` as a quoted phrase (what someone copies from an entry)."""
     words = text.split()
     k = i % max(len(words) - 1, 1)
-    return '"' + " ".join(words[k:k + 2]) + '"'
+    return '"' + " ".join(words[k : k + 2]) + '"'
 
 
 def _ts(d: datetime) -> str:
@@ -85,8 +165,7 @@ def _ts(d: datetime) -> str:
 class Generator:
     """Makes the rows of ``n`` traces, in creation order."""
 
-    def __init__(self, n: int, *, users: int = 300, seed: int = 5,
-                 end: datetime | None = None) -> None:
+    def __init__(self, n: int, *, users: int = 300, seed: int = 5, end: datetime | None = None) -> None:
         self.n = n
         self.rng = random.Random(seed)
         self.words = vocabulary()
@@ -107,8 +186,7 @@ class Generator:
         self.end = end or datetime.now(UTC).replace(microsecond=0)
         self.start = self.end - timedelta(days=DAYS)
         self.step = (self.end - self.start).total_seconds() / max(n, 1)
-        self.data = Dataset(traces=n, users=self.users, words=self.words,
-                            start=self.start, end=self.end)
+        self.data = Dataset(traces=n, users=self.users, words=self.words, start=self.start, end=self.end)
 
     def _text(self, k: int) -> str:
         return " ".join(self.rng.choices(self.words, cum_weights=self.cum, k=k))
@@ -142,8 +220,13 @@ class Generator:
             total_ms = 0.0
             nodes: set[str] = set()
             for seq in range(n_entries):
-                node = "planner" if seq == 0 else "summarise" if seq == n_entries - 1 else (
-                    "model" if seq % 2 else "tools")
+                node = (
+                    "planner"
+                    if seq == 0
+                    else "summarise"
+                    if seq == n_entries - 1
+                    else ("model" if seq % 2 else "tools")
+                )
                 nodes.add(node)
                 kind = "tool" if node == "tools" else "llm" if node == "model" else "step"
                 failed = rng.random() < 0.02
@@ -158,24 +241,31 @@ class Generator:
                     tool = rng.choice(TOOLS)
                     extra = f',"tool":"{tool}","input":{{"query":"{self._text(8)}"}}'
                 elif node == "model":
-                    extra = (f',"model":"{rng.choice(MODELS)}","tokens":{rng.randint(50, 4000)}'
-                             f',"input":{{"prompt":"{self._text(10)}"}}')
+                    extra = (
+                        f',"model":"{rng.choice(MODELS)}","tokens":{rng.randint(50, 4000)}'
+                        f',"input":{{"prompt":"{self._text(10)}"}}'
+                    )
                 if rng.random() < 0.05:
                     oid = f"ORD-{rng.randint(0, 10**9):09d}"
                     extra += f',"order_id":"{oid}"'
                     if len(data.order_ids) < 200 and rng.random() < 0.05:
                         data.order_ids.append(oid)
                 if failed:
-                    extra += f',"error":"{rng.choice(("Timeout", "RateLimit", "ToolError"))}: {self._text(6)}"'
+                    extra += (
+                        f',"error":"{rng.choice(("Timeout", "RateLimit", "ToolError"))}: {self._text(6)}"'
+                    )
                 ename = f"{node}-{seq}"
                 output = self._text(rng.randint(12, 30))
                 if len(data.phrases) < 50 and rng.random() < 0.001:
                     data.phrases.append(phrase_of(output, len(data.phrases)))
-                doc = (f'{{"node":"{node}","kind":"{kind}","name":"{ename}","status":"{est}",'
-                       f'"duration_ms":{ms}{extra},"output":"{output}"}}')
+                doc = (
+                    f'{{"node":"{node}","kind":"{kind}","name":"{ename}","status":"{est}",'
+                    f'"duration_ms":{ms}{extra},"output":"{output}"}}'
+                )
                 entry_lines.append(
                     f"{tid}\t{seq}\t{node}\t{kind}\t{ename}\t{'error' if failed else 'ok'}\t"
-                    f"{_ts(began)}\t{_ts(clock)}\t{ms}\t{doc}\n")
+                    f"{_ts(began)}\t{_ts(clock)}\t{ms}\t{doc}\n"
+                )
             total = round(total_ms, 1)
             env = rng.choice(("prod", "prod", "prod", "staging", "dev"))
             meta = f'{{"env":"{env}","app_version":"1.{rng.randint(0, 9)}.{rng.randint(0, 20)}"}}'
@@ -183,7 +273,8 @@ class Generator:
             trace_lines.append(
                 f"{tid}\t{user}\t{rng.choice(('openai', 'anthropic', 'local'))}\t{thread}\t{name}\t"
                 f"{status}\t{n_entries}\t{errors}\t{{{','.join(sorted(nodes))}}}\t{_ts(created)}\t"
-                f"{_ts(clock)}\t{total}\t{meta}\t{{{env}}}\t{_ts(created)}\t{_ts(updated)}\n")
+                f"{_ts(clock)}\t{total}\t{meta}\t{{{env}}}\t{_ts(created)}\t{_ts(updated)}\n"
+            )
             data.entries += n_entries
             if rng.random() < 2000 / max(self.n, 1):
                 data.sample_ids.append(tid)
@@ -191,8 +282,9 @@ class Generator:
         return trace_lines, entry_lines
 
 
-def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
-         progress: Callable[[str], None] | None = None) -> Dataset:
+def load(
+    url: str, n: int, *, batch: int = 5_000, seed: int = 5, progress: Callable[[str], None] | None = None
+) -> Dataset:
     """COPY ``n`` traces into the (migrated, empty) database at ``url``.
 
     Secondary indexes and foreign keys of the trace tables are dropped during the load and
@@ -204,15 +296,23 @@ def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET max_parallel_maintenance_workers = 1")
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename LIKE 'automation\\_trace%%'").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename LIKE 'automation\\_trace%%'"
+            ).fetchall()
+        ]
         indexes = conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) "
-            "AND indexname NOT LIKE '%%pkey'", (tables,)).fetchall()
+            "AND indexname NOT LIKE '%%pkey'",
+            (tables,),
+        ).fetchall()
         fks = conn.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid::regclass::text = ANY(%s) AND contype = 'f'", (tables,)).fetchall()
+            "WHERE conrelid::regclass::text = ANY(%s) AND contype = 'f'",
+            (tables,),
+        ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         for table, name, _ in fks:
@@ -224,8 +324,7 @@ def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(f"COPY automation_traces ({', '.join(TRACE_COLUMNS)}) FROM STDIN") as cp:
                     cp.write("".join(trace_lines))
-                with cur.copy(
-                        f"COPY automation_trace_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as cp:
+                with cur.copy(f"COPY automation_trace_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as cp:
                     cp.write("".join(entry_lines))
             done += count
             if progress and (done % (batch * 20) == 0 or done == n):
@@ -247,5 +346,9 @@ def load(url: str, n: int, *, batch: int = 5_000, seed: int = 5,
 
 def describe(data: Dataset) -> dict[str, Any]:
     """A short JSON-ready description of the loaded set."""
-    return {"traces": data.traces, "entries": data.entries, "users": len(data.users),
-            "load_seconds": round(data.seconds, 1)}
+    return {
+        "traces": data.traces,
+        "entries": data.entries,
+        "users": len(data.users),
+        "load_seconds": round(data.seconds, 1),
+    }

@@ -131,9 +131,21 @@ def make_entries(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 def raw_insert(conn: psycopg.Connection[Any], trace_id: uuid.UUID, seq: int, entry: dict[str, Any]) -> None:
     """One single-row INSERT of ``entry`` into the plain table (autocommit)."""
-    conn.execute(RAW_INSERT, (
-        trace_id, seq, entry["node"], entry["kind"], entry["name"], entry["status"],
-        entry["started_at"], entry["ended_at"], entry["duration_ms"], Jsonb(entry)))
+    conn.execute(
+        RAW_INSERT,
+        (
+            trace_id,
+            seq,
+            entry["node"],
+            entry["kind"],
+            entry["name"],
+            entry["status"],
+            entry["started_at"],
+            entry["ended_at"],
+            entry["duration_ms"],
+            Jsonb(entry),
+        ),
+    )
 
 
 def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any]]) -> dict[str, Way]:
@@ -148,12 +160,11 @@ def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any
         for i, entry in enumerate(entries):
             doc = entries[: i + 1]
             timed(ways["append"], lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
-            timed(ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread(
-                "bench", None, up_thread, doc))
+            timed(ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread("bench", None, up_thread, doc))
             timed(ways["raw"], lambda i=i, entry=entry: raw_insert(conn, raw_id, i, entry))
     chunk_id = db.append_entries([], thread_id=f"chunk-{uuid.uuid4().hex[:8]}", user_id="bench").trace_id
     for start in range(0, len(entries), CHUNK):
-        part = entries[start:start + CHUNK]
+        part = entries[start : start + CHUNK]
         timed(ways["chunked"], lambda part=part: db.append_entries(part, trace_id=chunk_id), len(part))
     stored = db.get_summary(trace_id)
     assert stored is not None and stored.entry_count == len(entries), "append lost entries"
@@ -232,8 +243,9 @@ def run_recorder(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way | 
     graph = build_graph(steps, entries)
     bare = Way("graph-only")
     t0 = time.perf_counter()
-    for _ in graph.stream({"steps": 0, "automation_trace": []},
-                          {"recursion_limit": steps + 10}, stream_mode="updates"):
+    for _ in graph.stream(
+        {"steps": 0, "automation_trace": []}, {"recursion_limit": steps + 10}, stream_mode="updates"
+    ):
         pass
     bare.wall = time.perf_counter() - t0
     bare.events = steps
@@ -258,13 +270,20 @@ def run_recorder(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way | 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table (or one JSON line with ``--json``)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", help="server URL (default TRACEDB_URL, else the local socket)")
     parser.add_argument("--events", type=int, default=2000, help="events on one thread per way")
     parser.add_argument("--growth-events", type=int, default=5000, help="events of the growth run")
-    parser.add_argument("--upsert-events", type=int, default=3000,
-                        help="seed-style upserts of a growing trace for the upsert growth check")
+    parser.add_argument(
+        "--upsert-events",
+        type=int,
+        default=3000,
+        help="seed-style upserts of a growing trace for the upsert growth check",
+    )
     parser.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
@@ -312,23 +331,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{args.events} events of ~400 B on one thread per way; append, upsert and raw interleaved"
-          " one event each; seed alone afterwards, then raw again")
+    print(
+        f"{args.events} events of ~400 B on one thread per way; append, upsert and raw interleaved"
+        " one event each; seed alone afterwards, then raw again"
+    )
     print(f"{'way':<16}{'events/s':>10}{'first 100 ms':>14}{'last 100 ms':>13}{'growth':>8}")
     rows = [(n, w.summary()) for n, w in ways.items()]
-    rows += [(f"append x{args.growth_events}", growth.summary()),
-             (f"upsert x{args.upsert_events}", upsert_growth.summary())]
+    rows += [
+        (f"append x{args.growth_events}", growth.summary()),
+        (f"upsert x{args.upsert_events}", upsert_growth.summary()),
+    ]
     for name, s in rows:
-        print(f"{name:<16}{s['events_per_s']:>10,.0f}{s['first_ms']:>14.2f}{s['last_ms']:>13.2f}"
-              f"{s['growth']:>7.2f}x")
+        print(
+            f"{name:<16}{s['events_per_s']:>10,.0f}{s['first_ms']:>14.2f}{s['last_ms']:>13.2f}"
+            f"{s['growth']:>7.2f}x"
+        )
     if recorder is not None:
-        print(f"{'recorder':<16}{recorder.events_per_s:>10,.0f}   (graph alone: "
-              f"{recorder.graph_only_per_s:,.0f} events/s)")  # type: ignore[attr-defined]
+        print(
+            f"{'recorder':<16}{recorder.events_per_s:>10,.0f}   (graph alone: "
+            f"{recorder.graph_only_per_s:,.0f} events/s)"
+        )  # type: ignore[attr-defined]
     else:
         print("recorder: skipped (tracedb.recorder not available)")
     print()
-    for key in ("speedup_vs_seed", "fraction_of_raw_insert", "chunked_fraction_of_raw_insert",
-                "growth_last_first", "upsert_growth_last_first"):
+    for key in (
+        "speedup_vs_seed",
+        "fraction_of_raw_insert",
+        "chunked_fraction_of_raw_insert",
+        "growth_last_first",
+        "upsert_growth_last_first",
+    ):
         print(f"{key:<34}{result[key]}")
     for target, met in result["targets_met"].items():
         print(f"target {target:<32}{'met' if met else 'NOT MET'}")

@@ -80,11 +80,18 @@ class Result:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready figures."""
-        return {"kind": self.kind, "n": len(self.times), "p50_ms": round(self.p50, 2),
-                "p95_ms": round(self.p95, 2), "first_pass_max_ms": round(self.cold_max, 2),
-                "target_ms": self.target_ms, "met": self.met,
-                "plan": self.plan, "seq_scan": self.seq_scan,
-                "rows_median": sorted(self.rows)[len(self.rows) // 2] if self.rows else None}
+        return {
+            "kind": self.kind,
+            "n": len(self.times),
+            "p50_ms": round(self.p50, 2),
+            "p95_ms": round(self.p95, 2),
+            "first_pass_max_ms": round(self.cold_max, 2),
+            "target_ms": self.target_ms,
+            "met": self.met,
+            "plan": self.plan,
+            "seq_scan": self.seq_scan,
+            "rows_median": sorted(self.rows)[len(self.rows) // 2] if self.rows else None,
+        }
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -120,8 +127,14 @@ def explain(conn: psycopg.Connection[Any], query: sql.Composable, params: list[A
 class Bench:
     """Runs the query kinds against one loaded database."""
 
-    def __init__(self, db: AutomationTraceDB, conn: psycopg.Connection[Any],
-                 data: dataset.Dataset, repeat: int, seed: int = 3) -> None:
+    def __init__(
+        self,
+        db: AutomationTraceDB,
+        conn: psycopg.Connection[Any],
+        data: dataset.Dataset,
+        repeat: int,
+        seed: int = 3,
+    ) -> None:
         self.db = db
         self.conn = conn
         self.data = data
@@ -148,12 +161,13 @@ class Bench:
         res.plan, res.seq_scan = explain(self.conn, query, params)
         for cold in (True, False):
             for flt in flts:
-                self.timed(res, lambda flt=flt: len(self.db.list_traces(flt, limit=PAGE).items),
-                           cold=cold)
+                self.timed(res, lambda flt=flt: len(self.db.list_traces(flt, limit=PAGE).items), cold=cold)
         self.results.append(res)
         return res
 
-    def count_kind(self, name: str, filters: Callable[[int], TraceFilter], repeat: int | None = None) -> Result:
+    def count_kind(
+        self, name: str, filters: Callable[[int], TraceFilter], repeat: int | None = None
+    ) -> Result:
         """Time ``count_traces`` for ``repeat`` filters made by ``filters``.
 
         With ``repeat`` given (for counts known to take seconds), one pass only."""
@@ -161,7 +175,7 @@ class Bench:
         flts = [filters(i) for i in range(repeat or self.repeat)]
         query, params = q.count_query(flts[0])
         res.plan, res.seq_scan = explain(self.conn, query, params)
-        for cold in ((False,) if repeat else (True, False)):
+        for cold in (False,) if repeat else (True, False):
             for flt in flts:
                 self.timed(res, lambda flt=flt: self.db.count_traces(flt), cold=cold)
         for flt, n in zip(flts, res.rows, strict=False):
@@ -217,8 +231,9 @@ class Bench:
         for cold in (True, False):
             for i in range(self.repeat):
                 cur = tail[i % len(tail)]
-                self.timed(res, lambda cur=cur: len(self.db.list_traces(limit=PAGE, cursor=cur).items),
-                           cold=cold)
+                self.timed(
+                    res, lambda cur=cur: len(self.db.list_traces(limit=PAGE, cursor=cur).items), cold=cold
+                )
         self.results.append(res)
         return res
 
@@ -229,14 +244,22 @@ class Bench:
         by_thread = Result("load by thread", "load")
         by_id.plan, by_id.seq_scan = explain(self.conn, sql.SQL(q.LOAD_BY_ID), [ids[0]])
         by_thread.plan, by_thread.seq_scan = explain(self.conn, sql.SQL(q.LOAD_BY_THREAD), [threads[0]])
-        picks = [(ids[self.rng.randrange(len(ids))], threads[self.rng.randrange(len(threads))])
-                 for _ in range(self.repeat)]
+        picks = [
+            (ids[self.rng.randrange(len(ids))], threads[self.rng.randrange(len(threads))])
+            for _ in range(self.repeat)
+        ]
         for cold in (True, False):
             for tid, thread in picks:
-                self.timed(by_id, lambda tid=tid: len(self.db.load_trace_by_id(tid).trace_data),  # type: ignore[union-attr]
-                           cold=cold)
-                self.timed(by_thread, lambda th=thread: len(self.db.load_trace_by_thread(th).trace_data),  # type: ignore[union-attr]
-                           cold=cold)
+                self.timed(
+                    by_id,
+                    lambda tid=tid: len(self.db.load_trace_by_id(tid).trace_data),  # type: ignore[union-attr]
+                    cold=cold,
+                )
+                self.timed(
+                    by_thread,
+                    lambda th=thread: len(self.db.load_trace_by_thread(th).trace_data),  # type: ignore[union-attr]
+                    cold=cold,
+                )
         self.results += [by_id, by_thread]
 
     def delete_tenth(self) -> Result:
@@ -262,17 +285,24 @@ class Bench:
             since = d.start + timedelta(seconds=rng.random() * span * 0.95)
             return since, since + timedelta(days=1)
 
-        prefixes = [v for v in dataset.VERBS] + [f"{v}-{o[:3]}" for v in dataset.VERBS[:5]
-                                                  for o in dataset.OBJECTS[:4]]
+        prefixes = [v for v in dataset.VERBS] + [
+            f"{v}-{o[:3]}" for v in dataset.VERBS[:5] for o in dataset.OBJECTS[:4]
+        ]
         self.list_kind("newest first (no filter)", lambda i: TraceFilter())
         self.list_kind("user's first page", lambda i: TraceFilter(user_id=users[i % len(users)]))
         self.deep_page(deep)
-        self.list_kind("time range (1 day) + status", lambda i: TraceFilter(
-            since=when(i)[0], until=when(i)[1], status=("failed", "interrupted")[i % 2]))
+        self.list_kind(
+            "time range (1 day) + status",
+            lambda i: TraceFilter(
+                since=when(i)[0], until=when(i)[1], status=("failed", "interrupted")[i % 2]
+            ),
+        )
         self.list_kind("status failed", lambda i: TraceFilter(status="failed"))
         self.list_kind("name prefix", lambda i: TraceFilter(name=prefixes[i % len(prefixes)]))
-        self.list_kind("user + name prefix", lambda i: TraceFilter(
-            user_id=users[i % len(users)], name=prefixes[i % len(prefixes)]))
+        self.list_kind(
+            "user + name prefix",
+            lambda i: TraceFilter(user_id=users[i % len(users)], name=prefixes[i % len(prefixes)]),
+        )
         self.list_kind("node filter", lambda i: TraceFilter(node=dataset.NODES[i % 4]))
         self.list_kind("text: common word", lambda i: TraceFilter(text=words[i % 20]))
         self.list_kind("text: middling word", lambda i: TraceFilter(text=words[200 + 37 * i]))
@@ -280,38 +310,63 @@ class Bench:
         self.list_kind("text: order id", lambda i: TraceFilter(text=d.order_ids[i % len(d.order_ids)]))
         self.list_kind("text: two words", lambda i: TraceFilter(text=f"{words[50 + i]} {words[300 + 7 * i]}"))
         if d.phrases:
-            self.list_kind("text: phrase from an entry", lambda i: TraceFilter(
-                text=d.phrases[i % len(d.phrases)]))
-        self.list_kind("text + user", lambda i: TraceFilter(
-            text=words[100 + 11 * i], user_id=users[i % len(users)]))
+            self.list_kind(
+                "text: phrase from an entry", lambda i: TraceFilter(text=d.phrases[i % len(d.phrases)])
+            )
+        self.list_kind(
+            "text + user", lambda i: TraceFilter(text=words[100 + 11 * i], user_id=users[i % len(users)])
+        )
         self.list_kind("contains: common", lambda i: TraceFilter(contains={"node": dataset.NODES[i % 4]}))
-        self.list_kind("contains: tool + error", lambda i: TraceFilter(
-            contains={"tool": dataset.TOOLS[i % len(dataset.TOOLS)], "status": "error"}))
-        self.list_kind("contains: model", lambda i: TraceFilter(
-            contains={"model": dataset.MODELS[i % len(dataset.MODELS)]}))
-        self.list_kind("contains: order id", lambda i: TraceFilter(
-            contains={"order_id": d.order_ids[i % len(d.order_ids)]}))
+        self.list_kind(
+            "contains: tool + error",
+            lambda i: TraceFilter(
+                contains={"tool": dataset.TOOLS[i % len(dataset.TOOLS)], "status": "error"}
+            ),
+        )
+        self.list_kind(
+            "contains: model",
+            lambda i: TraceFilter(contains={"model": dataset.MODELS[i % len(dataset.MODELS)]}),
+        )
+        self.list_kind(
+            "contains: order id",
+            lambda i: TraceFilter(contains={"order_id": d.order_ids[i % len(d.order_ids)]}),
+        )
         self.loads()
         self.count_kind("count: all", lambda i: TraceFilter())
         self.count_kind("count: user", lambda i: TraceFilter(user_id=users[i % len(users)]))
         self.count_kind("count: status", lambda i: TraceFilter(status=("failed", "running")[i % 2]))
-        self.count_kind("count: time range (1 day) + status", lambda i: TraceFilter(
-            since=when(i)[0], until=when(i)[1], status="failed"))
+        self.count_kind(
+            "count: time range (1 day) + status",
+            lambda i: TraceFilter(since=when(i)[0], until=when(i)[1], status="failed"),
+        )
         self.count_kind("count: name prefix", lambda i: TraceFilter(name=prefixes[i % len(prefixes)]))
         self.count_kind("count: text rare word", lambda i: TraceFilter(text=words[8000 + 613 * i % 20000]))
-        self.count_kind("count: text middling word", lambda i: TraceFilter(text=words[200 + 37 * i]),
-                        repeat=5)
-        self.count_kind("count: contains tool + error", lambda i: TraceFilter(
-            contains={"tool": dataset.TOOLS[i % len(dataset.TOOLS)], "status": "error"}), repeat=6)
+        self.count_kind(
+            "count: text middling word", lambda i: TraceFilter(text=words[200 + 37 * i]), repeat=5
+        )
+        self.count_kind(
+            "count: contains tool + error",
+            lambda i: TraceFilter(
+                contains={"tool": dataset.TOOLS[i % len(dataset.TOOLS)], "status": "error"}
+            ),
+            repeat=6,
+        )
         # Exact counts of a large share of the traces: every candidate is confirmed against its
         # entries, which takes seconds at 1M traces; a page shows the bounded count below.
         self.count_kind("count: text common word", lambda i: TraceFilter(text=words[i % 20]), repeat=3)
-        self.count_kind("count: contains common", lambda i: TraceFilter(
-            contains={"node": dataset.NODES[i % 4]}), repeat=3)
-        self.bounded_count_kind("count or estimate: text common word", lambda i: TraceFilter(text=words[i % 20]))
-        self.bounded_count_kind("count or estimate: text middling", lambda i: TraceFilter(text=words[200 + 37 * i]))
-        self.bounded_count_kind("count or estimate: contains common", lambda i: TraceFilter(
-            contains={"node": dataset.NODES[i % 4]}))
+        self.count_kind(
+            "count: contains common", lambda i: TraceFilter(contains={"node": dataset.NODES[i % 4]}), repeat=3
+        )
+        self.bounded_count_kind(
+            "count or estimate: text common word", lambda i: TraceFilter(text=words[i % 20])
+        )
+        self.bounded_count_kind(
+            "count or estimate: text middling", lambda i: TraceFilter(text=words[200 + 37 * i])
+        )
+        self.bounded_count_kind(
+            "count or estimate: contains common",
+            lambda i: TraceFilter(contains={"node": dataset.NODES[i % 4]}),
+        )
         self.bounded_count_kind("count or estimate: all", lambda i: TraceFilter())
         self.delete_tenth()
 
@@ -324,35 +379,50 @@ def reuse_dataset(url: str, traces: int) -> dataset.Dataset:
         data.traces = conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0]  # type: ignore[index]
         data.entries = conn.execute("SELECT sum(entry_count) FROM automation_traces").fetchone()[0]  # type: ignore[index]
         data.start, data.end = conn.execute(
-            "SELECT min(updated_at), max(updated_at) FROM automation_traces").fetchone()  # type: ignore[misc]
-        data.user_counts = dict(conn.execute(
-            "SELECT user_id, count(*) FROM automation_traces GROUP BY 1").fetchall())
+            "SELECT min(updated_at), max(updated_at) FROM automation_traces"
+        ).fetchone()  # type: ignore[misc]
+        data.user_counts = dict(
+            conn.execute("SELECT user_id, count(*) FROM automation_traces GROUP BY 1").fetchall()
+        )
         data.users = list(data.user_counts)
         rows = conn.execute(
-            "SELECT id::text, thread_id FROM automation_traces TABLESAMPLE SYSTEM (1) LIMIT 2000").fetchall()
+            "SELECT id::text, thread_id FROM automation_traces TABLESAMPLE SYSTEM (1) LIMIT 2000"
+        ).fetchall()
         data.sample_ids = [r[0] for r in rows]
         data.sample_threads = [r[1] for r in rows]
-        outputs = [r[0] for r in conn.execute(
-            "SELECT data->>'output' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.01) "
-            "LIMIT 50").fetchall() if r[0]]
+        outputs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT data->>'output' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.01) LIMIT 50"
+            ).fetchall()
+            if r[0]
+        ]
         data.phrases = [dataset.phrase_of(text, i) for i, text in enumerate(outputs)]
-        data.order_ids = [r[0] for r in conn.execute(
-            "SELECT data->>'order_id' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.1) "
-            "WHERE data ? 'order_id' LIMIT 200").fetchall()]
+        data.order_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT data->>'order_id' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.1) "
+                "WHERE data ? 'order_id' LIMIT 200"
+            ).fetchall()
+        ]
     return data
 
 
 def report(results: list[Result], data: dataset.Dataset) -> None:
     """Print the table of figures."""
-    print(f"{data.traces:,} traces, {data.entries:,} entries"
-          + (f", loaded in {data.seconds:.0f} s" if data.seconds else ""))
+    print(
+        f"{data.traces:,} traces, {data.entries:,} entries"
+        + (f", loaded in {data.seconds:.0f} s" if data.seconds else "")
+    )
     print(f"{'query':<40}{'n':>4}{'p50 ms':>9}{'p95 ms':>9}{'1st max':>9}{'target':>8}  {'':5}plan")
     for r in results:
         target = f"<{r.target_ms:.0f}" if r.target_ms else ""
         met = "" if r.met is None else ("ok" if r.met else "SLOW")
         flag = " <-- seq scan" if r.seq_scan else ""
-        print(f"{r.name:<40}{len(r.times):>4}{r.p50:>9.1f}{r.p95:>9.1f}{r.cold_max:>9.1f}{target:>8}"
-              f"  {met:<5}{r.plan}{flag}")
+        print(
+            f"{r.name:<40}{len(r.times):>4}{r.p50:>9.1f}{r.p95:>9.1f}{r.cold_max:>9.1f}{target:>8}"
+            f"  {met:<5}{r.plan}{flag}"
+        )
     print("p50/p95: second pass over the same parameters; 1st max: slowest run of the first pass")
 
 
@@ -363,8 +433,11 @@ def log(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Load, run, print."""
-    parser = argparse.ArgumentParser(prog="python -m bench.query", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.query",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", help="server URL (default TRACEDB_URL, else the local socket)")
     parser.add_argument("--traces", type=int, default=10_000, help="traces to load (~10 entries each)")
     parser.add_argument("--repeat", type=int, default=30, help="runs of each query, varied parameters")
@@ -391,9 +464,15 @@ def main(argv: list[str] | None = None) -> int:
                     report(bench.results, data)  # what was measured before the failure
         results = bench.results
         if args.json:
-            print(json.dumps({"dataset": dataset.describe(data),
-                              "queries": {r.name: r.summary() for r in results},
-                              "all_targets_met": all(r.met is not False for r in results)}))
+            print(
+                json.dumps(
+                    {
+                        "dataset": dataset.describe(data),
+                        "queries": {r.name: r.summary() for r in results},
+                        "all_targets_met": all(r.met is not False for r in results),
+                    }
+                )
+            )
         else:
             report(results, data)
 

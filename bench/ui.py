@@ -46,8 +46,9 @@ def store_trace(db: AutomationTraceDB, size: int, seed: int) -> str:
     for start in range(0, size, CHUNK):
         part = [make_entry(i, rng, size=400) for i in range(start, min(size, start + CHUNK))]
         if trace_id is None:
-            trace_id = db.append_entries(part, thread_id=f"ui-{size}-{seed}", user_id="bench",
-                                         name=f"bench {size:,} entries").trace_id
+            trace_id = db.append_entries(
+                part, thread_id=f"ui-{size}-{seed}", user_id="bench", name=f"bench {size:,} entries"
+            ).trace_id
         else:
             db.append_entries(part, trace_id=trace_id)
     assert trace_id is not None
@@ -127,24 +128,31 @@ def child(warm_id: str, trace_id: str, timeout: float, profile: str | None) -> d
     _, at = open_page(trace_id, timeout)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"seconds": round(seconds, 3), "cached_rerun_seconds": round(warm_again_s, 3),
-            "warmup_seconds": round(warm_s, 3), "rss_before_mib": round(before, 1),
-            "rss_peak_mib": round(peak, 1), "rss_growth_mib": round(peak - before, 1),
-            "tracemalloc_peak_mib": round(traced_peak / 2**20, 1)}
+    return {
+        "seconds": round(seconds, 3),
+        "cached_rerun_seconds": round(warm_again_s, 3),
+        "warmup_seconds": round(warm_s, 3),
+        "rss_before_mib": round(before, 1),
+        "rss_peak_mib": round(peak, 1),
+        "rss_growth_mib": round(peak - before, 1),
+        "tracemalloc_peak_mib": round(traced_peak / 2**20, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Store the traces, open each in a child process, print the figures."""
-    parser = argparse.ArgumentParser(prog="python -m bench.ui", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ui", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="server URL (default TRACEDB_URL, else the local socket)")
     parser.add_argument("--sizes", default="1000,10000,50000", help="entries per trace, comma separated")
     parser.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for one page run")
     parser.add_argument("--profile", metavar="DIR", help="write a pyinstrument report per size here")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--child", nargs=3, metavar=("WARM_ID", "TRACE_ID", "PROFILE"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("WARM_ID", "TRACE_ID", "PROFILE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
         warm, trace, prof = args.child
@@ -166,9 +174,23 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
                 prof = str(Path(args.profile) / f"thread_{size}.txt")
             proc = subprocess.run(
-                [sys.executable, "-m", "bench.ui", "--timeout", str(args.timeout),
-                 "--child", warm_id, ids[size], prof],
-                cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.ui",
+                    "--timeout",
+                    str(args.timeout),
+                    "--child",
+                    warm_id,
+                    ids[size],
+                    prof,
+                ],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode != 0 or not lines:
                 results[str(size)] = {"error": (proc.stderr or proc.stdout)[-2000:]}
@@ -181,19 +203,30 @@ def main(argv: list[str] | None = None) -> int:
             results[str(size)] = figures
     failed = [s for s, r in results.items() if "error" in r]
     if args.json:
-        print(json.dumps({"sizes": results, "all_targets_met": not failed and all(
-            r.get("met") is not False for r in results.values())}))
+        print(
+            json.dumps(
+                {
+                    "sizes": results,
+                    "all_targets_met": not failed
+                    and all(r.get("met") is not False for r in results.values()),
+                }
+            )
+        )
     else:
-        print(f"{'entries':>8}{'open s':>9}{'target':>8}{'cached s':>10}{'RSS +MiB':>10}"
-              f"{'RSS peak':>10}{'tracemalloc MiB':>17}")
+        print(
+            f"{'entries':>8}{'open s':>9}{'target':>8}{'cached s':>10}{'RSS +MiB':>10}"
+            f"{'RSS peak':>10}{'tracemalloc MiB':>17}"
+        )
         for size, r in results.items():
             if "error" in r:
                 print(f"{int(size):>8,}  ERROR {r['error']}")
                 continue
             target = f"<{r['target_s']:g}" if r["target_s"] else ""
             met = "" if r.get("met") is None else ("ok" if r["met"] else "SLOW")
-            print(f"{int(size):>8,}{r['seconds']:>9.2f}{target:>6}{met:>4}{r['cached_rerun_seconds']:>8.2f}"
-                  f"{r['rss_growth_mib']:>10.0f}{r['rss_peak_mib']:>10.0f}{r['tracemalloc_peak_mib']:>17.1f}")
+            print(
+                f"{int(size):>8,}{r['seconds']:>9.2f}{target:>6}{met:>4}{r['cached_rerun_seconds']:>8.2f}"
+                f"{r['rss_growth_mib']:>10.0f}{r['rss_peak_mib']:>10.0f}{r['tracemalloc_peak_mib']:>17.1f}"
+            )
     return 1 if failed else 0
 
 

@@ -58,10 +58,18 @@ def show_trace(thread_id: str, trace_id: str | None = None) -> None:
     st.text(f"{summary.entry_count:,} entries   ·   {summary.error_count:,} errors")
     entries = frames.entries_frame(analytics.entry_columns(db, summary.id))
     recent = entries.tail(LIVE_ROWS)[["seq", "node", "name", "status", "duration_ms"]]
-    st.dataframe(recent, hide_index=True, width="stretch", column_config={
-        "duration_ms": st.column_config.NumberColumn("ms", format="%.1f")})
-    st.page_link("pages/thread.py", label="Open the thread page", icon=":material/timeline:",
-                 query_params={"trace": summary.id})
+    st.dataframe(
+        recent,
+        hide_index=True,
+        width="stretch",
+        column_config={"duration_ms": st.column_config.NumberColumn("ms", format="%.1f")},
+    )
+    st.page_link(
+        "pages/thread.py",
+        label="Open the thread page",
+        icon=":material/timeline:",
+        query_params={"trace": summary.id},
+    )
 
 
 def show_message(message: BaseMessage) -> None:
@@ -74,8 +82,14 @@ def show_message(message: BaseMessage) -> None:
                 st.text(message.text)
             if message.tool_calls:
                 st.caption("Tool calls")
-                st.code("\n".join(f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})"
-                                   for c in message.tool_calls), language=None, wrap_lines=True)
+                st.code(
+                    "\n".join(
+                        f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})"
+                        for c in message.tool_calls
+                    ),
+                    language=None,
+                    wrap_lines=True,
+                )
     elif isinstance(message, ToolMessage):
         with st.chat_message("assistant", avatar=":material/build:"):
             st.caption("Tool result")
@@ -106,8 +120,13 @@ for s in db.get_user_traces(user, limit=40):
 picked = st.session_state.get("chat_pick")
 if picked not in (None, NEW) and picked not in threads:
     threads[picked] = picked
-pick = st.selectbox("Conversation", [NEW, *threads], key="chat_pick", on_change=new_conversation,
-                    format_func=lambda v: "New conversation" if v == NEW else threads[v])
+pick = st.selectbox(
+    "Conversation",
+    [NEW, *threads],
+    key="chat_pick",
+    on_change=new_conversation,
+    format_func=lambda v: "New conversation" if v == NEW else threads[v],
+)
 thread_id: str = st.session_state["chat_new_thread"] if pick == NEW else pick
 config = {"configurable": {"thread_id": thread_id}}
 st.text(f"user {user}   ·   model {agent.label}   ·   thread {thread_id}")
@@ -125,9 +144,11 @@ with chat_col:
     for message in history:
         show_message(message)
     if not history:
-        st.caption("Ask for arithmetic (what is 17 * 23?), a unit conversion (5 km in miles), a date "
-                   "(what day is 2026-12-24?) or notes; the agent answers with its tools and every step "
-                   "is recorded on the right.")
+        st.caption(
+            "Ask for arithmetic (what is 17 * 23?), a unit conversion (5 km in miles), a date "
+            "(what day is 2026-12-24?) or notes; the agent answers with its tools and every step "
+            "is recorded on the right."
+        )
 
 prompt = st.chat_input("Ask the agent, e.g. what is 17 * 23?", key="chat_input")
 if not prompt:
@@ -149,8 +170,11 @@ def reply_tokens() -> Iterator[str]:
                 yield common.as_plain_markdown(chunk.text)
         else:
             for update in data.values():
-                replies = [m for m in (update or {}).get("messages", [])
-                           if isinstance(m, AIMessage) and not m.tool_calls and m.text]
+                replies = [
+                    m
+                    for m in (update or {}).get("messages", [])
+                    if isinstance(m, AIMessage) and not m.tool_calls and m.text
+                ]
                 if replies:
                     final["text"] = replies[-1].text
             with live.container():
@@ -171,8 +195,10 @@ with chat_col:
 
 report = recorder.close()
 if not report.ok:
-    st.session_state["chat_flash"] = (f"{report.pending + report.dropped} trace entries could not be stored: "
-                                      f"{'; '.join(report.errors[-3:])}")
+    st.session_state["chat_flash"] = (
+        f"{report.pending + report.dropped} trace entries could not be stored: "
+        f"{'; '.join(report.errors[-3:])}"
+    )
 if pick == NEW:
     st.session_state["chat_pending_pick"] = thread_id
     new_conversation()

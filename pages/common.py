@@ -43,7 +43,10 @@ def get_db() -> AutomationTraceDB | None:
         st.session_state[_FAILURE_KEY] = (time.monotonic(), f"The trace database cannot be reached: {exc}")
         return None
     except OSError as exc:  # the embedded server failed to start
-        st.session_state[_FAILURE_KEY] = (time.monotonic(), f"The embedded database could not be started: {exc}")
+        st.session_state[_FAILURE_KEY] = (
+            time.monotonic(),
+            f"The embedded database could not be started: {exc}",
+        )
         return None
     st.session_state.pop(_FAILURE_KEY, None)
     return db

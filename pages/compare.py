@@ -15,10 +15,18 @@ from tracedb import frames
 
 MAX_STEPS = 5000
 ROWS_PER_PAGE = 200
-OP_COLOURS = {"changed": "rgba(255, 193, 7, 0.18)", "only A": "rgba(214, 39, 40, 0.14)",
-              "only B": "rgba(44, 160, 44, 0.16)", "equal": ""}
-DIFF_CELLS = {"node": ("a_node", "b_node", "a_name", "b_name"), "input": ("a_input", "b_input"),
-              "output": ("a_output", "b_output"), "duration": ("a_ms", "b_ms", "delta_ms")}
+OP_COLOURS = {
+    "changed": "rgba(255, 193, 7, 0.18)",
+    "only A": "rgba(214, 39, 40, 0.14)",
+    "only B": "rgba(44, 160, 44, 0.16)",
+    "equal": "",
+}
+DIFF_CELLS = {
+    "node": ("a_node", "b_node", "a_name", "b_name"),
+    "input": ("a_input", "b_input"),
+    "output": ("a_output", "b_output"),
+    "duration": ("a_ms", "b_ms", "delta_ms"),
+}
 HIGHLIGHT = "background-color: rgba(255, 152, 0, 0.35)"
 TEXT_COLUMNS = {"a_seq": "{}", "b_seq": "{}", "a_ms": "{:,.1f}", "b_ms": "{:,.1f}", "delta_ms": "{:+,.1f}"}
 
@@ -74,9 +82,15 @@ left, right = st.columns(2)
 picked: dict[str, str | None] = {}
 for side, col in (("a", left), ("b", right)):
     wanted = st.query_params.get(side)
-    picked[side] = col.selectbox(f"Trace {side.upper()}", ids, key=f"compare_{side}", format_func=labels.get,
-                                 index=ids.index(wanted) if wanted in labels else None,
-                                 placeholder="Pick a trace", on_change=forget_selection)
+    picked[side] = col.selectbox(
+        f"Trace {side.upper()}",
+        ids,
+        key=f"compare_{side}",
+        format_func=labels.get,
+        index=ids.index(wanted) if wanted in labels else None,
+        placeholder="Pick a trace",
+        on_change=forget_selection,
+    )
 a_id, b_id = picked["a"], picked["b"]
 sync_url()
 if not a_id or not b_id:
@@ -104,12 +118,24 @@ for col, s, other in ((left, sa, None), (right, sb, sa)):
         steps_delta = s.entry_count - other.entry_count if other else 0
         time_delta = duration - (other.duration_ms or 0) / 1000 if other else 0.0
         errors_delta = s.error_count - other.error_count if other else 0
-        m1.metric("Steps", f"{s.entry_count:,}", delta=f"{steps_delta:+,} vs A" if steps_delta else None,
-                  delta_color="off")
-        m2.metric("Duration", f"{duration:,.2f} s", delta=f"{time_delta:+,.2f} s vs A" if time_delta else None,
-                  delta_color="inverse")
-        m3.metric("Errors", f"{s.error_count:,}", delta=f"{errors_delta:+,} vs A" if errors_delta else None,
-                  delta_color="inverse")
+        m1.metric(
+            "Steps",
+            f"{s.entry_count:,}",
+            delta=f"{steps_delta:+,} vs A" if steps_delta else None,
+            delta_color="off",
+        )
+        m2.metric(
+            "Duration",
+            f"{duration:,.2f} s",
+            delta=f"{time_delta:+,.2f} s vs A" if time_delta else None,
+            delta_color="inverse",
+        )
+        m3.metric(
+            "Errors",
+            f"{s.error_count:,}",
+            delta=f"{errors_delta:+,} vs A" if errors_delta else None,
+            delta_color="inverse",
+        )
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Same steps", counts["equal"])
@@ -122,22 +148,41 @@ shown = aligned[aligned["op"] != "equal"] if only_diff else aligned
 pages = max(1, -(-len(shown) // ROWS_PER_PAGE))
 number = st.session_state.get("compare_page", 1)
 number = number if isinstance(number, int) and 1 <= number <= pages else 1
-window = shown.iloc[(number - 1) * ROWS_PER_PAGE: number * ROWS_PER_PAGE].reset_index(drop=True)
+window = shown.iloc[(number - 1) * ROWS_PER_PAGE : number * ROWS_PER_PAGE].reset_index(drop=True)
 # Blank, not "None", where a step has no counterpart: the table shows text for these columns.
-shown_window = window.assign(**{col: window[col].map(lambda v, f=fmt: "" if pd.isna(v) else f.format(v))
-                                 for col, fmt in TEXT_COLUMNS.items()})
+shown_window = window.assign(
+    **{
+        col: window[col].map(lambda v, f=fmt: "" if pd.isna(v) else f.format(v))
+        for col, fmt in TEXT_COLUMNS.items()
+    }
+)
 event = st.dataframe(
-    shown_window.style.apply(style_rows, axis=None), key="compare_table", on_select="rerun",
-    selection_mode="single-row", hide_index=True, width="stretch",
+    shown_window.style.apply(style_rows, axis=None),
+    key="compare_table",
+    on_select="rerun",
+    selection_mode="single-row",
+    hide_index=True,
+    width="stretch",
     column_config={
-        "a_seq": "A seq", "a_node": "A node", "a_name": "A name", "b_seq": "B seq", "b_node": "B node",
-        "b_name": "B name", "a_input": "A input", "b_input": "B input", "a_output": "A output",
+        "a_seq": "A seq",
+        "a_node": "A node",
+        "a_name": "A name",
+        "b_seq": "B seq",
+        "b_node": "B node",
+        "b_name": "B name",
+        "a_input": "A input",
+        "b_input": "B input",
+        "a_output": "A output",
         "b_output": "B output",
-        "a_ms": "A ms", "b_ms": "B ms", "delta_ms": "B − A ms",
+        "a_ms": "A ms",
+        "b_ms": "B ms",
+        "delta_ms": "B − A ms",
     },
 )
-st.caption("Yellow: the same step with different node, input, output or duration (the differing cells "
-           "are darker). Red: only in A. Green: only in B. Select a row to see both entries.")
+st.caption(
+    "Yellow: the same step with different node, input, output or duration (the differing cells "
+    "are darker). Red: only in A. Green: only in B. Select a row to see both entries."
+)
 if pages > 1:
     st.pagination(pages, key="compare_page", max_visible_pages=9, on_change=forget_selection)
 

@@ -54,8 +54,14 @@ if not trace_id:
         st.info("No traces are stored yet. Run a chat turn or load demo data with `python -m tracedb demo`.")
         st.stop()
     labels = {s.id: common.trace_label(s) for s in recent}
-    picked = st.selectbox("Trace", list(labels), index=None, key="thread_pick", format_func=labels.get,
-                          placeholder="Pick one of the most recent traces")
+    picked = st.selectbox(
+        "Trace",
+        list(labels),
+        index=None,
+        key="thread_pick",
+        format_func=labels.get,
+        placeholder="Pick one of the most recent traces",
+    )
     if picked is None:
         st.stop()
     st.query_params["trace"] = picked
@@ -99,9 +105,11 @@ def trace_view() -> None:
     cols[1].metric("Entries", f"{current.entry_count:,}")
     cols[2].metric("Errors", f"{current.error_count:,}")
     cols[3].metric("Duration", seconds(current.duration_ms))
-    st.text(f"thread {current.thread_id}   ·   user {current.user_id}   ·   provider "
-            f"{current.provider_id or '–'}\ncreated {current.created_at:%Y-%m-%d %H:%M:%S %Z}   ·   "
-            f"updated {current.updated_at:%Y-%m-%d %H:%M:%S %Z}   ·   id {current.id}")
+    st.text(
+        f"thread {current.thread_id}   ·   user {current.user_id}   ·   provider "
+        f"{current.provider_id or '–'}\ncreated {current.created_at:%Y-%m-%d %H:%M:%S %Z}   ·   "
+        f"updated {current.updated_at:%Y-%m-%d %H:%M:%S %Z}   ·   id {current.id}"
+    )
     if live:
         st.caption(f"Running: this view refreshes every {REFRESH_S:g} s until the run ends.")
 
@@ -112,52 +120,88 @@ def trace_view() -> None:
     timeline, axis = frames.timeline_frame(entries)
 
     st.subheader("Timeline")
-    colour_by = st.segmented_control("Colour by", ["kind", "status", "node"], default="kind",
-                                     key="colour_by") or "kind"
+    colour_by = (
+        st.segmented_control("Colour by", ["kind", "status", "node"], default="kind", key="colour_by")
+        or "kind"
+    )
     drawn = timeline
     if len(timeline) > charts.WEBGL_ABOVE:
         end = float(timeline["end"].max()) or 1.0
-        low, high = st.slider("Window" + (" (s)" if axis == "time" else " (steps)"), 0.0, end, (0.0, end),
-                              key="timeline_window")
+        low, high = st.slider(
+            "Window" + (" (s)" if axis == "time" else " (steps)"), 0.0, end, (0.0, end), key="timeline_window"
+        )
         drawn = timeline[(timeline["end"] >= low) & (timeline["start"] <= high)]
         if len(drawn) > charts.WEBGL_ABOVE:
-            st.caption(f"{len(drawn):,} steps in the window, drawn with WebGL: steps of a row that would share a "
-                       "pixel are joined into one bar. Narrow the window to see single steps.")
-    st.plotly_chart(charts.timeline_figure(drawn, axis, colour_by), key="timeline", config={"displaylogo": False})
+            st.caption(
+                f"{len(drawn):,} steps in the window, drawn with WebGL: steps of a row that would share a "
+                "pixel are joined into one bar. Narrow the window to see single steps."
+            )
+    st.plotly_chart(
+        charts.timeline_figure(drawn, axis, colour_by), key="timeline", config={"displaylogo": False}
+    )
 
     st.subheader("Time per node")
-    st.dataframe(frames.node_stats(entries), key="node_stats", hide_index=True, width="stretch", column_config={
-        "share": st.column_config.ProgressColumn("share of time", format="percent", min_value=0, max_value=1,
-                                                 width="large"),
-        **{c: st.column_config.NumberColumn(c, format="%.1f") for c in ("total_ms", "mean_ms", "p50_ms", "p95_ms")},
-    })
+    st.dataframe(
+        frames.node_stats(entries),
+        key="node_stats",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share": st.column_config.ProgressColumn(
+                "share of time", format="percent", min_value=0, max_value=1, width="large"
+            ),
+            **{
+                c: st.column_config.NumberColumn(c, format="%.1f")
+                for c in ("total_ms", "mean_ms", "p50_ms", "p95_ms")
+            },
+        },
+    )
 
     st.subheader("Entries")
     f1, f2, f3 = st.columns(3)
-    nodes = f1.multiselect("Node", frames.choices(entries, "node"), key="entry_nodes", on_change=back_to_first_page)
-    kinds = f2.multiselect("Kind", frames.choices(entries, "kind"), key="entry_kinds", on_change=back_to_first_page)
-    statuses = f3.multiselect("Status", frames.choices(entries, "status"), key="entry_statuses",
-                              on_change=back_to_first_page)
+    nodes = f1.multiselect(
+        "Node", frames.choices(entries, "node"), key="entry_nodes", on_change=back_to_first_page
+    )
+    kinds = f2.multiselect(
+        "Kind", frames.choices(entries, "kind"), key="entry_kinds", on_change=back_to_first_page
+    )
+    statuses = f3.multiselect(
+        "Status", frames.choices(entries, "status"), key="entry_statuses", on_change=back_to_first_page
+    )
     shown = frames.filter_entries(timeline, nodes, kinds, statuses)
     page_count = max(1, -(-len(shown) // ENTRIES_PER_PAGE))
     number = st.session_state.get("entries_page", 1)
     number = number if isinstance(number, int) and 1 <= number <= page_count else 1
-    rows = shown.iloc[(number - 1) * ENTRIES_PER_PAGE: number * ENTRIES_PER_PAGE]
+    rows = shown.iloc[(number - 1) * ENTRIES_PER_PAGE : number * ENTRIES_PER_PAGE]
     previews = frames.entry_previews(analytics.entries_by_seq(db, trace_id, rows["seq"].tolist()))
-    view = rows[["seq", "node", "kind", "name", "status", "start", "duration_ms"]].merge(previews, on="seq", how="left")
-    picked = st.dataframe(view, key="entries_table", on_select="rerun", selection_mode="single-row",
-                          hide_index=True, width="stretch", column_config={
-                              "start": st.column_config.NumberColumn("at (s)" if axis == "time" else "step",
-                                                                     format="%.3f"),
-                              "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
-                          })
+    view = rows[["seq", "node", "kind", "name", "status", "start", "duration_ms"]].merge(
+        previews, on="seq", how="left"
+    )
+    picked = st.dataframe(
+        view,
+        key="entries_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "start": st.column_config.NumberColumn("at (s)" if axis == "time" else "step", format="%.3f"),
+            "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
+        },
+    )
     st.caption(f"{len(shown):,} of {len(entries):,} entries · {ENTRIES_PER_PAGE} per page")
     if page_count > 1:
         st.pagination(page_count, key="entries_page", max_visible_pages=9, on_change=forget_selection)
 
     st.subheader("Entry JSON")
-    typed = st.number_input("Entry seq (or select a row above)", min_value=0,
-                            max_value=int(entries["seq"].max()), value=None, step=1, key="entry_seq")
+    typed = st.number_input(
+        "Entry seq (or select a row above)",
+        min_value=0,
+        max_value=int(entries["seq"].max()),
+        value=None,
+        step=1,
+        key="entry_seq",
+    )
     rows_picked = picked.selection.rows
     seq = int(view.iloc[rows_picked[0]]["seq"]) if rows_picked and rows_picked[0] < len(view) else typed
     if seq is not None:
@@ -170,6 +214,11 @@ def trace_view() -> None:
 
 trace_view()
 
-st.download_button("Download the whole trace (JSON)", data=lambda: whole_trace(trace_id),
-                   file_name=f"trace-{trace_id}.json", mime="application/json", key="trace_download",
-                   icon=":material/download:")
+st.download_button(
+    "Download the whole trace (JSON)",
+    data=lambda: whole_trace(trace_id),
+    file_name=f"trace-{trace_id}.json",
+    mime="application/json",
+    key="trace_download",
+    icon=":material/download:",
+)

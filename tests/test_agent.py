@@ -45,7 +45,11 @@ def test_arithmetic_end_to_end() -> None:
     assert out["messages"][-1].content == "17 * 23 = 391"
     trace = out["automation_trace"]
     assert [(e["node"], e["kind"]) for e in trace] == [
-        ("planner", "plan"), ("model", "llm"), ("tools", "tool"), ("model", "llm"), ("summarise", "summary"),
+        ("planner", "plan"),
+        ("model", "llm"),
+        ("tools", "tool"),
+        ("model", "llm"),
+        ("summarise", "summary"),
     ]
     for entry in trace:
         _check_entry(entry)
@@ -131,13 +135,25 @@ def test_model_failure_is_an_error_entry_and_a_reply() -> None:
 def test_invalid_tool_calls_and_usage_are_recorded() -> None:
     class Garbled(OfflineChatModel):
         def respond(self, messages: Sequence[BaseMessage], tools: Any = None) -> AIMessage:
-            return AIMessage("", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
-                             invalid_tool_calls=[{"name": "calculator", "args": "{oops", "id": "c1",
-                                                  "error": "bad JSON", "type": "invalid_tool_call"}])
+            return AIMessage(
+                "",
+                usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4},
+                invalid_tool_calls=[
+                    {
+                        "name": "calculator",
+                        "args": "{oops",
+                        "id": "c1",
+                        "error": "bad JSON",
+                        "type": "invalid_tool_call",
+                    }
+                ],
+            )
 
     out = build_graph(Garbled()).invoke(user_input("x"))
     llm = next(e for e in out["automation_trace"] if e["kind"] == "llm")
-    assert llm["output"]["invalid_tool_calls"] == [{"name": "calculator", "args": "{oops", "error": "bad JSON"}]
+    assert llm["output"]["invalid_tool_calls"] == [
+        {"name": "calculator", "args": "{oops", "error": "bad JSON"}
+    ]
     assert llm["output"]["usage"]["total_tokens"] == 4
 
 
@@ -167,18 +183,24 @@ def test_memory_saver_keeps_the_thread() -> None:
     assert out["messages"][-1].content.endswith("water the plants")
     assert len([m for m in out["messages"] if isinstance(m, HumanMessage)]) == 2
     plans = [e for e in out["automation_trace"] if e["kind"] == "plan"]
-    assert [p["input"]["request"] for p in plans] == ["save a note: water the plants", "search notes for plants"]
+    assert [p["input"]["request"] for p in plans] == [
+        "save a note: water the plants",
+        "search notes for plants",
+    ]
     # The second summary counts only its own turn.
     assert out["automation_trace"][-1]["output"]["tools"] == ["search_notes"]
 
 
-@pytest.mark.parametrize(("text", "answer"), [
-    ("convert 5 km to miles", "5 km = 3.10686 mi"),
-    ("what day of the week is 2024-07-04?", "2024-07-04 was a Thursday."),
-    ("how many days between 2024-01-01 and 2024-03-01?", "From 2024-01-01 to 2024-03-01 is 60 days."),
-    ("convert 3 blargs to miles", "The convert_units tool failed: unknown unit 'blargs'."),
-    ("tell me a joke", None),
-])
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("convert 5 km to miles", "5 km = 3.10686 mi"),
+        ("what day of the week is 2024-07-04?", "2024-07-04 was a Thursday."),
+        ("how many days between 2024-01-01 and 2024-03-01?", "From 2024-01-01 to 2024-03-01 is 60 days."),
+        ("convert 3 blargs to miles", "The convert_units tool failed: unknown unit 'blargs'."),
+        ("tell me a joke", None),
+    ],
+)
 def test_other_requests(text: str, answer: str | None) -> None:
     reply = build_graph(tools=TOOLS).invoke(user_input(text))["messages"][-1].content
     if answer is None:

@@ -48,7 +48,9 @@ def test_a_pool_serves_concurrent_conversations(db_url: str) -> None:
 
         def run(n: int) -> None:
             try:
-                out = graph.invoke(user_input(f"what is {n} * 11"), {"configurable": {"thread_id": f"pool-{n}"}})
+                out = graph.invoke(
+                    user_input(f"what is {n} * 11"), {"configurable": {"thread_id": f"pool-{n}"}}
+                )
                 results[n] = out["messages"][-1].content
             except BaseException as exc:  # surfaced by the assertion below
                 errors.append(exc)
@@ -65,8 +67,9 @@ def test_a_pool_serves_concurrent_conversations(db_url: str) -> None:
 def test_caller_owned_connection_and_pool_stay_open(db_url: str) -> None:
     with psycopg.connect(db_url, **CONNECTION_KWARGS) as conn:
         with make_checkpointer(conn) as checkpointer:
-            build_graph(checkpointer=checkpointer).invoke(user_input("what is 2 + 2"),
-                                                          {"configurable": {"thread_id": "own-conn"}})
+            build_graph(checkpointer=checkpointer).invoke(
+                user_input("what is 2 + 2"), {"configurable": {"thread_id": "own-conn"}}
+            )
         assert not conn.closed
         count = conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = 'own-conn'").fetchone()
         assert count["n"] > 0
@@ -103,5 +106,8 @@ def test_concurrent_setup_on_a_new_database(fresh_db_url: str) -> None:
 
 
 def test_an_unreachable_server_raises_operational_error() -> None:
-    with pytest.raises(psycopg.OperationalError), make_checkpointer("postgresql://127.0.0.1:1/none", timeout=1):
+    with (
+        pytest.raises(psycopg.OperationalError),
+        make_checkpointer("postgresql://127.0.0.1:1/none", timeout=1),
+    ):
         pass

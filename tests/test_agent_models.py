@@ -18,8 +18,9 @@ def test_offline_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model_label(get_model()) == "offline"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("langchain_openai") is not None,
-                    reason="needs langchain-openai to be absent")
+@pytest.mark.skipif(
+    importlib.util.find_spec("langchain_openai") is not None, reason="needs langchain-openai to be absent"
+)
 def test_missing_provider_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_MODEL", "openai:gpt-4o-mini")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -44,12 +44,22 @@ def test_overview_aggregates(fresh_db_url, entries, ids) -> None:
 
     now = datetime.now(UTC)
     with AutomationTraceDB(fresh_db_url) as db:
-        ok = [db.save_trace("ana", None, ids("t"), entries(3, node="model", duration_ms=100.0)) for _ in range(3)]
-        bad = db.save_trace("ben", None, ids("t"), entries(2, node="tools", status="error", duration_ms=900.0))
+        ok = [
+            db.save_trace("ana", None, ids("t"), entries(3, node="model", duration_ms=100.0))
+            for _ in range(3)
+        ]
+        bad = db.save_trace(
+            "ben", None, ids("t"), entries(2, node="tools", status="error", duration_ms=900.0)
+        )
         db.set_status(bad, "failed")
         old = db.save_trace("ana", None, ids("t"), entries(1))
-        set_trace_times(db, [(old, now - timedelta(days=40), now - timedelta(days=40)),
-                             (ok[0], now - timedelta(days=1, hours=1), now - timedelta(days=1))])
+        set_trace_times(
+            db,
+            [
+                (old, now - timedelta(days=40), now - timedelta(days=40)),
+                (ok[0], now - timedelta(days=1, hours=1), now - timedelta(days=1)),
+            ],
+        )
 
         view = analytics.overview(db, now - timedelta(days=30), now + timedelta(minutes=1))
         assert view.totals["traces"] == 4

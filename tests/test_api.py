@@ -16,8 +16,10 @@ def client(db):
 
 def test_crud_and_listing(client, ids):
     user, thread = ids("api"), ids("th")
-    r = client.post("/api/traces", json={"user_id": user, "thread_id": thread,
-                                         "trace_data": [{"node": "a"}], "name": "first"})
+    r = client.post(
+        "/api/traces",
+        json={"user_id": user, "thread_id": thread, "trace_data": [{"node": "a"}], "name": "first"},
+    )
     assert r.status_code == 201
     tid = r.json()["id"]
     assert client.get(f"/api/traces/{tid}").json()["trace_data"] == [{"node": "a"}]
@@ -29,8 +31,10 @@ def test_crud_and_listing(client, ids):
     assert [i["id"] for i in items] == [tid]
     assert client.get("/api/traces/count", params={"user": user, "node": "b"}).json() == {"count": 1}
     assert client.get(f"/api/threads/{thread}/trace").json()["id"] == tid
-    up = client.put(f"/api/threads/{thread}/trace", json={"user_id": user,
-                                                         "trace_data": [{"node": "a"}, {"node": "b"}, {"node": "c"}]})
+    up = client.put(
+        f"/api/threads/{thread}/trace",
+        json={"user_id": user, "trace_data": [{"node": "a"}, {"node": "b"}, {"node": "c"}]},
+    )
     assert up.json()["id"] == tid
     assert client.get(f"/api/traces/{tid}").json()["entry_count"] == 3
     assert client.delete(f"/api/traces/{tid}").status_code == 204

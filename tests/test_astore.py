@@ -29,6 +29,7 @@ def test_seven_methods(db_url, entries, ids):
             up = await db.upsert_trace_by_thread(user, "p", thread, entries(5))
             assert up == tid and (await db.load_trace_by_id(tid)).trace_data == entries(5)
             assert await db.delete_trace(tid) and not await db.delete_trace(tid)
+
     run(scenario())
 
 
@@ -57,6 +58,7 @@ def test_rest_of_the_api(db_url, entries, ids):
             assert await db.delete_traces(TraceFilter(user_id=user)) == 1
         finally:
             await db.close()
+
     run(scenario())
 
 
@@ -74,4 +76,5 @@ def test_concurrent_async_writers_one_thread(db_url):
             assert trace.entry_count == 160
             for w in range(8):
                 assert [e["i"] for e in trace.trace_data if e["w"] == w] == list(range(20))
+
     run(scenario())

@@ -25,25 +25,55 @@ def _json_line(out: str) -> dict:
 
 
 def test_ingest_reports_every_figure(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ingest.main(["--url", server_url, "--events", "40", "--growth-events", "40",
-                        "--upsert-events", "40", "--json"]) == 0
+    assert (
+        ingest.main(
+            [
+                "--url",
+                server_url,
+                "--events",
+                "40",
+                "--growth-events",
+                "40",
+                "--upsert-events",
+                "40",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = _json_line(capsys.readouterr().out)
-    for key in ("speedup_vs_seed", "fraction_of_raw_insert", "growth_last_first",
-                "upsert_growth_last_first", "chunked_fraction_of_raw_insert",
-                "seed_events_per_s", "append_events_per_s", "upsert_events_per_s",
-                "chunked_events_per_s", "raw_events_per_s", "recorder_events_per_s"):
+    for key in (
+        "speedup_vs_seed",
+        "fraction_of_raw_insert",
+        "growth_last_first",
+        "upsert_growth_last_first",
+        "chunked_fraction_of_raw_insert",
+        "seed_events_per_s",
+        "append_events_per_s",
+        "upsert_events_per_s",
+        "chunked_events_per_s",
+        "raw_events_per_s",
+        "recorder_events_per_s",
+    ):
         assert key in result, key
     assert result["ways"]["append"]["events"] == 40
 
 
-def test_query_runs_every_kind_through_the_store(server_url: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert query.main(["--url", server_url, "--traces", "300", "--repeat", "2",
-                       "--deep-page", "3", "--json"]) == 0
+def test_query_runs_every_kind_through_the_store(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        query.main(["--url", server_url, "--traces", "300", "--repeat", "2", "--deep-page", "3", "--json"])
+        == 0
+    )
     result = _json_line(capsys.readouterr().out)
     assert result["dataset"]["traces"] == 300
     kinds = result["queries"]
-    assert {"user's first page", "text: rare word", "contains: tool + error", "load by id",
-            "count: user", "delete 10% by filter"} <= set(kinds)
+    assert {
+        "user's first page",
+        "text: rare word",
+        "contains: tool + error",
+        "load by id",
+        "count: user",
+        "delete 10% by filter",
+    } <= set(kinds)
     for figures in kinds.values():
         assert figures["n"] >= 1 and figures["p95_ms"] >= 0 and figures["plan"]

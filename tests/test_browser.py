@@ -18,11 +18,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 USER = "browser-user"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
+)
 
 
 def free_port() -> int:
@@ -40,9 +48,25 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     env.pop("LLM_MODEL", None)
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -88,8 +112,12 @@ def browser() -> Iterator[object]:
 
 def settled(page: object, timeout: float = 30) -> None:
     """Wait until the script has finished and nothing is left loading; no error on the page."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout * 1000)
+    page.wait_for_selector(
+        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000
+    )
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout * 1000
+    )
     assert page.locator("text=Page not found").count() == 0, page.url
     assert page.locator('[data-testid="stException"]').count() == 0, page.url
 
@@ -109,7 +137,8 @@ def test_chat_turn_then_traces_then_thread_page(server: str, browser, shots: Pat
     settled(page)
     page.wait_for_function(
         "() => (document.querySelector('[data-testid=\"stDataFrame\"]')?.textContent || '').includes('what is 17 * 23?')",
-        timeout=30_000)
+        timeout=30_000,
+    )
     assert "1 matching traces" in page.inner_text('[data-testid="stAppViewContainer"]')
     page.screenshot(path=str(shots / "traces.png"))
     link = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"] td, [data-testid="stDataFrame"] [role="gridcell"]'))
@@ -129,10 +158,19 @@ def test_chat_turn_then_traces_then_thread_page(server: str, browser, shots: Pat
 
 def test_ten_thousand_entries_open_quickly(server: str, browser, shots: Path, db) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [{"node": ("model", "tools")[i % 2], "kind": ("llm", "tool")[i % 2], "name": f"step {i}",
-             "started_at": (t0 + timedelta(seconds=i)).isoformat(),
-             "ended_at": (t0 + timedelta(seconds=i, milliseconds=600)).isoformat()} for i in range(10_000)]
-    trace_id = db.append_entries(rows[:5000], thread_id="browser-10k", user_id=USER, name="10k steps").trace_id
+    rows = [
+        {
+            "node": ("model", "tools")[i % 2],
+            "kind": ("llm", "tool")[i % 2],
+            "name": f"step {i}",
+            "started_at": (t0 + timedelta(seconds=i)).isoformat(),
+            "ended_at": (t0 + timedelta(seconds=i, milliseconds=600)).isoformat(),
+        }
+        for i in range(10_000)
+    ]
+    trace_id = db.append_entries(
+        rows[:5000], thread_id="browser-10k", user_id=USER, name="10k steps"
+    ).trace_id
     db.append_entries(rows[5000:], trace_id=trace_id)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

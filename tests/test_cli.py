@@ -57,7 +57,24 @@ def test_bad_input_is_a_message(db_url, capsys):
 def test_runs_as_a_module(db_url, seeded, tmp_path):
     user, a, b = seeded
     out = tmp_path / "t.csv"
-    proc = subprocess.run([sys.executable, "-m", "tracedb", "--url", db_url, "export", "--user", user,
-                           "--format", "csv", "-o", str(out)], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracedb",
+            "--url",
+            db_url,
+            "export",
+            "--user",
+            user,
+            "--format",
+            "csv",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "exported 2 traces" in proc.stderr
     assert out.read_text().count("\n") == 3

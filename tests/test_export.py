@@ -12,8 +12,12 @@ from tracedb.export import write_traces
 
 def test_json_jsonl_csv(db, ids):
     user = ids("exp")
-    made = [db.save_trace(user, None, ids("th"), [{"node": "a", "i": i}, {"node": "b", "x": "<script>"}],
-                          name=f"t{i}") for i in range(5)]
+    made = [
+        db.save_trace(
+            user, None, ids("th"), [{"node": "a", "i": i}, {"node": "b", "x": "<script>"}], name=f"t{i}"
+        )
+        for i in range(5)
+    ]
     flt = TraceFilter(user_id=user)
     buf = io.StringIO()
     seen: list[int] = []

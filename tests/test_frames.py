@@ -18,26 +18,62 @@ def columns(rows: list[dict]) -> dict[str, list]:
     return {name: [r.get(name) for r in rows] for name in frames.ENTRY_COLUMNS}
 
 
-def step(seq: int, node: str, start_s: float | None = None, ms: float | None = None, *,
-         end: bool = True, **kw: object) -> dict:
+def step(
+    seq: int,
+    node: str,
+    start_s: float | None = None,
+    ms: float | None = None,
+    *,
+    end: bool = True,
+    **kw: object,
+) -> dict:
     started = T0 + timedelta(seconds=start_s) if start_s is not None else None
     ended = started + timedelta(milliseconds=ms) if started is not None and ms is not None and end else None
-    return {"seq": seq, "node": node, "kind": kw.get("kind", "llm"), "name": kw.get("name", f"s{seq}"),
-            "status": kw.get("status", "ok"), "started_at": started, "ended_at": ended, "duration_ms": ms}
+    return {
+        "seq": seq,
+        "node": node,
+        "kind": kw.get("kind", "llm"),
+        "name": kw.get("name", f"s{seq}"),
+        "status": kw.get("status", "ok"),
+        "started_at": started,
+        "ended_at": ended,
+        "duration_ms": ms,
+    }
 
 
 def summary(i: int, **kw: object) -> TraceSummary:
-    base = dict(id=f"00000000-0000-4000-8000-{i:012d}", user_id="ana", provider_id=None, thread_id=f"t{i}",
-                name=f"trace {i}", status="completed", entry_count=3, created_at=T0, updated_at=T0,
-                first_started_at=T0, last_ended_at=T0 + timedelta(seconds=2))
+    base = dict(
+        id=f"00000000-0000-4000-8000-{i:012d}",
+        user_id="ana",
+        provider_id=None,
+        thread_id=f"t{i}",
+        name=f"trace {i}",
+        status="completed",
+        entry_count=3,
+        created_at=T0,
+        updated_at=T0,
+        first_started_at=T0,
+        last_ended_at=T0 + timedelta(seconds=2),
+    )
     base.update(kw)
     return TraceSummary(**base)  # type: ignore[arg-type]
 
 
 def test_traces_frame_has_the_table_columns_and_thread_links() -> None:
     frame = frames.traces_frame([summary(1), summary(2, name=None, status="failed", error_count=2)])
-    assert list(frame.columns) == ["open", "name", "thread", "user", "status", "entries", "errors",
-                                   "duration_s", "created", "updated", "id"]
+    assert list(frame.columns) == [
+        "open",
+        "name",
+        "thread",
+        "user",
+        "status",
+        "entries",
+        "errors",
+        "duration_s",
+        "created",
+        "updated",
+        "id",
+    ]
     assert frame.loc[0, "open"] == "thread?trace=00000000-0000-4000-8000-000000000001"
     assert frame.loc[0, "duration_s"] == pytest.approx(2.0)
     assert frame.loc[1, "name"] == "" and frame.loc[1, "errors"] == 2
@@ -57,8 +93,13 @@ def test_entries_frame_types() -> None:
 
 
 def test_timeline_uses_times_and_places_untimed_steps_after_the_previous_one() -> None:
-    rows = [step(0, "planner", 0, 500), step(1, "model", 1.0, 2000), step(2, "tools", None, 300),
-            step(3, "tools", None, None), step(4, "summarise", 4.0, None, end=False)]
+    rows = [
+        step(0, "planner", 0, 500),
+        step(1, "model", 1.0, 2000),
+        step(2, "tools", None, 300),
+        step(3, "tools", None, None),
+        step(4, "summarise", 4.0, None, end=False),
+    ]
     tl, axis = frames.timeline_frame(frames.entries_frame(columns(rows)))
     assert axis == "time"
     assert tl["start"].tolist() == pytest.approx([0.0, 1.0, 3.0, 3.3, 4.0])
@@ -94,8 +135,12 @@ def test_timeline_of_ten_thousand_steps_is_quick() -> None:
 
 
 def test_node_stats() -> None:
-    rows = [step(0, "model", 0, 100), step(1, "tools", 0.2, 300, status="error"), step(2, "model", 1, 300),
-            step(3, "tools", 2, None)]
+    rows = [
+        step(0, "model", 0, 100),
+        step(1, "tools", 0.2, 300, status="error"),
+        step(2, "model", 1, 300),
+        step(3, "tools", 2, None),
+    ]
     stats = frames.node_stats(frames.entries_frame(columns(rows))).set_index("node")
     assert stats.loc["model", "steps"] == 2 and stats.loc["model", "total_ms"] == 400
     assert stats.loc["model", "p50_ms"] == pytest.approx(200)
@@ -106,8 +151,15 @@ def test_node_stats() -> None:
 
 
 def test_filter_entries_and_choices() -> None:
-    entries = frames.entries_frame(columns([step(0, "model", 0, 1), step(1, "tools", 1, 1, kind="tool"),
-                                            step(2, "tools", 2, 1, kind="tool", status="error")]))
+    entries = frames.entries_frame(
+        columns(
+            [
+                step(0, "model", 0, 1),
+                step(1, "tools", 1, 1, kind="tool"),
+                step(2, "tools", 2, 1, kind="tool", status="error"),
+            ]
+        )
+    )
     assert frames.filter_entries(entries, nodes=["tools"])["seq"].tolist() == [1, 2]
     assert frames.filter_entries(entries, nodes=["tools"], statuses=["ok"])["seq"].tolist() == [1]
     assert len(frames.filter_entries(entries)) == 3
@@ -115,9 +167,11 @@ def test_filter_entries_and_choices() -> None:
 
 
 def test_previews_pick_input_and_output_and_cut_them() -> None:
-    rows = [{"seq": 0, "data": {"input": {"q": "x"}, "output": "y" * 500}},
-            {"seq": 1, "data": {"args": [1, 2], "result": None, "error": "boom"}},
-            {"seq": 2, "data": {}}]
+    rows = [
+        {"seq": 0, "data": {"input": {"q": "x"}, "output": "y" * 500}},
+        {"seq": 1, "data": {"args": [1, 2], "result": None, "error": "boom"}},
+        {"seq": 2, "data": {}},
+    ]
     previews = frames.entry_previews(rows)
     assert previews.loc[0, "input"] == '{"q": "x"}'
     assert len(previews.loc[0, "output"]) == frames.PREVIEW_CHARS and previews.loc[0, "output"].endswith("…")
@@ -130,11 +184,19 @@ def entry(seq: int, node: str, name: str, inp: object = None, out: object = None
 
 
 def test_align_traces_marks_equal_changed_and_missing_steps() -> None:
-    a = [entry(0, "planner", "plan", "q", "p"), entry(1, "model", "m", 1, "call calc"),
-         entry(2, "tools", "calculator", {"e": "1+1"}, "2"), entry(3, "model", "m", 2, "answer")]
-    b = [entry(0, "planner", "plan", "q", "p"), entry(1, "model", "m", 1, "call calc"),
-         entry(2, "tools", "calculator", {"e": "1+2"}, "3", ms=900), entry(3, "tools", "search", "x", "y"),
-         entry(4, "model", "m", 2, "answer")]
+    a = [
+        entry(0, "planner", "plan", "q", "p"),
+        entry(1, "model", "m", 1, "call calc"),
+        entry(2, "tools", "calculator", {"e": "1+1"}, "2"),
+        entry(3, "model", "m", 2, "answer"),
+    ]
+    b = [
+        entry(0, "planner", "plan", "q", "p"),
+        entry(1, "model", "m", 1, "call calc"),
+        entry(2, "tools", "calculator", {"e": "1+2"}, "3", ms=900),
+        entry(3, "tools", "search", "x", "y"),
+        entry(4, "model", "m", 2, "answer"),
+    ]
     aligned = frames.align_traces(a, b)
     assert aligned["op"].tolist() == ["equal", "equal", "changed", "only B", "equal"]
     changed = aligned.iloc[2]
@@ -155,9 +217,11 @@ def test_align_traces_pairs_replaced_steps_and_keeps_leftovers() -> None:
 
 def test_per_day_and_error_rate() -> None:
     day1, day2 = T0, T0 + timedelta(days=1)
-    rows = [{"day": day1, "status": "completed", "traces": 3, "with_errors": 1, "entries": 30},
-            {"day": day1, "status": "failed", "traces": 1, "with_errors": 1, "entries": 4},
-            {"day": day2, "status": "completed", "traces": 2, "with_errors": 0, "entries": 9}]
+    rows = [
+        {"day": day1, "status": "completed", "traces": 3, "with_errors": 1, "entries": 30},
+        {"day": day1, "status": "failed", "traces": 1, "with_errors": 1, "entries": 4},
+        {"day": day2, "status": "completed", "traces": 2, "with_errors": 0, "entries": 9},
+    ]
     per_day = frames.per_day_frame(rows)
     daily = frames.error_rate_frame(per_day)
     assert daily["traces"].tolist() == [4, 2]

@@ -50,12 +50,14 @@ def test_depth_limit_is_configurable():
 
 
 def test_prepare_entries_wraps_times_and_errors():
-    text = prepare_entries([
-        {"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01.5Z", "status": "ok"},
-        {"started_at": 1767225600, "duration_ms": "12", "error": "boom"},
-        {"started_at": datetime(2026, 1, 1, tzinfo=UTC), "started": "junk", "ended_at": "not a time"},
-        {"started_at": 10**20, "duration_ms": float("nan")},
-    ])
+    text = prepare_entries(
+        [
+            {"started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:01.5Z", "status": "ok"},
+            {"started_at": 1767225600, "duration_ms": "12", "error": "boom"},
+            {"started_at": datetime(2026, 1, 1, tzinfo=UTC), "started": "junk", "ended_at": "not a time"},
+            {"started_at": 10**20, "duration_ms": float("nan")},
+        ]
+    )
     rows = json.loads(text)
     assert rows[0]["ms"] == 1500.0 and rows[0]["e"] is False
     assert rows[0]["a"] == "2026-01-01T00:00:00+00:00"
@@ -73,9 +75,17 @@ def test_errors_name_the_position():
         prepare_entries([{"x": "y" * 100}], max_entry_bytes=50)
 
 
-@pytest.mark.parametrize("entry,expected", [
-    ({"status": "error"}, True), ({"status": "FAILED"}, True), ({"error": "x"}, True),
-    ({"error": None}, False), ({"error": ""}, False), ({"status": "ok"}, False), ({}, False),
-])
+@pytest.mark.parametrize(
+    "entry,expected",
+    [
+        ({"status": "error"}, True),
+        ({"status": "FAILED"}, True),
+        ({"error": "x"}, True),
+        ({"error": None}, False),
+        ({"error": ""}, False),
+        ({"status": "ok"}, False),
+        ({}, False),
+    ],
+)
 def test_is_error_entry(entry, expected):
     assert is_error_entry(entry) is expected

@@ -23,8 +23,12 @@ def test_apply_twice_is_a_no_op(fresh_db_url):
         assert migrate(conn) == []
         rows = conn.execute("SELECT version, name FROM tracedb_migrations ORDER BY version").fetchall()
         assert [r[1] for r in rows] == first
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchall()
+        }
         assert {"automation_traces", "automation_trace_entries", "tracedb_migrations"} <= tables
 
 
@@ -46,8 +50,10 @@ def test_concurrent_migrators_apply_each_once(fresh_db_url):
 def test_updated_at_trigger_and_functions(fresh_db_url):
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
         migrate(conn)
-        conn.execute("INSERT INTO automation_traces (id, user_id, thread_id) VALUES "
-                     "('00000000-0000-0000-0000-000000000001', 'u', 't')")
+        conn.execute(
+            "INSERT INTO automation_traces (id, user_id, thread_id) VALUES "
+            "('00000000-0000-0000-0000-000000000001', 'u', 't')"
+        )
         before = conn.execute("SELECT updated_at FROM automation_traces").fetchone()[0]
         conn.execute("UPDATE automation_traces SET name = 'x'")
         after = conn.execute("SELECT updated_at FROM automation_traces").fetchone()[0]
@@ -55,7 +61,8 @@ def test_updated_at_trigger_and_functions(fresh_db_url):
         row = conn.execute(
             "SELECT trace_id, first_seq, entry_count FROM tracedb_append("
             "'00000000-0000-0000-0000-000000000001', NULL, NULL, NULL, NULL, "
-            "'[{\"d\": {\"node\": \"a\"}}, {\"d\": {\"node\": \"b\"}}]', NULL, NULL, NULL)").fetchone()
+            '\'[{"d": {"node": "a"}}, {"d": {"node": "b"}}]\', NULL, NULL, NULL)'
+        ).fetchone()
         assert row[1:] == (0, 2)
         data = conn.execute("SELECT tracedb_trace_data('00000000-0000-0000-0000-000000000001')").fetchone()[0]
         assert data == [{"node": "a"}, {"node": "b"}]

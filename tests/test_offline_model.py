@@ -20,34 +20,52 @@ def _calls(model, text: str) -> list[tuple[str, dict]]:
     return [(c["name"], c["args"]) for c in reply.tool_calls]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("what is 17 * 23?", [("calculator", {"expression": "17 * 23"})]),
-    ("Please compute (2+3)*4", [("calculator", {"expression": "(2 + 3) * 4"})]),
-    ("what's 3 squared plus 1", [("calculator", {"expression": "3 ** 2 + 1"})]),
-    ("15% of 200", [("calculator", {"expression": "15 / 100 * 200"})]),
-    ("convert 5 km to miles", [("convert_units", {"value": 5.0, "from_unit": "km", "to_unit": "miles"})]),
-    ("how many feet in a mile?", [("convert_units", {"value": 1.0, "from_unit": "mile", "to_unit": "feet"})]),
-    ("what is 100 fahrenheit in celsius", [("convert_units", {"value": 100.0, "from_unit": "fahrenheit",
-                                                              "to_unit": "celsius"})]),
-    ("what is the date today?", [("today", {"timezone": "UTC"})]),
-    ("what time is it in Europe/Paris", [("today", {"timezone": "Europe/Paris"})]),
-    ("what day of the week is 2024-07-04?", [("weekday", {"day": "2024-07-04"})]),
-    ("how many days between 2024-01-01 and 2024-03-01?",
-     [("days_between", {"start": "2024-01-01", "end": "2024-03-01"})]),
-    ("how many days until 2030-01-01", [("days_between", {"start": "today", "end": "2030-01-01"})]),
-    ("what is 30 days after 2024-01-31", [("add_days", {"start": "2024-01-31", "days": 30})]),
-    ("add 2 weeks to 2024-02-20", [("add_days", {"start": "2024-02-20", "days": 14})]),
-    ("save a note: call Ana. She moved to Lisbon", [("save_note", {"text": "call Ana. She moved to Lisbon"})]),
-    ("remember that the deploy is on Friday", [("save_note", {"text": "the deploy is on Friday"})]),
-    ("search my notes for deploy", [("search_notes", {"query": "deploy"})]),
-    ("show my notes", [("search_notes", {"query": ""})]),
-    ("list pages", [("list_pages", {})]),
-    ("read page recording", [("read_page", {"name": "recording"})]),
-    ("open the storage page", [("read_page", {"name": "storage"})]),
-    ("what do the docs say about indexes?", [("search_pages", {"query": "indexes"})]),
-    ("what is 2+2? then convert 1 kg to lb", [("calculator", {"expression": "2 + 2"}),
-                                             ("convert_units", {"value": 1.0, "from_unit": "kg", "to_unit": "lb"})]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("what is 17 * 23?", [("calculator", {"expression": "17 * 23"})]),
+        ("Please compute (2+3)*4", [("calculator", {"expression": "(2 + 3) * 4"})]),
+        ("what's 3 squared plus 1", [("calculator", {"expression": "3 ** 2 + 1"})]),
+        ("15% of 200", [("calculator", {"expression": "15 / 100 * 200"})]),
+        ("convert 5 km to miles", [("convert_units", {"value": 5.0, "from_unit": "km", "to_unit": "miles"})]),
+        (
+            "how many feet in a mile?",
+            [("convert_units", {"value": 1.0, "from_unit": "mile", "to_unit": "feet"})],
+        ),
+        (
+            "what is 100 fahrenheit in celsius",
+            [("convert_units", {"value": 100.0, "from_unit": "fahrenheit", "to_unit": "celsius"})],
+        ),
+        ("what is the date today?", [("today", {"timezone": "UTC"})]),
+        ("what time is it in Europe/Paris", [("today", {"timezone": "Europe/Paris"})]),
+        ("what day of the week is 2024-07-04?", [("weekday", {"day": "2024-07-04"})]),
+        (
+            "how many days between 2024-01-01 and 2024-03-01?",
+            [("days_between", {"start": "2024-01-01", "end": "2024-03-01"})],
+        ),
+        ("how many days until 2030-01-01", [("days_between", {"start": "today", "end": "2030-01-01"})]),
+        ("what is 30 days after 2024-01-31", [("add_days", {"start": "2024-01-31", "days": 30})]),
+        ("add 2 weeks to 2024-02-20", [("add_days", {"start": "2024-02-20", "days": 14})]),
+        (
+            "save a note: call Ana. She moved to Lisbon",
+            [("save_note", {"text": "call Ana. She moved to Lisbon"})],
+        ),
+        ("remember that the deploy is on Friday", [("save_note", {"text": "the deploy is on Friday"})]),
+        ("search my notes for deploy", [("search_notes", {"query": "deploy"})]),
+        ("show my notes", [("search_notes", {"query": ""})]),
+        ("list pages", [("list_pages", {})]),
+        ("read page recording", [("read_page", {"name": "recording"})]),
+        ("open the storage page", [("read_page", {"name": "storage"})]),
+        ("what do the docs say about indexes?", [("search_pages", {"query": "indexes"})]),
+        (
+            "what is 2+2? then convert 1 kg to lb",
+            [
+                ("calculator", {"expression": "2 + 2"}),
+                ("convert_units", {"value": 1.0, "from_unit": "kg", "to_unit": "lb"}),
+            ],
+        ),
+    ],
+)
 def test_requests_become_tool_calls(model, text: str, expected: list) -> None:
     assert _calls(model, text) == expected
 
@@ -68,17 +86,23 @@ def test_unknown_request_says_what_it_can_do(model) -> None:
 def test_answers_from_tool_results(model) -> None:
     first = model.invoke([HumanMessage("what is 17 * 23?")])
     call = first.tool_calls[0]
-    history = [HumanMessage("what is 17 * 23?"), first,
-               ToolMessage("391", tool_call_id=call["id"], name="calculator")]
+    history = [
+        HumanMessage("what is 17 * 23?"),
+        first,
+        ToolMessage("391", tool_call_id=call["id"], name="calculator"),
+    ]
     assert model.invoke(history).text == "17 * 23 = 391"
 
 
 def test_reports_a_failed_tool(model) -> None:
     first = model.invoke([HumanMessage("what is 1 / 0 and 2 + 2")])
     a, b = first.tool_calls
-    history = [HumanMessage("x"), first,
-               ToolMessage("Error: division by zero", tool_call_id=a["id"], name="calculator", status="error"),
-               ToolMessage("4", tool_call_id=b["id"], name="calculator")]
+    history = [
+        HumanMessage("x"),
+        first,
+        ToolMessage("Error: division by zero", tool_call_id=a["id"], name="calculator", status="error"),
+        ToolMessage("4", tool_call_id=b["id"], name="calculator"),
+    ]
     assert model.invoke(history).text == "The calculator tool failed: division by zero.\n2 + 2 = 4"
 
 
@@ -93,15 +117,23 @@ def test_only_bound_tools_are_called() -> None:
     assert reply.tool_calls == []
     assert reply.text.startswith("That needs the calculator tool, which is not available to me.")
     only_calc = OfflineChatModel().bind_tools([TOOLS[0], shout])
-    assert [c["name"] for c in only_calc.invoke([HumanMessage("2+2 then list pages")]).tool_calls] == ["calculator"]
+    assert [c["name"] for c in only_calc.invoke([HumanMessage("2+2 then list pages")]).tool_calls] == [
+        "calculator"
+    ]
     assert "list_pages" not in only_calc.invoke([HumanMessage("help")]).text
 
 
 def test_recalls_earlier_messages_and_ignores_system_prompts(model) -> None:
-    assert model.invoke([HumanMessage("what did I ask before?")]).text == \
-        "This is the first message of our conversation."
-    history = [SystemMessage("be terse"), HumanMessage("what is 17 * 23?"), AIMessage("17 * 23 = 391"),
-               HumanMessage("what did I ask before?")]
+    assert (
+        model.invoke([HumanMessage("what did I ask before?")]).text
+        == "This is the first message of our conversation."
+    )
+    history = [
+        SystemMessage("be terse"),
+        HumanMessage("what is 17 * 23?"),
+        AIMessage("17 * 23 = 391"),
+        HumanMessage("what did I ask before?"),
+    ]
     assert model.invoke(history).text == "Earlier in this conversation you said:\n1. what is 17 * 23?"
 
 
@@ -129,8 +161,14 @@ def test_streams_a_tool_call_as_one_chunk(model) -> None:
     chunks = list(model.stream([HumanMessage("what is 17 * 23?")]))
     with_calls = [c for c in chunks if c.tool_call_chunks]
     assert len(with_calls) == 1
-    assert with_calls[0].tool_calls == [{"name": "calculator", "args": {"expression": "17 * 23"},
-                                         "id": with_calls[0].tool_call_chunks[0]["id"], "type": "tool_call"}]
+    assert with_calls[0].tool_calls == [
+        {
+            "name": "calculator",
+            "args": {"expression": "17 * 23"},
+            "id": with_calls[0].tool_call_chunks[0]["id"],
+            "type": "tool_call",
+        }
+    ]
     merged = chunks[0]
     for c in chunks[1:]:
         merged += c

@@ -16,9 +16,16 @@ def timeline(n: int, **overrides: object) -> tuple[pd.DataFrame, str]:
     rows = {name: [] for name in frames.ENTRY_COLUMNS}
     for i in range(n):
         started = T0 + timedelta(seconds=i)
-        values = {"seq": i, "node": ("model", "tools")[i % 2], "kind": ("llm", "tool")[i % 2],
-                  "name": f"step {i}", "status": "error" if i % 7 == 0 else "ok", "started_at": started,
-                  "ended_at": started + timedelta(milliseconds=400), "duration_ms": 400.0}
+        values = {
+            "seq": i,
+            "node": ("model", "tools")[i % 2],
+            "kind": ("llm", "tool")[i % 2],
+            "name": f"step {i}",
+            "status": "error" if i % 7 == 0 else "ok",
+            "started_at": started,
+            "ended_at": started + timedelta(milliseconds=400),
+            "duration_ms": 400.0,
+        }
         values.update({k: v for k, v in overrides.items() if i == 0})
         for name in frames.ENTRY_COLUMNS:
             rows[name].append(values[name])
@@ -50,13 +57,22 @@ def test_big_timelines_are_webgl_segments_joined_below_a_pixel() -> None:
 
 
 def test_merge_steps_joins_only_close_steps_of_one_row_and_value() -> None:
-    tl = pd.DataFrame({"seq": [0, 1, 2, 3, 4], "lane": ["a", "a", "a", "b", "a"],
-                       "kind": ["x", "x", "y", "x", "x"], "start": [0.0, 1.05, 1.1, 0.0, 5.0],
-                       "end": [1.0, 2.0, 1.2, 9.0, 6.0]})
+    tl = pd.DataFrame(
+        {
+            "seq": [0, 1, 2, 3, 4],
+            "lane": ["a", "a", "a", "b", "a"],
+            "kind": ["x", "x", "y", "x", "x"],
+            "start": [0.0, 1.05, 1.1, 0.0, 5.0],
+            "end": [1.0, 2.0, 1.2, 9.0, 6.0],
+        }
+    )
     bars = frames.merge_steps(tl, "kind", tolerance=0.1)
     assert bars[["lane", "value", "start", "end", "steps", "first_seq", "last_seq"]].values.tolist() == [
-        ["a", "x", 0.0, 2.0, 2, 0, 1], ["a", "x", 5.0, 6.0, 1, 4, 4], ["a", "y", 1.1, 1.2, 1, 2, 2],
-        ["b", "x", 0.0, 9.0, 1, 3, 3]]
+        ["a", "x", 0.0, 2.0, 2, 0, 1],
+        ["a", "x", 5.0, 6.0, 1, 4, 4],
+        ["a", "y", 1.1, 1.2, 1, 2, 2],
+        ["b", "x", 0.0, 9.0, 1, 3, 3],
+    ]
 
 
 def test_trace_text_is_escaped_for_plotly() -> None:

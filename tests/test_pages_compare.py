@@ -12,8 +12,12 @@ from apptest_support import dashboard_env, open_page, select_rows, texts
 def run(question: str, result: str, tools: list[str], ms: float = 100.0) -> list[dict]:
     out = [{"node": "planner", "name": "plan", "input": question, "output": tools, "duration_ms": 5.0}]
     for tool in tools:
-        out.append({"node": "model", "name": "llm", "input": question, "output": f"call {tool}", "duration_ms": ms})
-        out.append({"node": "tools", "name": tool, "input": {"q": question}, "output": result, "duration_ms": ms})
+        out.append(
+            {"node": "model", "name": "llm", "input": question, "output": f"call {tool}", "duration_ms": ms}
+        )
+        out.append(
+            {"node": "tools", "name": tool, "input": {"q": question}, "output": result, "duration_ms": ms}
+        )
     out.append({"node": "model", "name": "llm", "input": question, "output": result, "duration_ms": ms})
     return out
 
@@ -21,7 +25,9 @@ def run(question: str, result: str, tools: list[str], ms: float = 100.0) -> list
 @pytest.fixture(scope="module")
 def pair(db, db_url: str) -> Iterator[tuple[str, str]]:
     a = db.save_trace("ana", None, "cmp-a", run("17*23", "391", ["calculator"]), name="A run")
-    b = db.save_trace("ana", None, "cmp-b", run("17*24", "408", ["calculator", "search"], ms=900.0), name="B run")
+    b = db.save_trace(
+        "ana", None, "cmp-b", run("17*24", "408", ["calculator", "search"], ms=900.0), name="B run"
+    )
     with dashboard_env(TRACEDB_URL=db_url):
         yield a, b
 

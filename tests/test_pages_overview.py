@@ -28,7 +28,9 @@ def test_overview_shows_metrics_and_charts(demo, db) -> None:
     assert metric(at, "Step p95").endswith(" ms") and metric(at, "Error rate").endswith("%")
     assert len(at.get("plotly_chart")) == 5
     users = at.dataframe[0].value
-    assert users["traces"].sum() == db.count_traces() and list(users["traces"]) == sorted(users["traces"], reverse=True)
+    assert users["traces"].sum() == db.count_traces() and list(users["traces"]) == sorted(
+        users["traces"], reverse=True
+    )
 
 
 def test_range_and_user_change_the_numbers(demo, db) -> None:

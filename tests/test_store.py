@@ -93,8 +93,9 @@ def test_delete_trace_cascades(db, db_url, entries, ids):
     assert db.delete_trace(tid) is False
     assert db.delete_trace("junk") is False
     with psycopg.connect(db_url) as conn:
-        left = conn.execute("SELECT count(*) FROM automation_trace_entries WHERE trace_id = %s",
-                            (tid,)).fetchone()[0]
+        left = conn.execute(
+            "SELECT count(*) FROM automation_trace_entries WHERE trace_id = %s", (tid,)
+        ).fetchone()[0]
     assert left == 0
 
 
@@ -153,11 +154,16 @@ def test_append_entries_by_thread_and_id(db, entries, ids):
 
 
 def test_error_entries_counted(db, ids):
-    tid = db.save_trace("ana", None, ids("th"), [
-        {"node": "tools", "status": "error", "error": "boom"},
-        {"node": "tools", "status": "ok"},
-        {"node": "model", "error": "quota"},
-    ])
+    tid = db.save_trace(
+        "ana",
+        None,
+        ids("th"),
+        [
+            {"node": "tools", "status": "error", "error": "boom"},
+            {"node": "tools", "status": "ok"},
+            {"node": "model", "error": "quota"},
+        ],
+    )
     s = db.get_summary(tid)
     assert s.error_count == 2 and s.nodes == ["model", "tools"]
     rows = db.get_entries(tid)
@@ -166,6 +172,7 @@ def test_error_entries_counted(db, ids):
 
 
 # -- bad input ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad", [None, "text", {"node": "x"}, 42, [1, 2], [{"ok": 1}, None], ({"a": 1},)])
 def test_trace_data_must_be_a_list_of_dicts(db, ids, bad):
@@ -177,8 +184,10 @@ def test_trace_data_must_be_a_list_of_dicts(db, ids, bad):
     assert db.load_trace_by_thread(thread) is None
 
 
-@pytest.mark.parametrize("field,value", [("user_id", ""), ("user_id", None), ("thread_id", "a\x00b"),
-                                         ("user_id", 5), ("thread_id", "x" * 2000)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("user_id", ""), ("user_id", None), ("thread_id", "a\x00b"), ("user_id", 5), ("thread_id", "x" * 2000)],
+)
 def test_bad_ids_are_clear_errors(db, field, value):
     kwargs = {"user_id": "ana", "provider_id": None, "thread_id": "t", "trace_data": []}
     kwargs[field] = value
@@ -225,10 +234,22 @@ def test_awkward_values_are_stored_by_the_rules(db, ids):
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     uid = uuid.uuid4()
     entry = {
-        "nul": "a\x00b", "surrogate": "x\ud800y", "nan": float("nan"), "inf": float("inf"),
-        "ninf": float("-inf"), "when": when, "id": uid, "raw": b"\xff\x00\x01", "text": b"hi",
-        "dec": decimal.Decimal("1.10"), "msgs": [HumanMessage("hi"), AIMessage("yo")],
-        "point": Point(1, 2), "set": {3, 1}, "tuple": (1, 2), 7: "int key", "obj": object(),
+        "nul": "a\x00b",
+        "surrogate": "x\ud800y",
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "ninf": float("-inf"),
+        "when": when,
+        "id": uid,
+        "raw": b"\xff\x00\x01",
+        "text": b"hi",
+        "dec": decimal.Decimal("1.10"),
+        "msgs": [HumanMessage("hi"), AIMessage("yo")],
+        "point": Point(1, 2),
+        "set": {3, 1},
+        "tuple": (1, 2),
+        7: "int key",
+        "obj": object(),
         "big": 2**80,
     }
     tid = db.save_trace("ana", None, ids("th"), [entry])
@@ -251,6 +272,7 @@ def test_nul_in_name_is_rejected_not_crashing(db, ids):
 
 # -- listing, counting, deleting --------------------------------------------------------
 
+
 @pytest.fixture()
 def corpus(db, ids):
     """Traces of one fresh user with varied names, statuses, nodes and contents."""
@@ -259,8 +281,13 @@ def corpus(db, ids):
     for i in range(12):
         data = [
             {"node": "planner", "kind": "plan", "output": f"plan {i}"},
-            {"node": "tools" if i % 2 else "model", "kind": "tool", "name": "calculator",
-             "input": {"expr": f"{i} * 2"}, "output": "zebra" if i == 5 else "plain"},
+            {
+                "node": "tools" if i % 2 else "model",
+                "kind": "tool",
+                "name": "calculator",
+                "input": {"expr": f"{i} * 2"},
+                "output": "zebra" if i == 5 else "plain",
+            },
         ]
         tid = db.save_trace(user, None, f"{user}-t{i}", data, name=f"{'alpha' if i < 4 else 'beta'} {i}")
         if i % 3 == 0:
@@ -271,8 +298,10 @@ def corpus(db, ids):
 
 def test_list_traces_filters(db, corpus):
     user, made = corpus
+
     def ids_of(**kw):
         return {s.id for s in db.list_traces(TraceFilter(user_id=user, **kw), limit=100).items}
+
     assert len(ids_of()) == 12
     assert ids_of(name="ALPHA") == {made[i] for i in range(4)}
     assert ids_of(status="failed") == {made[i] for i in (0, 3, 6, 9)}
@@ -353,6 +382,7 @@ def test_set_status_and_metadata(db, ids):
 
 # -- concurrency ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("round_", range(3))
 def test_concurrent_appends_to_a_new_thread(db_url, round_):
     """8 threads append to a thread that does not exist yet: one trace, every entry once,
@@ -362,14 +392,17 @@ def test_concurrent_appends_to_a_new_thread(db_url, round_):
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []
     with AutomationTraceDB(db_url, max_size=writers) as store:
+
         def work(w: int) -> None:
             try:
                 barrier.wait()
                 for i in range(0, per_writer, 4):
-                    store.append_entries([{"w": w, "i": j} for j in range(i, i + 4)],
-                                         thread_id=thread, user_id="race")
+                    store.append_entries(
+                        [{"w": w, "i": j} for j in range(i, i + 4)], thread_id=thread, user_id="race"
+                    )
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
+
         threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
         for t in threads:
             t.start()
@@ -432,4 +465,3 @@ def test_bounded_count_is_exact_when_quick_and_an_estimate_otherwise(db, corpus)
     with db._conn() as conn:
         estimate = q.estimate_from_plan(conn.execute(query, params, prepare=False).fetchone())
     assert isinstance(estimate, int) and estimate >= 0
-

@@ -32,7 +32,15 @@ def server_status(db: Any) -> dict[str, Any]:
                 sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
             ).fetchone()
             tables[table] = row["n"]
-        indexes = [r["indexname"] for r in conn.execute(STATUS_QUERIES["indexes"], (list(TABLES),)).fetchall()]
+        indexes = [
+            r["indexname"] for r in conn.execute(STATUS_QUERIES["indexes"], (list(TABLES),)).fetchall()
+        ]
         functions = [r["f"] for r in conn.execute(STATUS_QUERIES["functions"]).fetchall()]
-    return {"label": db.server.label, "version": version, "migrations": migrations,
-            "tables": tables, "indexes": indexes, "functions": functions}
+    return {
+        "label": db.server.label,
+        "version": version,
+        "migrations": migrations,
+        "tables": tables,
+        "indexes": indexes,
+        "functions": functions,
+    }

@@ -142,7 +142,9 @@ def entry_columns(db: Any, trace_id: str, limit: int = MAX_ENTRY_ROWS) -> dict[s
         rows = cur.execute(ENTRY_COLUMNS, {"trace_id": tid, "limit": limit}).fetchall()
     if not rows:
         return empty
-    return {name: list(values) for name, values in zip(ENTRY_COLUMN_NAMES, zip(*rows, strict=True), strict=True)}
+    return {
+        name: list(values) for name, values in zip(ENTRY_COLUMN_NAMES, zip(*rows, strict=True), strict=True)
+    }
 
 
 def entries_by_seq(db: Any, trace_id: str, seqs: list[int]) -> list[dict[str, Any]]:

@@ -56,10 +56,15 @@ def filter_from_query(params: Any) -> TraceFilter:
             raise InvalidTraceData(f"contains is not valid JSON: {exc}") from exc
     statuses = params.getlist("status") if hasattr(params, "getlist") else None
     return TraceFilter(
-        user_id=params.get("user") or None, thread_id=params.get("thread") or None,
-        name=params.get("name") or None, status=tuple(statuses) if statuses else None,
-        node=params.get("node") or None, text=params.get("text") or None, contains=contains,
-        since=_time(params, "since"), until=_time(params, "until"),
+        user_id=params.get("user") or None,
+        thread_id=params.get("thread") or None,
+        name=params.get("name") or None,
+        status=tuple(statuses) if statuses else None,
+        node=params.get("node") or None,
+        text=params.get("text") or None,
+        contains=contains,
+        since=_time(params, "since"),
+        until=_time(params, "until"),
     )
 
 
@@ -91,6 +96,7 @@ def create_app(db: Any, token: str | None = None) -> Starlette:
                 return _error(str(exc), 400)
             except DatabaseUnavailable as exc:
                 return _error(str(exc), 503)
+
         return handler
 
     def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -114,8 +120,14 @@ def create_app(db: Any, token: str | None = None) -> Starlette:
 
     async def create(request: Request) -> Response:
         b = await _body(request)
-        tid = await call(db.save_trace, b.get("user_id"), b.get("provider_id"), b.get("thread_id"),
-                         b.get("trace_data", []), b.get("name"))
+        tid = await call(
+            db.save_trace,
+            b.get("user_id"),
+            b.get("provider_id"),
+            b.get("thread_id"),
+            b.get("trace_data", []),
+            b.get("name"),
+        )
         return _json({"id": tid}, 201)
 
     async def delete_matching(request: Request) -> Response:
@@ -147,8 +159,12 @@ def create_app(db: Any, token: str | None = None) -> Starlette:
 
     async def append(request: Request) -> Response:
         b = await _body(request)
-        r = await call(db.append_entries, b.get("entries"), trace_id=request.path_params["trace_id"],
-                       status=b.get("status"))
+        r = await call(
+            db.append_entries,
+            b.get("entries"),
+            trace_id=request.path_params["trace_id"],
+            status=b.get("status"),
+        )
         return _json({"trace_id": r.trace_id, "first_seq": r.first_seq, "entry_count": r.entry_count})
 
     async def get_thread(request: Request) -> Response:
@@ -159,8 +175,14 @@ def create_app(db: Any, token: str | None = None) -> Starlette:
 
     async def upsert_thread(request: Request) -> Response:
         b = await _body(request)
-        tid = await call(db.upsert_trace_by_thread, b.get("user_id"), b.get("provider_id"),
-                         request.path_params["thread_id"], b.get("trace_data"), b.get("name"))
+        tid = await call(
+            db.upsert_trace_by_thread,
+            b.get("user_id"),
+            b.get("provider_id"),
+            request.path_params["thread_id"],
+            b.get("trace_data"),
+            b.get("name"),
+        )
         return _json({"id": tid})
 
     routes = [

@@ -28,9 +28,17 @@ class AsyncAutomationTraceDB(StoreBase):
     ``async with AsyncAutomationTraceDB(url) as db``. Arguments as for the sync store.
     """
 
-    def __init__(self, url: str | None = None, *, min_size: int = 1, max_size: int = 8,
-                 apply_migrations: bool = True, max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
-                 max_depth: int = DEFAULT_MAX_DEPTH, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        apply_migrations: bool = True,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        timeout: float = 10.0,
+    ) -> None:
         self._url = url
         self._sizes = (min_size, max_size)
         self._apply_migrations = apply_migrations
@@ -48,16 +56,21 @@ class AsyncAutomationTraceDB(StoreBase):
         """Open the pool (starting the embedded server if needed) and apply migrations."""
         self.server = await asyncio.to_thread(resolve_url, self._url)
         self.pool = AsyncConnectionPool(
-            self.server.url, min_size=self._sizes[0], max_size=self._sizes[1],
+            self.server.url,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
             kwargs={"row_factory": dict_row, "autocommit": True},
-            timeout=self.timeout, open=False, name="tracedb-async",
+            timeout=self.timeout,
+            open=False,
+            name="tracedb-async",
         )
         try:
             await self.pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout as exc:
             await self.pool.close()
             raise DatabaseUnavailable(
-                f"cannot connect to {self.server.label} within {self.timeout:g} s") from exc
+                f"cannot connect to {self.server.label} within {self.timeout:g} s"
+            ) from exc
         if self._apply_migrations:
             # Migrations are rare and short: run them on a plain sync connection.
             def _migrate() -> None:
@@ -88,7 +101,9 @@ class AsyncAutomationTraceDB(StoreBase):
             async with self.pool.connection() as conn:
                 yield conn
 
-    async def _one(self, query: Any, params: Any = None, prepare: bool | None = None) -> dict[str, Any] | None:
+    async def _one(
+        self, query: Any, params: Any = None, prepare: bool | None = None
+    ) -> dict[str, Any] | None:
         async with self._conn() as conn:
             cur = await conn.execute(query, params, prepare=prepare)
             return await cur.fetchone()
@@ -113,8 +128,14 @@ class AsyncAutomationTraceDB(StoreBase):
         except DatabaseUnavailable:
             return False
 
-    async def save_trace(self, user_id: str, provider_id: str | None, thread_id: str,
-                         trace_data: list[dict[str, Any]], name: str | None = None) -> str:
+    async def save_trace(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
         """See :meth:`AutomationTraceDB.save_trace`."""
         insert, append = self._save_plan(user_id, provider_id, thread_id, trace_data, name)
         async with self._conn() as conn, conn.transaction():
@@ -142,8 +163,9 @@ class AsyncAutomationTraceDB(StoreBase):
             cur = await conn.execute(q.USER_TRACES, (user_id, limit, offset))
             return [q.summary_from_row(r) for r in await cur.fetchall()]
 
-    async def update_trace(self, trace_id: str, name: str | None = None,
-                           trace_data: list[dict[str, Any]] | None = None) -> bool:
+    async def update_trace(
+        self, trace_id: str, name: str | None = None, trace_data: list[dict[str, Any]] | None = None
+    ) -> bool:
         """See :meth:`AutomationTraceDB.update_trace`."""
         tid, entries = self._update_plan(trace_id, name, trace_data)
         if tid is None:
@@ -171,8 +193,14 @@ class AsyncAutomationTraceDB(StoreBase):
         self._offsets.forget()
         return deleted > 0
 
-    async def upsert_trace_by_thread(self, user_id: str, provider_id: str | None, thread_id: str,
-                                     trace_data: list[dict[str, Any]], name: str | None = None) -> str:
+    async def upsert_trace_by_thread(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
         """See :meth:`AutomationTraceDB.upsert_trace_by_thread`."""
         base = self._upsert_check(user_id, provider_id, thread_id, trace_data, name)
         offset = self._first_offset(thread_id, trace_data)
@@ -183,13 +211,22 @@ class AsyncAutomationTraceDB(StoreBase):
         self._offsets.put(thread_id, row["entry_count"])
         return row["trace_id"]
 
-    async def append_entries(self, entries: list[dict[str, Any]], *, trace_id: str | None = None,
-                             thread_id: str | None = None, user_id: str | None = None,
-                             provider_id: str | None = None, name: str | None = None,
-                             status: str | None = None, new_trace_id: str | None = None) -> AppendResult:
+    async def append_entries(
+        self,
+        entries: list[dict[str, Any]],
+        *,
+        trace_id: str | None = None,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+        provider_id: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        new_trace_id: str | None = None,
+    ) -> AppendResult:
         """See :meth:`AutomationTraceDB.append_entries`."""
-        params = self._append_plan(entries, trace_id, thread_id, user_id, provider_id, name,
-                                   status, new_trace_id)
+        params = self._append_plan(
+            entries, trace_id, thread_id, user_id, provider_id, name, status, new_trace_id
+        )
         async with self._conn() as conn:
             return self._append_result(await self._append(conn, params))
 
@@ -199,8 +236,9 @@ class AsyncAutomationTraceDB(StoreBase):
         row = await self._one(q.SUMMARY_BY_ID, (tid,)) if tid else None
         return q.summary_from_row(row) if row else None
 
-    async def get_entries(self, trace_id: str, *, after_seq: int = -1,
-                          limit: int = 100_000) -> list[dict[str, Any]]:
+    async def get_entries(
+        self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
         """See :meth:`AutomationTraceDB.get_entries`."""
         tid = q.parse_uuid(trace_id)
         if tid is None:
@@ -209,8 +247,9 @@ class AsyncAutomationTraceDB(StoreBase):
             cur = await conn.execute(q.ENTRIES, {"trace_id": tid, "after_seq": after_seq, "limit": limit})
             return await cur.fetchall()
 
-    async def list_traces(self, filter: TraceFilter | None = None, limit: int = 50,
-                          cursor: str | None = None) -> TracePage:
+    async def list_traces(
+        self, filter: TraceFilter | None = None, limit: int = 50, cursor: str | None = None
+    ) -> TracePage:
         """See :meth:`AutomationTraceDB.list_traces`."""
         limit, _ = q.require_limit(limit)
         query, params = q.list_query(filter, limit, cursor)
@@ -224,8 +263,9 @@ class AsyncAutomationTraceDB(StoreBase):
         row = await self._one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
-    async def count_traces_bounded(self, filter: TraceFilter | None = None, *,
-                                   budget_ms: int = 100) -> tuple[int, bool]:
+    async def count_traces_bounded(
+        self, filter: TraceFilter | None = None, *, budget_ms: int = 100
+    ) -> tuple[int, bool]:
         """See :meth:`AutomationTraceDB.count_traces_bounded`."""
         query, params = q.count_query(filter)
         try:
@@ -239,8 +279,14 @@ class AsyncAutomationTraceDB(StoreBase):
         equery, eparams = q.count_estimate_query(filter)
         return q.estimate_from_plan(await self._one(equery, eparams, prepare=False)), False
 
-    async def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
-                            batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+    async def delete_traces(
+        self,
+        filter: TraceFilter | None = None,
+        *,
+        allow_all: bool = False,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """See :meth:`AutomationTraceDB.delete_traces`."""
         query, params = self._delete_plan(filter, allow_all, batch_size)
         total = 0

@@ -66,8 +66,14 @@ class ThreadOffsets:
 
 
 APPEND_DEFAULTS: dict[str, Any] = {
-    "trace_id": None, "user_id": None, "provider_id": None, "thread_id": None,
-    "name": None, "offset": None, "status": None, "new_id": None,
+    "trace_id": None,
+    "user_id": None,
+    "provider_id": None,
+    "thread_id": None,
+    "name": None,
+    "offset": None,
+    "status": None,
+    "new_id": None,
 }
 
 
@@ -85,15 +91,17 @@ class StoreBase:
         self._offsets = ThreadOffsets()
 
     def _prepare(self, entries: list[Any], start_index: int = 0) -> str:
-        return prepare_entries(entries, max_entry_bytes=self.max_entry_bytes,
-                               max_depth=self.max_depth, start_index=start_index)
+        return prepare_entries(
+            entries, max_entry_bytes=self.max_entry_bytes, max_depth=self.max_depth, start_index=start_index
+        )
 
     @staticmethod
     def _append_params(**params: Any) -> dict[str, Any]:
         return {**APPEND_DEFAULTS, **params}
 
-    def _save_plan(self, user_id: str, provider_id: str | None, thread_id: str,
-                   trace_data: Any, name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _save_plan(
+        self, user_id: str, provider_id: str | None, thread_id: str, trace_data: Any, name: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(INSERT_TRACE params, APPEND params) of save_trace, after every check."""
         q.require_text("user_id", user_id)
         q.require_text("provider_id", provider_id, optional=True)
@@ -101,13 +109,20 @@ class StoreBase:
         q.require_text("name", name, optional=True)
         entries = self._prepare(check_trace_data(trace_data))
         trace_id = str(uuid.uuid4())
-        insert = {"id": trace_id, "user_id": user_id, "provider_id": provider_id,
-                  "thread_id": thread_id, "name": name, "status": "completed",
-                  "metadata": q.metadata_param(None)}
+        insert = {
+            "id": trace_id,
+            "user_id": user_id,
+            "provider_id": provider_id,
+            "thread_id": thread_id,
+            "name": name,
+            "status": "completed",
+            "metadata": q.metadata_param(None),
+        }
         return insert, self._append_params(trace_id=trace_id, entries=entries)
 
-    def _upsert_check(self, user_id: str, provider_id: str | None, thread_id: str,
-                      trace_data: Any, name: str | None) -> dict[str, Any]:
+    def _upsert_check(
+        self, user_id: str, provider_id: str | None, thread_id: str, trace_data: Any, name: str | None
+    ) -> dict[str, Any]:
         q.require_text("user_id", user_id)
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
@@ -119,8 +134,7 @@ class StoreBase:
         return {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id, "name": name}
 
     def _upsert_params(self, base: dict[str, Any], trace_data: list[Any], offset: int) -> dict[str, Any]:
-        return self._append_params(entries=self._prepare(trace_data[offset:], offset),
-                                   offset=offset, **base)
+        return self._append_params(entries=self._prepare(trace_data[offset:], offset), offset=offset, **base)
 
     def _first_offset(self, thread_id: str, trace_data: list[Any]) -> int:
         known = self._offsets.get(thread_id)
@@ -128,9 +142,17 @@ class StoreBase:
             return 0 if len(trace_data) <= PROBE_AFTER else len(trace_data)
         return min(known, len(trace_data))
 
-    def _append_plan(self, entries: Any, trace_id: str | None, thread_id: str | None,
-                     user_id: str | None, provider_id: str | None, name: str | None,
-                     status: str | None, new_trace_id: str | None) -> dict[str, Any]:
+    def _append_plan(
+        self,
+        entries: Any,
+        trace_id: str | None,
+        thread_id: str | None,
+        user_id: str | None,
+        provider_id: str | None,
+        name: str | None,
+        status: str | None,
+        new_trace_id: str | None,
+    ) -> dict[str, Any]:
         check_trace_data(entries)
         if status is not None:
             q.require_status(status)
@@ -151,8 +173,9 @@ class StoreBase:
 
     @staticmethod
     def _append_result(row: dict[str, Any]) -> AppendResult:
-        return AppendResult(row["trace_id"], row["first_seq"], row["entry_count"],
-                            row["written"], row["created"])
+        return AppendResult(
+            row["trace_id"], row["first_seq"], row["entry_count"], row["written"], row["created"]
+        )
 
     def _update_plan(self, trace_id: str, name: str | None, trace_data: Any) -> tuple[str | None, str | None]:
         q.require_text("name", name, optional=True)

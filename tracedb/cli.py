@@ -33,12 +33,20 @@ def filter_from_args(args: argparse.Namespace) -> TraceFilter:
             contains = json.loads(args.contains)
         except json.JSONDecodeError as exc:
             raise SystemExit(f"--contains is not valid JSON: {exc}") from exc
+
     def aware(d: datetime | None) -> datetime | None:
         return d.astimezone() if d is not None and d.tzinfo is None else d
+
     return TraceFilter(
-        user_id=args.user, thread_id=args.thread, name=args.name,
-        status=tuple(args.status) if args.status else None, node=args.node, text=args.text,
-        contains=contains, since=aware(args.since), until=aware(args.until),
+        user_id=args.user,
+        thread_id=args.thread,
+        name=args.name,
+        status=tuple(args.status) if args.status else None,
+        node=args.node,
+        text=args.text,
+        contains=contains,
+        since=aware(args.since),
+        until=aware(args.until),
     )
 
 
@@ -122,8 +130,10 @@ def _run(db: Any, args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(s.to_dict(), default=str))
             else:
-                print(f"{s.id}  {s.status:<11} {s.entry_count:>6}  {s.updated_at:%Y-%m-%d %H:%M}  "
-                      f"{s.user_id}  {s.thread_id}  {s.name or ''}")
+                print(
+                    f"{s.id}  {s.status:<11} {s.entry_count:>6}  {s.updated_at:%Y-%m-%d %H:%M}  "
+                    f"{s.user_id}  {s.thread_id}  {s.name or ''}"
+                )
         if page.next_cursor:
             print(f"next_cursor: {page.next_cursor}", file=sys.stderr)
     elif args.command == "count":

@@ -10,8 +10,22 @@ from typing import IO, Any
 from .models import Trace, TraceFilter
 
 FORMATS = ("json", "jsonl", "csv")
-CSV_COLUMNS = ("trace_id", "trace_name", "user_id", "thread_id", "trace_status", "seq",
-               "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms", "data")
+CSV_COLUMNS = (
+    "trace_id",
+    "trace_name",
+    "user_id",
+    "thread_id",
+    "trace_status",
+    "seq",
+    "node",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "data",
+)
 
 
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
@@ -72,7 +86,19 @@ def write_traces(
 def entry_rows(trace: Trace) -> Iterator[list[Any]]:
     """CSV rows of one trace, one per entry."""
     for seq, entry in enumerate(trace.trace_data):
-        yield [trace.id, trace.name or "", trace.user_id, trace.thread_id, trace.status, seq,
-               entry.get("node", ""), entry.get("kind", ""), entry.get("name", ""),
-               entry.get("status", ""), entry.get("started_at", ""), entry.get("ended_at", ""),
-               entry.get("duration_ms", ""), json.dumps(entry, ensure_ascii=False)]
+        yield [
+            trace.id,
+            trace.name or "",
+            trace.user_id,
+            trace.thread_id,
+            trace.status,
+            seq,
+            entry.get("node", ""),
+            entry.get("kind", ""),
+            entry.get("name", ""),
+            entry.get("status", ""),
+            entry.get("started_at", ""),
+            entry.get("ended_at", ""),
+            entry.get("duration_ms", ""),
+            json.dumps(entry, ensure_ascii=False),
+        ]

@@ -25,21 +25,35 @@ def thread_link(trace_id: str) -> str:
 
 def traces_frame(items: Sequence[TraceSummary]) -> pd.DataFrame:
     """One row per trace, in the order given, with a link to its thread page."""
-    rows = [{
-        "open": thread_link(s.id),
-        "name": s.name or "",
-        "thread": s.thread_id,
-        "user": s.user_id,
-        "status": s.status,
-        "entries": s.entry_count,
-        "errors": s.error_count,
-        "duration_s": None if s.duration_ms is None else round(s.duration_ms / 1000.0, 3),
-        "created": s.created_at,
-        "updated": s.updated_at,
-        "id": s.id,
-    } for s in items]
-    columns = ["open", "name", "thread", "user", "status", "entries", "errors", "duration_s",
-               "created", "updated", "id"]
+    rows = [
+        {
+            "open": thread_link(s.id),
+            "name": s.name or "",
+            "thread": s.thread_id,
+            "user": s.user_id,
+            "status": s.status,
+            "entries": s.entry_count,
+            "errors": s.error_count,
+            "duration_s": None if s.duration_ms is None else round(s.duration_ms / 1000.0, 3),
+            "created": s.created_at,
+            "updated": s.updated_at,
+            "id": s.id,
+        }
+        for s in items
+    ]
+    columns = [
+        "open",
+        "name",
+        "thread",
+        "user",
+        "status",
+        "entries",
+        "errors",
+        "duration_s",
+        "created",
+        "updated",
+        "id",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({"entries": "int64", "errors": "int64", "duration_s": "float64"})
 
@@ -117,27 +131,34 @@ def _seconds(series: pd.Series) -> np.ndarray:
 def node_stats(entries: pd.DataFrame) -> pd.DataFrame:
     """Per lane: steps, errors, total/mean/p50/p95 duration (ms), share of total time."""
     if entries.empty:
-        return pd.DataFrame(columns=["node", "steps", "errors", "total_ms", "mean_ms", "p50_ms",
-                                     "p95_ms", "share"])
-    frame = entries.assign(lane=lane_of(entries),
-                           is_error=entries["status"].astype(str).str.lower().isin(["error", "failed"]))
+        return pd.DataFrame(
+            columns=["node", "steps", "errors", "total_ms", "mean_ms", "p50_ms", "p95_ms", "share"]
+        )
+    frame = entries.assign(
+        lane=lane_of(entries), is_error=entries["status"].astype(str).str.lower().isin(["error", "failed"])
+    )
     grouped = frame.groupby("lane", sort=False)
-    stats = pd.DataFrame({
-        "steps": grouped.size(),
-        "errors": grouped["is_error"].sum().astype("int64"),
-        "total_ms": grouped["duration_ms"].sum(min_count=1),
-        "mean_ms": grouped["duration_ms"].mean(),
-        "p50_ms": grouped["duration_ms"].quantile(0.5),
-        "p95_ms": grouped["duration_ms"].quantile(0.95),
-    })
+    stats = pd.DataFrame(
+        {
+            "steps": grouped.size(),
+            "errors": grouped["is_error"].sum().astype("int64"),
+            "total_ms": grouped["duration_ms"].sum(min_count=1),
+            "mean_ms": grouped["duration_ms"].mean(),
+            "p50_ms": grouped["duration_ms"].quantile(0.5),
+            "p95_ms": grouped["duration_ms"].quantile(0.95),
+        }
+    )
     total = stats["total_ms"].sum()
     stats["share"] = stats["total_ms"] / total if total else np.nan
     stats = stats.rename_axis("node").reset_index()
-    return stats.sort_values(["total_ms", "steps"], ascending=False, na_position="last").reset_index(drop=True)
+    return stats.sort_values(["total_ms", "steps"], ascending=False, na_position="last").reset_index(
+        drop=True
+    )
 
 
-def filter_entries(entries: pd.DataFrame, nodes: Sequence[str] = (), kinds: Sequence[str] = (),
-                   statuses: Sequence[str] = ()) -> pd.DataFrame:
+def filter_entries(
+    entries: pd.DataFrame, nodes: Sequence[str] = (), kinds: Sequence[str] = (), statuses: Sequence[str] = ()
+) -> pd.DataFrame:
     """Rows whose node, kind and status are among those chosen (an empty choice keeps all)."""
     mask = pd.Series(True, index=entries.index)
     for column, chosen in (("node", nodes), ("kind", kinds), ("status", statuses)):
@@ -166,7 +187,8 @@ def _gist(value: Any) -> Any:
         if isinstance(calls, list) and calls and all(isinstance(c, Mapping) for c in calls):
             return "→ " + ", ".join(
                 f"{c.get('name', '?')}({json.dumps(c.get('args', {}), ensure_ascii=False, default=str)})"
-                for c in calls)
+                for c in calls
+            )
         for key in ("content", "answer", "text"):
             if isinstance(value.get(key), str) and value[key].strip():
                 return value[key]
@@ -188,12 +210,18 @@ def entry_previews(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     out = []
     for row in rows:
         data = row.get("data") if isinstance(row.get("data"), Mapping) else {}
-        out.append({"seq": row["seq"], "input": short_text(pick(data, INPUT_KEYS)),
-                    "output": short_text(pick(data, OUTPUT_KEYS))})
+        out.append(
+            {
+                "seq": row["seq"],
+                "input": short_text(pick(data, INPUT_KEYS)),
+                "output": short_text(pick(data, OUTPUT_KEYS)),
+            }
+        )
     return pd.DataFrame(out, columns=["seq", "input", "output"])
 
 
 # -- comparing two traces -----------------------------------------------------------------
+
 
 def _step_key(entry: Mapping[str, Any]) -> tuple[str, str]:
     return (str(entry.get("node") or entry.get("kind") or ""), str(entry.get("name") or ""))
@@ -210,8 +238,9 @@ def _duration(entry: Mapping[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
-                 duration_tolerance: float = 0.25) -> pd.DataFrame:
+def align_traces(
+    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], duration_tolerance: float = 0.25
+) -> pd.DataFrame:
     """Align two traces' entries step by step on their (node, name) sequence.
 
     Entries are dicts with at least ``seq`` and ``data`` (as from ``get_entries``). Each row
@@ -220,8 +249,9 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
     """
     da = [r.get("data") or {} for r in a]
     db_ = [r.get("data") or {} for r in b]
-    matcher = difflib.SequenceMatcher(a=[_step_key(e) for e in da], b=[_step_key(e) for e in db_],
-                                      autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        a=[_step_key(e) for e in da], b=[_step_key(e) for e in db_], autojunk=False
+    )
     rows: list[dict[str, Any]] = []
 
     def add(i: int | None, j: int | None, op: str) -> None:
@@ -241,22 +271,26 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
             if op == "equal" and differs:
                 op = "changed"
         ma, mb = _duration(ea), _duration(eb)
-        rows.append({
-            "step": len(rows), "op": op, "differs": ", ".join(differs),
-            "a_seq": a[i]["seq"] if i is not None else None,
-            "a_node": _step_key(ea)[0] if ea is not None else "",
-            "a_name": _step_key(ea)[1] if ea is not None else "",
-            "a_ms": ma,
-            "b_seq": b[j]["seq"] if j is not None else None,
-            "b_node": _step_key(eb)[0] if eb is not None else "",
-            "b_name": _step_key(eb)[1] if eb is not None else "",
-            "b_ms": mb,
-            "delta_ms": (mb - ma) if ma is not None and mb is not None else None,
-            "a_input": short_text(pick(ea, INPUT_KEYS)) if ea is not None else "",
-            "b_input": short_text(pick(eb, INPUT_KEYS)) if eb is not None else "",
-            "a_output": short_text(pick(ea, OUTPUT_KEYS)) if ea is not None else "",
-            "b_output": short_text(pick(eb, OUTPUT_KEYS)) if eb is not None else "",
-        })
+        rows.append(
+            {
+                "step": len(rows),
+                "op": op,
+                "differs": ", ".join(differs),
+                "a_seq": a[i]["seq"] if i is not None else None,
+                "a_node": _step_key(ea)[0] if ea is not None else "",
+                "a_name": _step_key(ea)[1] if ea is not None else "",
+                "a_ms": ma,
+                "b_seq": b[j]["seq"] if j is not None else None,
+                "b_node": _step_key(eb)[0] if eb is not None else "",
+                "b_name": _step_key(eb)[1] if eb is not None else "",
+                "b_ms": mb,
+                "delta_ms": (mb - ma) if ma is not None and mb is not None else None,
+                "a_input": short_text(pick(ea, INPUT_KEYS)) if ea is not None else "",
+                "b_input": short_text(pick(eb, INPUT_KEYS)) if eb is not None else "",
+                "a_output": short_text(pick(ea, OUTPUT_KEYS)) if ea is not None else "",
+                "b_output": short_text(pick(eb, OUTPUT_KEYS)) if eb is not None else "",
+            }
+        )
 
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
@@ -267,16 +301,38 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
             for k in range(max(i2 - i1, j2 - j1)):
                 i = i1 + k if i1 + k < i2 else None
                 j = j1 + k if j1 + k < j2 else None
-                add(i, j, "changed" if i is not None and j is not None else ("only A" if j is None else "only B"))
+                add(
+                    i,
+                    j,
+                    "changed" if i is not None and j is not None else ("only A" if j is None else "only B"),
+                )
         elif tag == "delete":
             for i in range(i1, i2):
                 add(i, None, "only A")
         else:
             for j in range(j1, j2):
                 add(None, j, "only B")
-    frame = pd.DataFrame(rows, columns=["step", "op", "differs", "a_seq", "a_node", "a_name", "a_ms",
-                                        "b_seq", "b_node", "b_name", "b_ms", "delta_ms", "a_input",
-                                        "b_input", "a_output", "b_output"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "step",
+            "op",
+            "differs",
+            "a_seq",
+            "a_node",
+            "a_name",
+            "a_ms",
+            "b_seq",
+            "b_node",
+            "b_name",
+            "b_ms",
+            "delta_ms",
+            "a_input",
+            "b_input",
+            "a_output",
+            "b_output",
+        ],
+    )
     for col in ("a_seq", "b_seq"):
         frame[col] = frame[col].astype("Int64")
     for col in ("a_ms", "b_ms", "delta_ms"):
@@ -291,6 +347,7 @@ def alignment_counts(aligned: pd.DataFrame) -> dict[str, int]:
 
 
 # -- overview -----------------------------------------------------------------------------
+
 
 def per_day_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Traces per day and status (long form) plus each day's error rate."""
@@ -321,17 +378,28 @@ def merge_steps(timeline: pd.DataFrame, by: str, tolerance: float) -> pd.DataFra
     columns = ["lane", "value", "start", "end", "steps", "first_seq", "last_seq", "busy_ms"]
     if timeline.empty:
         return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame({
-        "lane": timeline["lane"].to_numpy(), "value": timeline[by].fillna("(none)").astype(str).to_numpy(),
-        "start": timeline["start"].to_numpy(dtype="float64"), "end": timeline["end"].to_numpy(dtype="float64"),
-        "seq": timeline["seq"].to_numpy(), "ms": (timeline["end"] - timeline["start"]).to_numpy() * 1000.0,
-    }).sort_values(["lane", "value", "start"], kind="stable")
+    frame = pd.DataFrame(
+        {
+            "lane": timeline["lane"].to_numpy(),
+            "value": timeline[by].fillna("(none)").astype(str).to_numpy(),
+            "start": timeline["start"].to_numpy(dtype="float64"),
+            "end": timeline["end"].to_numpy(dtype="float64"),
+            "seq": timeline["seq"].to_numpy(),
+            "ms": (timeline["end"] - timeline["start"]).to_numpy() * 1000.0,
+        }
+    ).sort_values(["lane", "value", "start"], kind="stable")
     reach = frame.groupby(["lane", "value"], sort=False)["end"].cummax()
     previous = reach.groupby([frame["lane"], frame["value"]], sort=False).shift(1)
     new_bar = previous.isna() | (frame["start"] > previous + tolerance)
     frame["bar"] = new_bar.cumsum()
     merged = frame.groupby("bar", sort=False).agg(
-        lane=("lane", "first"), value=("value", "first"), start=("start", "min"), end=("end", "max"),
-        steps=("seq", "size"), first_seq=("seq", "min"), last_seq=("seq", "max"), busy_ms=("ms", "sum"),
+        lane=("lane", "first"),
+        value=("value", "first"),
+        start=("start", "min"),
+        end=("end", "max"),
+        steps=("seq", "size"),
+        first_seq=("seq", "min"),
+        last_seq=("seq", "max"),
+        busy_ms=("ms", "sum"),
     )
     return merged.reset_index(drop=True)[columns]

@@ -76,9 +76,11 @@ def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int =
     nxt = _depth + 1
     if isinstance(value, Mapping):
         return {
-            (_clean_str(k) if isinstance(k, str) else _clean_str(str(to_jsonable(k, max_depth=max_depth, _depth=nxt)))): to_jsonable(
-                v, max_depth=max_depth, _depth=nxt
-            )
+            (
+                _clean_str(k)
+                if isinstance(k, str)
+                else _clean_str(str(to_jsonable(k, max_depth=max_depth, _depth=nxt)))
+            ): to_jsonable(v, max_depth=max_depth, _depth=nxt)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -174,14 +176,10 @@ def check_trace_data(trace_data: Any) -> list[Any]:
         InvalidTraceData: naming what is wrong and where.
     """
     if not isinstance(trace_data, list):
-        raise InvalidTraceData(
-            f"trace_data must be a list of dicts, got {type(trace_data).__name__}"
-        )
+        raise InvalidTraceData(f"trace_data must be a list of dicts, got {type(trace_data).__name__}")
     for i, entry in enumerate(trace_data):
         if not isinstance(entry, Mapping):
-            raise InvalidTraceData(
-                f"trace_data[{i}] must be a dict, got {type(entry).__name__}"
-            )
+            raise InvalidTraceData(f"trace_data[{i}] must be a dict, got {type(entry).__name__}")
     return trace_data
 
 

@@ -73,7 +73,8 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 if recorded is not None and recorded != mig.checksum:
                     raise MigrationChanged(
                         f"{mig.name} differs from the version applied to this database; "
-                        "migrations must not change once applied (add a new one instead)")
+                        "migrations must not change once applied (add a new one instead)"
+                    )
                 continue
             conn.execute(mig.sql)
             conn.execute(

@@ -150,6 +150,7 @@ def trace_from_row(row: dict[str, Any]) -> Trace:
 
 # -- keyset cursors --------------------------------------------------------------------
 
+
 def encode_cursor(updated_at: datetime, trace_id: str) -> str:
     raw = f"{updated_at.isoformat()}|{trace_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -197,7 +198,8 @@ TRACE_WORDS_LITERAL = (
 )
 TEXT_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND ("
-    + TEXT_MATCH + ") IS TRUE LIMIT 1)"
+    + TEXT_MATCH
+    + ") IS TRUE LIMIT 1)"
 )
 # "(...) IS TRUE" keeps the entries' GIN index out of a confirmation: it must read the few
 # entries of one trace through the primary key, never every matching entry of the table.
@@ -384,15 +386,19 @@ def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple
     where = " AND ".join(conds) or "TRUE"
     if not confirm:
         query = sql.SQL(
-            "SELECT " + SUMMARY_COLUMNS + " FROM automation_traces t WHERE " + where
-            + " ORDER BY t.updated_at DESC, t.id DESC LIMIT %s")
+            "SELECT "
+            + SUMMARY_COLUMNS
+            + " FROM automation_traces t WHERE "
+            + where
+            + " ORDER BY t.updated_at DESC, t.id DESC LIMIT %s"
+        )
         return query, params + [limit + 1]
     checks = " AND ".join(c.format(tid="c.uid") for c in confirm)
     query = sql.SQL(
         "SELECT " + SUMMARY_NAMES + " FROM (SELECT " + SUMMARY_COLUMNS + ", t.id AS uid"
-        " FROM automation_traces t WHERE " + where
-        + " ORDER BY t.updated_at DESC, t.id DESC OFFSET 0) c"
-        " WHERE " + checks + " LIMIT %s")
+        " FROM automation_traces t WHERE " + where + " ORDER BY t.updated_at DESC, t.id DESC OFFSET 0) c"
+        " WHERE " + checks + " LIMIT %s"
+    )
     return query, params + confirm_params + [limit + 1]
 
 

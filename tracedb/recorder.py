@@ -78,8 +78,12 @@ class TraceRecorder:
             result = self.db.append_entries(entries, trace_id=self.trace_id, status=status)
         else:
             result = self.db.append_entries(
-                entries, thread_id=self.thread_id, user_id=self.user_id,
-                provider_id=self.provider_id, name=self.name, status=status,
+                entries,
+                thread_id=self.thread_id,
+                user_id=self.user_id,
+                provider_id=self.provider_id,
+                name=self.name,
+                status=status,
             )
             self.trace_id = result.trace_id
 
@@ -113,11 +117,19 @@ class TraceRecorder:
             return FlushReport(self.trace_id, 0, 0, 0)
         writer.drain(self.flush_timeout if timeout is None else timeout)
         with writer.cond:
-            report = FlushReport(self.trace_id, writer.written, len(writer.pending) + writer.in_flight,
-                                 writer.dropped, list(writer.errors))
+            report = FlushReport(
+                self.trace_id,
+                writer.written,
+                len(writer.pending) + writer.in_flight,
+                writer.dropped,
+                list(writer.errors),
+            )
         if report.pending:
-            log.error("trace of thread %s: %d entries could not be written yet (still buffered)",
-                      self.thread_id, report.pending)
+            log.error(
+                "trace of thread %s: %d entries could not be written yet (still buffered)",
+                self.thread_id,
+                report.pending,
+            )
         return report
 
     def close(self, timeout: float | None = None) -> FlushReport:
@@ -129,8 +141,9 @@ class TraceRecorder:
 
     # -- turning stream parts into entries --------------------------------------------
 
-    def _on_update(self, ns: tuple[str, ...], data: Any, clock: dict[tuple[str, ...], float],
-                   step: int) -> None:
+    def _on_update(
+        self, ns: tuple[str, ...], data: Any, clock: dict[tuple[str, ...], float], step: int
+    ) -> None:
         if not isinstance(data, Mapping):
             return
         now = time.time()
@@ -161,8 +174,7 @@ class TraceRecorder:
                 found = True
                 value = upd[self.trace_key]
                 if isinstance(value, list):
-                    entries.extend(e if isinstance(e, Mapping) else {"node": node, "value": e}
-                                   for e in value)
+                    entries.extend(e if isinstance(e, Mapping) else {"node": node, "value": e} for e in value)
         if not found:
             return None
         if ns:
@@ -171,8 +183,7 @@ class TraceRecorder:
             for e in entries:
                 key = _fingerprint(e)
                 self._echo[key] = self._echo.get(key, 0) + 1
-            return [dict(e, namespace="/".join(ns)) if "namespace" not in e else dict(e)
-                    for e in entries]
+            return [dict(e, namespace="/".join(ns)) if "namespace" not in e else dict(e) for e in entries]
         if not self._echo:  # no subgraph entries pending: nothing to compare
             return [dict(e) for e in entries]
         kept = []
@@ -232,14 +243,16 @@ class TraceRecorder:
         if self._writer is not None:
             self._writer.put([], status=final)
 
-    def _run(self, graph: Any, config: Mapping[str, Any] | None,
-             stream_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], _Run]:
+    def _run(
+        self, graph: Any, config: Mapping[str, Any] | None, stream_kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], _Run]:
         config = self._begin(config)
         inner, requested, subgraphs, version = self._plan(graph, stream_kwargs)
         return config, inner, _Run(self, requested, subgraphs, version)
 
-    def stream(self, graph: Any, input: Any, config: Mapping[str, Any] | None = None,
-               **stream_kwargs: Any) -> Iterator[Any]:
+    def stream(
+        self, graph: Any, input: Any, config: Mapping[str, Any] | None = None, **stream_kwargs: Any
+    ) -> Iterator[Any]:
         """Run ``graph.stream(input, config, **stream_kwargs)``, recording as chunks pass.
 
         Yields exactly the chunks ``graph.stream`` yields with the same arguments. A graph
@@ -258,8 +271,9 @@ class TraceRecorder:
         self._finish(None, run.last_node)
         self.flush()
 
-    async def astream(self, graph: Any, input: Any, config: Mapping[str, Any] | None = None,
-                      **stream_kwargs: Any) -> AsyncIterator[Any]:
+    async def astream(
+        self, graph: Any, input: Any, config: Mapping[str, Any] | None = None, **stream_kwargs: Any
+    ) -> AsyncIterator[Any]:
         """Async twin of :meth:`stream`, over ``graph.astream``."""
         config, inner, run = self._run(graph, config, stream_kwargs)
         try:

@@ -65,8 +65,9 @@ def resolve_url(url: str | None = None) -> ServerInfo:
         return ServerInfo(url=url, embedded=False, label=describe_url(url))
     data_dir = default_data_dir()
     real = start_embedded(data_dir)
-    return ServerInfo(url=real, embedded=True, label=f"embedded PostgreSQL ({data_dir})",
-                      data_dir=str(data_dir))
+    return ServerInfo(
+        url=real, embedded=True, label=f"embedded PostgreSQL ({data_dir})", data_dir=str(data_dir)
+    )
 
 
 def describe_url(url: str) -> str:

@@ -57,9 +57,13 @@ class AutomationTraceDB(StoreBase):
         self.server = resolve_url(url)
         self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool = ConnectionPool(
-            self.server.url, min_size=min_size, max_size=max_size,
+            self.server.url,
+            min_size=min_size,
+            max_size=max_size,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            timeout=timeout, open=False, name="tracedb",
+            timeout=timeout,
+            open=False,
+            name="tracedb",
             # psycopg_pool doubles its reconnection delay without bound; giving up after a few
             # seconds starts a fresh attempt at the next request, so a server that comes back
             # is found within seconds, not minutes.
@@ -105,8 +109,14 @@ class AutomationTraceDB(StoreBase):
 
     # -- the seed's seven methods -----------------------------------------------------
 
-    def save_trace(self, user_id: str, provider_id: str | None, thread_id: str,
-                   trace_data: list[dict[str, Any]], name: str | None = None) -> str:
+    def save_trace(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
         """Store ``trace_data`` as a new trace of the thread and return its id.
 
         Raises:
@@ -144,8 +154,9 @@ class AutomationTraceDB(StoreBase):
             rows = conn.execute(q.USER_TRACES, (user_id, limit, offset)).fetchall()
         return [q.summary_from_row(r) for r in rows]
 
-    def update_trace(self, trace_id: str, name: str | None = None,
-                     trace_data: list[dict[str, Any]] | None = None) -> bool:
+    def update_trace(
+        self, trace_id: str, name: str | None = None, trace_data: list[dict[str, Any]] | None = None
+    ) -> bool:
         """Rename a trace and/or replace all its entries. False when it does not exist.
 
         Raises:
@@ -177,8 +188,14 @@ class AutomationTraceDB(StoreBase):
         self._offsets.forget()
         return deleted > 0
 
-    def upsert_trace_by_thread(self, user_id: str, provider_id: str | None, thread_id: str,
-                               trace_data: list[dict[str, Any]], name: str | None = None) -> str:
+    def upsert_trace_by_thread(
+        self,
+        user_id: str,
+        provider_id: str | None,
+        thread_id: str,
+        trace_data: list[dict[str, Any]],
+        name: str | None = None,
+    ) -> str:
         """Create the thread's trace or bring it up to date with ``trace_data``.
 
         ``trace_data`` is the complete trace so far; only the entries beyond those already
@@ -200,10 +217,18 @@ class AutomationTraceDB(StoreBase):
 
     # -- what the rest of the product needs -------------------------------------------
 
-    def append_entries(self, entries: list[dict[str, Any]], *, trace_id: str | None = None,
-                       thread_id: str | None = None, user_id: str | None = None,
-                       provider_id: str | None = None, name: str | None = None,
-                       status: str | None = None, new_trace_id: str | None = None) -> AppendResult:
+    def append_entries(
+        self,
+        entries: list[dict[str, Any]],
+        *,
+        trace_id: str | None = None,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+        provider_id: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        new_trace_id: str | None = None,
+    ) -> AppendResult:
         """Append entries to a trace in one round trip; costs O(len(entries)).
 
         Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the thread's most
@@ -214,8 +239,9 @@ class AutomationTraceDB(StoreBase):
             InvalidTraceData: bad arguments or entries (nothing is written).
             TraceNotFound: ``trace_id`` does not exist.
         """
-        params = self._append_plan(entries, trace_id, thread_id, user_id, provider_id, name,
-                                   status, new_trace_id)
+        params = self._append_plan(
+            entries, trace_id, thread_id, user_id, provider_id, name, status, new_trace_id
+        )
         with self._conn() as conn:
             return self._append_result(self._append(conn, params))
 
@@ -228,19 +254,22 @@ class AutomationTraceDB(StoreBase):
             row = conn.execute(q.SUMMARY_BY_ID, (tid,)).fetchone()
         return q.summary_from_row(row) if row else None
 
-    def get_entries(self, trace_id: str, *, after_seq: int = -1,
-                    limit: int = 100_000) -> list[dict[str, Any]]:
+    def get_entries(
+        self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
         """Entries with their columns (seq, node, kind, name, status, started_at, ended_at,
         duration_ms, data), in seq order, after ``after_seq``."""
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return []
         with self._conn() as conn:
-            return conn.execute(q.ENTRIES, {"trace_id": tid, "after_seq": after_seq,
-                                            "limit": limit}).fetchall()
+            return conn.execute(
+                q.ENTRIES, {"trace_id": tid, "after_seq": after_seq, "limit": limit}
+            ).fetchall()
 
-    def list_traces(self, filter: TraceFilter | None = None, limit: int = 50,
-                    cursor: str | None = None) -> TracePage:
+    def list_traces(
+        self, filter: TraceFilter | None = None, limit: int = 50, cursor: str | None = None
+    ) -> TracePage:
         """One page of matching traces, most recently updated first.
 
         Pass the returned ``next_cursor`` back for the next page; keyset pagination makes a
@@ -261,8 +290,9 @@ class AutomationTraceDB(StoreBase):
             row = conn.execute(query, params, prepare=False).fetchone()
         return int(row["n"]) if row else 0
 
-    def count_traces_bounded(self, filter: TraceFilter | None = None, *,
-                             budget_ms: int = 100) -> tuple[int, bool]:
+    def count_traces_bounded(
+        self, filter: TraceFilter | None = None, *, budget_ms: int = 100
+    ) -> tuple[int, bool]:
         """``(n, True)`` when the exact count takes at most ``budget_ms``, else the planner's
         estimate as ``(n, False)``: for a page that must answer at once on any table size."""
         query, params = q.count_query(filter)
@@ -278,8 +308,14 @@ class AutomationTraceDB(StoreBase):
             plan = conn.execute(equery, eparams, prepare=False).fetchone()
         return q.estimate_from_plan(plan), False
 
-    def delete_traces(self, filter: TraceFilter | None = None, *, allow_all: bool = False,
-                      batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+    def delete_traces(
+        self,
+        filter: TraceFilter | None = None,
+        *,
+        allow_all: bool = False,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete every matching trace (not one page), in batches; return how many.
 
         An empty filter deletes everything only with ``allow_all=True``. ``progress`` is

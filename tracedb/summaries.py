@@ -57,8 +57,9 @@ def _summarize_value(value: Any) -> Any:
     return _short(repr(value))
 
 
-def derive_entry(ns: tuple[str, ...], node: str, update: Any, started: float, ended: float,
-                 step: int) -> dict[str, Any]:
+def derive_entry(
+    ns: tuple[str, ...], node: str, update: Any, started: float, ended: float, step: int
+) -> dict[str, Any]:
     """One entry for a node execution of a graph without its own trace key."""
     updates = update if isinstance(update, list) else [update]
     keys: list[str] = []
@@ -82,7 +83,9 @@ def derive_entry(ns: tuple[str, ...], node: str, update: Any, started: float, en
     }
     if ns:
         entry["namespace"] = "/".join(ns)
-    tool_errors = [m for m in summary.get("messages", []) if isinstance(m, dict) and m.get("status") == "error"]
+    tool_errors = [
+        m for m in summary.get("messages", []) if isinstance(m, dict) and m.get("status") == "error"
+    ]
     if tool_errors:
         entry["status"] = "error"
         entry["error"] = tool_errors[0].get("content", "tool error")
@@ -125,8 +128,12 @@ def interrupt_entry(ns: tuple[str, ...], value: Any, ts: float) -> dict[str, Any
         "kind": "interrupt",
         "name": "interrupt",
         "status": "ok",
-        "output": [_short(getattr(i, "value", i), 2000) if not isinstance(getattr(i, "value", i), dict | list)
-                   else getattr(i, "value", i) for i in items],
+        "output": [
+            _short(getattr(i, "value", i), 2000)
+            if not isinstance(getattr(i, "value", i), dict | list)
+            else getattr(i, "value", i)
+            for i in items
+        ],
         "started_at": _iso(ts),
         "ended_at": _iso(ts),
         "duration_ms": 0.0,

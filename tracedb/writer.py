@@ -71,8 +71,10 @@ class Writer(threading.Thread):
                 lost = len(entries) - max(room, 0)
                 if not self.overflowing:
                     # One message per overflow; FlushReport.dropped keeps the running count.
-                    msg = (f"trace buffer full ({self.buffer_limit:,} entries waiting for the "
-                           "database): newer entries are not recorded until it drains")
+                    msg = (
+                        f"trace buffer full ({self.buffer_limit:,} entries waiting for the "
+                        "database): newer entries are not recorded until it drains"
+                    )
                     self.errors.append(msg)
                     log.error(msg)
                 self.overflowing = True
@@ -108,7 +110,9 @@ class Writer(threading.Thread):
                     self.in_flight = 0
                     self.busy = False
                     if not self.errors or not self.errors[-1].startswith("database unreachable"):
-                        self.errors.append(f"database unreachable, {len(self.pending)} entries waiting: {exc}")
+                        self.errors.append(
+                            f"database unreachable, {len(self.pending)} entries waiting: {exc}"
+                        )
                         log.warning("trace %s: database unreachable, retrying: %s", self.rec.thread_id, exc)
                     self.cond.wait(timeout=delay)
                 delay = min(delay * 2, 2.0)
@@ -143,5 +147,3 @@ class Writer(threading.Thread):
         with self.cond:
             self.closed = True
             self.cond.notify_all()
-
-

@@ -50,19 +50,34 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Number]] = {
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Number]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 FUNCTIONS: dict[str, Callable[..., Number]] = {
-    "sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max,
-    "log": _log, "ln": math.log, "log10": math.log10, "log2": math.log2, "exp": math.exp,
-    "sin": math.sin, "cos": math.cos, "tan": math.tan,
-    "asin": math.asin, "acos": math.acos, "atan": math.atan,
-    "floor": math.floor, "ceil": math.ceil, "factorial": _factorial,
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": _log,
+    "ln": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "exp": math.exp,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "factorial": _factorial,
 }
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
 def _normalise(expression: str) -> str:
     # People write ^ for powers and use typographic operators; Python's ^ is xor.
-    return (expression.replace("^", "**").replace("×", "*").replace("÷", "/")
-            .replace("−", "-").replace("·", "*"))
+    return (
+        expression.replace("^", "**").replace("×", "*").replace("÷", "/").replace("−", "-").replace("·", "*")
+    )
 
 
 def _eval(node: ast.AST) -> Number:
@@ -83,7 +98,9 @@ def _eval(node: ast.AST) -> Number:
         if func is None:
             raise ValueError(f"unknown function {node.func.id!r}")
         return func(*(_eval(arg) for arg in node.args))
-    raise ValueError(f"unsupported syntax: {ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__}")
+    raise ValueError(
+        f"unsupported syntax: {ast.unparse(node) if isinstance(node, ast.expr) else type(node).__name__}"
+    )
 
 
 def evaluate(expression: str) -> Number:

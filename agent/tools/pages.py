@@ -61,7 +61,7 @@ def _snippet(text: str, words: list[str], width: int = 160) -> str:
     lower = flat.lower()
     pos = min((p for p in (lower.find(w) for w in words) if p >= 0), default=0)
     start = max(0, pos - width // 3)
-    piece = flat[start:start + width].strip()
+    piece = flat[start : start + width].strip()
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
 
 

@@ -47,8 +47,7 @@ _UNITS: dict[str, dict[str, tuple[float, tuple[str, ...]]]] = {
     },
     "speed": {
         "m/s": (1.0, ("mps", "meter per second", "meters per second", "metres per second")),
-        "km/h": (1 / 3.6, ("kmh", "kph", "kilometer per hour", "kilometers per hour",
-                           "kilometres per hour")),
+        "km/h": (1 / 3.6, ("kmh", "kph", "kilometer per hour", "kilometers per hour", "kilometres per hour")),
         "mph": (0.44704, ("mi/h", "mile per hour", "miles per hour")),
         "kn": (1852 / 3600, ("kt", "knot", "knots")),
         "ft/s": (0.3048, ("fps", "foot per second", "feet per second")),
