@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import streamlit as st
 
-from pages import common
+from dashboard import common
 from tracedb import TraceDBError
 
 st.set_page_config(page_title="tracedb", page_icon=":material/timeline:", layout="wide")

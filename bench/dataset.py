@@ -102,7 +102,6 @@ TRACE_COLUMNS = (
     "last_ended_at",
     "total_duration_ms",
     "metadata",
-    "tags",
     "created_at",
     "updated_at",
 )
@@ -273,7 +272,7 @@ class Generator:
             trace_lines.append(
                 f"{tid}\t{user}\t{rng.choice(('openai', 'anthropic', 'local'))}\t{thread}\t{name}\t"
                 f"{status}\t{n_entries}\t{errors}\t{{{','.join(sorted(nodes))}}}\t{_ts(created)}\t"
-                f"{_ts(clock)}\t{total}\t{meta}\t{{{env}}}\t{_ts(created)}\t{_ts(updated)}\n"
+                f"{_ts(clock)}\t{total}\t{meta}\t{_ts(created)}\t{_ts(updated)}\n"
             )
             data.entries += n_entries
             if rng.random() < 2000 / max(self.n, 1):

@@ -19,7 +19,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -102,7 +102,7 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def explain(conn: psycopg.Connection[Any], query: sql.Composable, params: list[Any]) -> tuple[str, bool]:
+def explain(conn: psycopg.Connection[Any], query: sql.Composable, params: Mapping[str, Any]) -> tuple[str, bool]:
     """A one-line summary of the plan (top node, indexes used) and whether a big table is
     read by a sequential scan."""
     row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
@@ -242,8 +242,8 @@ class Bench:
         ids, threads = self.data.sample_ids, self.data.sample_threads
         by_id = Result("load by id", "load")
         by_thread = Result("load by thread", "load")
-        by_id.plan, by_id.seq_scan = explain(self.conn, sql.SQL(q.LOAD_BY_ID), [ids[0]])
-        by_thread.plan, by_thread.seq_scan = explain(self.conn, sql.SQL(q.LOAD_BY_THREAD), [threads[0]])
+        by_id.plan, by_id.seq_scan = explain(self.conn, q.LOAD_BY_ID, {"id": ids[0]})
+        by_thread.plan, by_thread.seq_scan = explain(self.conn, q.LOAD_BY_THREAD, {"thread_id": threads[0]})
         picks = [
             (ids[self.rng.randrange(len(ids))], threads[self.rng.randrange(len(threads))])
             for _ in range(self.repeat)

@@ -15,8 +15,8 @@ import streamlit as st
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 
 from agent import ModelUnavailable, build_graph, get_model, make_checkpointer, model_label, user_input
-from pages import common
-from tracedb import TraceDBError, TraceFilter, TraceSummary, analytics, frames
+from dashboard import common, frames
+from tracedb import TraceDBError, TraceFilter, TraceSummary
 from tracedb.recorder import TraceRecorder
 
 NEW = "__new__"
@@ -56,7 +56,7 @@ def show_trace(thread_id: str, trace_id: str | None = None) -> None:
         return
     common.status_badge(summary.status)
     st.text(f"{summary.entry_count:,} entries   ·   {summary.error_count:,} errors")
-    entries = frames.entries_frame(analytics.entry_columns(db, summary.id))
+    entries = frames.entries_frame(db.entry_columns(summary.id))
     recent = entries.tail(LIVE_ROWS)[["seq", "node", "name", "status", "duration_ms"]]
     st.dataframe(
         recent,

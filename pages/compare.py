@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import common
-from tracedb import frames
+from dashboard import common, frames
 
 MAX_STEPS = 5000
 ROWS_PER_PAGE = 200

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from pages import charts, common
-from tracedb import analytics, frames
+from dashboard import charts, common, frames
+from tracedb.models import Overview
 
 # Options are their own labels: a bound widget writes the label into the URL.
 SPANS = {
@@ -22,14 +22,14 @@ SPANS = {
 
 
 @st.cache_data(ttl=30, show_spinner="Aggregating…")
-def load(_db: object, url: str, span: str, user: str | None, minute: datetime) -> analytics.Overview:
+def load(_db: object, url: str, span: str, user: str | None, minute: datetime) -> Overview:
     """Aggregates up to ``minute`` (whole minutes, so that reruns hit the cache)."""
-    return analytics.overview(_db, minute - SPANS[span], minute + timedelta(minutes=1), user)
+    return _db.overview(minute - SPANS[span], minute + timedelta(minutes=1), user)
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def users(_db: object, url: str) -> list[str]:
-    return analytics.filter_choices(_db)["users"]
+    return _db.filter_choices()["users"]
 
 
 def ms(value: float | None) -> str:

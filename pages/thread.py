@@ -9,8 +9,8 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from pages import charts, common
-from tracedb import analytics, export, frames
+from dashboard import charts, common, frames
+from tracedb import export
 
 REFRESH_S = 2.0
 ENTRIES_PER_PAGE = 100
@@ -20,7 +20,7 @@ FLASH_KEY = "thread_flash"
 @st.cache_data(max_entries=8, ttl=600, show_spinner=False)
 def entry_frame(_db: object, trace_id: str, entry_count: int, updated_at: datetime) -> pd.DataFrame:
     """The trace's entry columns; cached per (trace, count, last update)."""
-    return frames.entries_frame(analytics.entry_columns(_db, trace_id))
+    return frames.entries_frame(_db.entry_columns(trace_id))
 
 
 def back_to_first_page() -> None:
@@ -173,7 +173,7 @@ def trace_view() -> None:
     number = st.session_state.get("entries_page", 1)
     number = number if isinstance(number, int) and 1 <= number <= page_count else 1
     rows = shown.iloc[(number - 1) * ENTRIES_PER_PAGE : number * ENTRIES_PER_PAGE]
-    previews = frames.entry_previews(analytics.entries_by_seq(db, trace_id, rows["seq"].tolist()))
+    previews = frames.entry_previews(db.entries_by_seq(trace_id, rows["seq"].tolist()))
     view = rows[["seq", "node", "kind", "name", "status", "start", "duration_ms"]].merge(
         previews, on="seq", how="left"
     )
@@ -205,7 +205,7 @@ def trace_view() -> None:
     rows_picked = picked.selection.rows
     seq = int(view.iloc[rows_picked[0]]["seq"]) if rows_picked and rows_picked[0] < len(view) else typed
     if seq is not None:
-        entry = analytics.get_entry(db, trace_id, int(seq))
+        entry = db.get_entry(trace_id, int(seq))
         if entry is None:
             st.warning(f"This trace has no entry {int(seq)}.")
         else:

@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from pages import common
-from tracedb import InvalidTraceData, TraceFilter, analytics, export, frames
+from dashboard import common, frames
+from tracedb import InvalidTraceData, TraceFilter, export
 from tracedb.demo import load_demo
 from tracedb.models import STATUSES
+from tracedb.queries import is_empty_filter
 
 # Options are their own labels: a bound widget writes the label into the URL.
 RANGES = {
@@ -33,7 +34,7 @@ FLASH_KEY = "traces_flash"
 
 @st.cache_data(ttl=60, show_spinner=False)
 def filter_choices(_db: object, url: str) -> dict[str, list[str]]:
-    return analytics.filter_choices(_db)
+    return _db.filter_choices()
 
 
 def reset_view() -> None:
@@ -187,7 +188,7 @@ except InvalidTraceData as exc:
     st.error(f"These filters cannot be used: {exc}")
     st.stop()
 
-if total == 0 and analytics.is_unfiltered(flt):
+if total == 0 and is_empty_filter(flt):
     st.info(
         "No traces are stored yet. Chat with the agent on the Chat page, record a LangGraph run with "
         "TraceRecorder, or load a few hundred realistic demo traces."
@@ -259,7 +260,7 @@ with delete_col:
         key="delete_matching",
         disabled=total == 0,
         on_click=ask_delete,
-        args=(flt, total if exact else None, "matching", analytics.is_unfiltered(flt)),
+        args=(flt, total if exact else None, "matching", is_empty_filter(flt)),
     )
 
 with rename_col:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracedb import frames
+from dashboard import frames
 from tracedb.models import TraceSummary
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from store_support import STORES
 
 from tracedb import (
-    AutomationTraceDB,
     DatabaseUnavailable,
     EntryTooLarge,
     InvalidTraceData,
     TraceFilter,
     TraceNotFound,
 )
+from tracedb import queries as q
+
+
+@pytest.fixture(scope="module", params=sorted(STORES))
+def open_store(request: pytest.FixtureRequest):
+    """How to open a store: the sync class, or the async class driven from this thread.
+    Every test of this module runs against both."""
+    return STORES[request.param]
+
+
+@pytest.fixture(scope="module")
+def db(db_url, open_store):
+    with open_store(db_url) as store:
+        yield store
 
 
 def test_save_and_load_by_id(db, entries, ids):
@@ -112,12 +127,12 @@ def test_upsert_creates_then_appends_only_new_entries(db, entries, ids):
     assert trace.entry_count == 5 and trace.name == "renamed"
 
 
-def test_upsert_from_a_second_process_resyncs(db_url, db, entries, ids):
+def test_upsert_from_a_second_process_resyncs(db_url, db, entries, ids, open_store):
     """Another store (another process) holds a stale or no offset: still exact."""
     thread = ids("th")
     data = entries(120)
     tid = db.upsert_trace_by_thread("ana", None, thread, data[:70])
-    with AutomationTraceDB(db_url) as other:
+    with open_store(db_url) as other:
         # unknown thread in this store, long trace: probe, then send from the stored count
         assert other.upsert_trace_by_thread("ana", None, thread, data[:100]) == tid
     assert db.upsert_trace_by_thread("ana", None, thread, data) == tid  # stale hint (70)
@@ -213,8 +228,8 @@ def test_rejected_write_keeps_what_was_stored(db, entries, ids):
     assert trace.trace_data == good  # the valid entry before the bad one was not written
 
 
-def test_size_limit_is_configurable(db_url, ids):
-    with AutomationTraceDB(db_url, max_entry_bytes=100) as small:
+def test_size_limit_is_configurable(db_url, ids, open_store):
+    with open_store(db_url, max_entry_bytes=100) as small:
         with pytest.raises(EntryTooLarge, match="100 bytes"):
             small.save_trace("ana", None, ids("th"), [{"pad": "x" * 200}])
         small.save_trace("ana", None, ids("th"), [{"pad": "x" * 20}])
@@ -384,14 +399,14 @@ def test_set_status_and_metadata(db, ids):
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_concurrent_appends_to_a_new_thread(db_url, round_):
+def test_concurrent_appends_to_a_new_thread(db_url, round_, open_store):
     """8 threads append to a thread that does not exist yet: one trace, every entry once,
     each writer's entries in its own order, seq dense."""
     thread = f"race-{uuid.uuid4().hex[:8]}"
     per_writer, writers = 40, 8
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []
-    with AutomationTraceDB(db_url, max_size=writers) as store:
+    with open_store(db_url, max_size=writers) as store:
 
         def work(w: int) -> None:
             try:
@@ -419,7 +434,7 @@ def test_concurrent_appends_to_a_new_thread(db_url, round_):
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_):
+def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_, open_store):
     """8 writers upsert prefixes of the same complete trace at once, from separate stores
     (like separate processes): the stored trace is that trace, each entry once."""
     thread = f"race-{uuid.uuid4().hex[:8]}"
@@ -430,7 +445,7 @@ def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_):
 
     def work(w: int) -> None:
         try:
-            with AutomationTraceDB(db_url, min_size=1, max_size=1) as store:
+            with open_store(db_url, min_size=1, max_size=1) as store:
                 barrier.wait()
                 for end in range(w % 3 + 1, len(full) + 1, 3):
                     results.append(store.upsert_trace_by_thread("race", None, thread, full[:end]))
@@ -445,23 +460,211 @@ def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_):
         t.join()
     assert not errors
     assert len(set(results)) == 1
-    with AutomationTraceDB(db_url) as store:
+    with open_store(db_url) as store:
         assert store.load_trace_by_thread(thread).trace_data == full
         assert store.count_traces(TraceFilter(thread_id=thread)) == 1
 
 
-def test_unreachable_server_is_a_named_error():
+def test_unreachable_server_is_a_named_error(open_store):
     with pytest.raises(DatabaseUnavailable):
-        AutomationTraceDB("postgresql://nobody@127.0.0.1:1/none", timeout=1)
+        open_store("postgresql://nobody@127.0.0.1:1/none", timeout=1)
 
 
-def test_bounded_count_is_exact_when_quick_and_an_estimate_otherwise(db, corpus):
+def test_bounded_count_is_exact_when_quick_and_an_estimate_otherwise(db, db_url, corpus):
     user, made = corpus
     assert db.count_traces_bounded(TraceFilter(user_id=user)) == (12, True)
     # An estimate comes from the plan of the same filter: a non-negative whole number.
     from tracedb import queries as q
 
     query, params = q.count_estimate_query(TraceFilter(user_id=user, text="zebra"))
-    with db._conn() as conn:
+    with psycopg.connect(db_url) as conn:
         estimate = q.estimate_from_plan(conn.execute(query, params, prepare=False).fetchone())
     assert isinstance(estimate, int) and estimate >= 0
+
+
+# -- what the dashboard reads -----------------------------------------------------------
+
+
+def test_entry_columns_after_a_seq(db, entries, ids) -> None:
+    trace_id = db.save_trace(ids("u"), None, ids("t"), entries(5))
+    assert db.entry_columns(trace_id, after_seq=2)["seq"] == [3, 4]
+
+
+def test_entry_columns_come_without_data_in_seq_order(db, entries, ids) -> None:
+    trace_id = db.save_trace(ids("u"), None, ids("t"), entries(5))
+    cols = db.entry_columns(trace_id)
+    assert list(cols) == list(q.ENTRY_FIELDS)
+    assert cols["seq"] == [0, 1, 2, 3, 4]
+    assert cols["node"] == ["tools"] * 5 and cols["duration_ms"] == [500.0] * 5
+    assert cols["started_at"][0].tzinfo is not None
+    assert db.entry_columns("not-a-uuid")["seq"] == []
+    assert db.entry_columns("00000000-0000-4000-8000-000000000000")["seq"] == []
+
+
+def test_entries_by_seq_and_get_entry(db, entries, ids) -> None:
+    trace_id = db.save_trace(ids("u"), None, ids("t"), entries(6))
+    rows = db.entries_by_seq(trace_id, [4, 1, 99])
+    assert [r["seq"] for r in rows] == [1, 4]
+    assert rows[0]["data"]["name"] == "step-1"
+    assert db.get_entry(trace_id, 2)["data"]["input"] == {"i": 2}
+    assert db.get_entry(trace_id, 50) is None
+    assert db.entries_by_seq(trace_id, []) == []
+
+
+def test_filter_choices(db, entries, ids) -> None:
+    user = ids("choice")
+    db.save_trace(user, None, ids("t"), entries(1, node="special_node"))
+    choices = db.filter_choices()
+    assert user in choices["users"] and choices["users"] == sorted(choices["users"])
+    assert "special_node" in choices["nodes"]
+
+
+def test_overview_aggregates(fresh_db_url, entries, ids, open_store) -> None:
+    now = datetime.now(UTC)
+    with open_store(fresh_db_url) as db:
+        ok = [
+            db.save_trace("ana", None, ids("t"), entries(3, node="model", duration_ms=100.0))
+            for _ in range(3)
+        ]
+        bad = db.save_trace(
+            "ben", None, ids("t"), entries(2, node="tools", status="error", duration_ms=900.0)
+        )
+        db.set_status(bad, "failed")
+        old = db.save_trace("ana", None, ids("t"), entries(1))
+        db.set_trace_times(
+            [
+                (old, now - timedelta(days=40), now - timedelta(days=40)),
+                (ok[0], now - timedelta(days=1, hours=1), now - timedelta(days=1)),
+            ],
+        )
+
+        view = db.overview(now - timedelta(days=30), now + timedelta(minutes=1))
+        assert view.totals["traces"] == 4
+        assert view.totals["entries"] == 11
+        assert view.totals["failed"] == 1 and view.totals["with_errors"] == 1
+        assert view.totals["users"] == 2
+        assert view.totals["p50_ms"] == pytest.approx(100.0)
+        assert view.totals["p95_ms"] > 100.0
+
+        per_node = {r["node"]: r for r in view.per_node}
+        assert per_node["model"]["entries"] == 9 and per_node["tools"]["errors"] == 2
+        assert per_node["tools"]["p50_ms"] == pytest.approx(900.0)
+        assert [r["user_id"] for r in view.per_user] == ["ana", "ben"]
+        assert sum(r["traces"] for r in view.per_day) == 4
+        assert len({r["day"] for r in view.per_day}) == 2
+
+        only_ben = db.overview(now - timedelta(days=30), now + timedelta(minutes=1), "ben")
+        assert only_ben.totals["traces"] == 1
+
+        with pytest.raises(InvalidTraceData):
+            db.overview(now, now - timedelta(days=1))
+        with pytest.raises(InvalidTraceData):
+            db.overview(datetime(2026, 1, 1), now)
+
+
+def test_set_trace_times_keeps_what_it_sets(db, entries, ids) -> None:
+    trace_id = db.save_trace(ids("u"), None, ids("t"), entries(1))
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    db.set_trace_times([(trace_id, when, when + timedelta(minutes=5))])
+    summary = db.get_summary(trace_id)
+    assert summary.created_at == when and summary.updated_at == when + timedelta(minutes=5)
+    # the trigger that stamps updated_at works again afterwards
+    db.rename_trace(trace_id, "renamed")
+    assert db.get_summary(trace_id).updated_at > when + timedelta(days=30)
+
+
+def test_is_empty_filter() -> None:
+    from tracedb import queries as q
+
+    assert q.is_empty_filter(None) and q.is_empty_filter(TraceFilter())
+    assert not q.is_empty_filter(TraceFilter(user_id="ana"))
+
+
+def test_server_status_lists_tables_indexes_and_functions(db) -> None:
+    status = db.server_status()
+    assert "PostgreSQL" in status.version
+    assert status.migrations[0].startswith("001_")
+    assert set(status.tables) == set(q.STATUS_TABLES)
+    assert all(isinstance(n, int) and n >= 0 for n in status.tables.values())
+    assert "automation_traces_pkey" in status.indexes
+    assert any(f.startswith("tracedb_append(") for f in status.functions)
+
+
+# -- one implementation, two shells ------------------------------------------------------
+
+
+def test_a_server_that_drops_every_connection_is_found_again(db, db_url, entries, ids) -> None:
+    """Every backend of the store is killed (a restart, a failover): the next calls get
+    fresh connections and work, in both classes."""
+    user = ids("u")
+    db.save_trace(user, None, ids("t"), entries(1))
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()) k"
+        ).fetchone()[0]
+    assert killed >= 1
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            tid = db.save_trace(user, None, ids("t"), entries(2))
+            break
+        except DatabaseUnavailable:
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.2)
+    assert db.load_trace_by_id(tid).entry_count == 2
+    assert db.count_traces(TraceFilter(user_id=user)) == 2
+
+
+def test_batched_deletes_run_on_one_connection(db_url, ids, open_store) -> None:
+    """Every batch of a bulk delete runs on the connection the delete started with. The
+    pool holds three connections and hands them out in turn, so a delete that took a
+    connection per batch would show several sessions below."""
+    user = ids("one-conn")
+    sessions: set[int] = set()
+
+    def last_deleter(done: int) -> None:
+        with psycopg.connect(db_url, autocommit=True) as probe:
+            rows = probe.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'DELETE FROM automation_traces WHERE id = ANY%%' ORDER BY state_change DESC LIMIT 1"
+            ).fetchall()
+        sessions.update(r[0] for r in rows)
+
+    with open_store(db_url, min_size=3, max_size=3) as store:
+        for i in range(9):
+            store.save_trace(user, None, ids("th"), [{"i": i}])
+        seen: list[int] = []
+        n = store.delete_traces(
+            TraceFilter(user_id=user), batch_size=2, progress=lambda d: (seen.append(d), last_deleter(d))
+        )
+    assert n == 9 and seen == [2, 4, 6, 8, 9]
+    assert len(sessions) == 1
+
+
+def test_operations_are_generators_of_statements() -> None:
+    """The core decides what runs without any I/O: drive count_traces_bounded by hand and
+    make its exact count time out; it falls back to the planner's estimate."""
+    from tracedb.core import StoreOperations
+    from tracedb.errors import QueryTimeout
+
+    op = StoreOperations.count_traces_bounded.fn(StoreOperations(), TraceFilter(user_id="ana"), budget_ms=40)
+    first = next(op)
+    assert first.timeout_ms == 40 and first.prepare is False and first.fetch == "one"
+    assert "ana" in first.params.values()
+    second = op.throw(QueryTimeout("slow"))
+    assert second.timeout_ms is None and "EXPLAIN" in second.query.as_string(None)
+    with pytest.raises(StopIteration) as done:
+        op.send({"QUERY PLAN": [{"Plan": {"Plan Rows": 1234}}]})
+    assert done.value.value == (1234, False)
+
+
+def test_sizes_are_the_same_in_sql_and_python(db_url) -> None:
+    from tracedb import limits
+
+    with psycopg.connect(db_url) as conn:
+        size, entry_bytes = conn.execute(
+            "SELECT tracedb_search_block_size(), tracedb_search_entry_bytes()"
+        ).fetchone()
+    assert size == limits.SEARCH_BLOCK_SIZE
+    assert entry_bytes == limits.SEARCH_ENTRY_BYTES

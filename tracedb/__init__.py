@@ -1,8 +1,29 @@
-"""tracedb: store LangGraph automation traces in PostgreSQL while the agent runs."""
+"""tracedb: store LangGraph automation traces in PostgreSQL while the agent runs.
 
-from .astore import AsyncAutomationTraceDB
-from .errors import DatabaseUnavailable, EntryTooLarge, InvalidTraceData, TraceDBError, TraceNotFound
-from .models import STATUSES, AppendResult, Trace, TraceFilter, TracePage, TraceSummary
+Importing it loads psycopg and nothing of the dashboard (no pandas, numpy, plotly or
+streamlit).
+"""
+
+from .aio import AsyncAutomationTraceDB
+from .errors import (
+    DatabaseUnavailable,
+    EntryTooLarge,
+    InvalidTraceData,
+    QueryTimeout,
+    TraceDBError,
+    TraceNotFound,
+)
+from .models import (
+    STATUSES,
+    AppendResult,
+    Overview,
+    ServerStatus,
+    Trace,
+    TraceFilter,
+    TracePage,
+    TraceSummary,
+)
+from .recorder import FlushReport, TraceRecorder
 from .store import AutomationTraceDB
 
 __all__ = [
@@ -12,11 +33,16 @@ __all__ = [
     "AutomationTraceDB",
     "DatabaseUnavailable",
     "EntryTooLarge",
+    "FlushReport",
     "InvalidTraceData",
+    "Overview",
+    "QueryTimeout",
+    "ServerStatus",
     "Trace",
     "TraceDBError",
     "TraceFilter",
     "TraceNotFound",
     "TracePage",
+    "TraceRecorder",
     "TraceSummary",
 ]

@@ -87,20 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_status(db: Any) -> None:
-    from .admin import server_status
-
-    st = server_status(db)
-    print(f"server:   {st['label']}")
-    print(f"version:  {st['version']}")
-    print(f"schema:   migrations {', '.join(st['migrations']) or 'none'}")
+    st = db.server_status()
+    print(f"server:   {st.label}")
+    print(f"version:  {st.version}")
+    print(f"schema:   migrations {', '.join(st.migrations) or 'none'}")
     print("tables:")
-    for name, rows in st["tables"].items():
+    for name, rows in st.tables.items():
         print(f"  {name:<32} {rows:>12,} rows")
     print("indexes:")
-    for name in st["indexes"]:
+    for name in st.indexes:
         print(f"  {name}")
     print("functions:")
-    for name in st["functions"]:
+    for name in st.functions:
         print(f"  {name}")
 
 

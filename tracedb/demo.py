@@ -1,5 +1,5 @@
 """Realistic demo traces: several users, a month of history, agent runs that succeed, fail,
-wait for a human or are still running, a graph without timings, and one very long trace."""
+or wait for a human, a graph without timings, and one very long trace."""
 
 from __future__ import annotations
 
@@ -31,11 +31,6 @@ HOSTILE_SNIPPETS = (
     "[Claim your prize](javascript:alert(1)) **limited offer**",
     '<img src=x onerror="alert(document.cookie)"> results below',
 )
-SET_TIMES = """
-UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated_at
-  FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) AS v(id, created_at, updated_at)
- WHERE t.id = v.id
-"""
 
 
 class _Clock:
@@ -73,20 +68,6 @@ class _Clock:
         }
         entry.update(extra)
         self.entries.append(entry)
-
-    def open_step(self, node: str, kind: str, name: str, input: Any) -> None:
-        """A step that has started and not finished: the trace is still running."""
-        self.now += timedelta(milliseconds=self.rng.uniform(2, 40))
-        self.entries.append(
-            {
-                "node": node,
-                "kind": kind,
-                "name": name,
-                "input": input,
-                "status": "running",
-                "started_at": self.now.isoformat(),
-            }
-        )
 
 
 def _tool_call(rng: random.Random) -> tuple[str, dict[str, Any], Any, str]:
@@ -204,13 +185,7 @@ def _agent_run(
                 status="interrupted",
             )
             return question, c.entries
-        if outcome == "running" and last:
-            c.open_step("tools", "tool", tool, args)
-            return question, c.entries
         c.step("tools", "tool", tool, rng.lognormvariate(5.0, 1.0), args, out, tool_call_id=call_id)
-    if outcome == "running":
-        c.open_step("model", "llm", provider, {"message_count": 2 + 2 * len(calls)})
-        return question, c.entries
     answer = f"Here is what I found about '{question}'."
     _model_step(c, provider, len(calls), [], answer)
     c.step(
@@ -297,20 +272,6 @@ def _write(db: Any, entries: list[dict[str, Any]], **trace: Any) -> str:
     return first.trace_id
 
 
-def set_trace_times(db: Any, times: list[tuple[str, datetime, datetime]]) -> None:
-    """Set created_at/updated_at of traces (id, created, updated): history for demo data.
-
-    The trigger that stamps updated_at is switched off for this one transaction only.
-    """
-    if not times:
-        return
-    ids, created, updated = (list(col) for col in zip(*times, strict=True))
-    with db._conn() as conn, conn.transaction():
-        conn.execute("ALTER TABLE automation_traces DISABLE TRIGGER USER")
-        conn.execute(SET_TIMES, (ids, created, updated))
-        conn.execute("ALTER TABLE automation_traces ENABLE TRIGGER USER")
-
-
 def load_demo(
     db: Any, traces: int = 300, seed: int = 7, progress: Callable[[int], None] | None = None
 ) -> int:
@@ -336,12 +297,8 @@ def load_demo(
             name, entries = _ingest_run(rng)
             status, provider = "completed", None
         else:
-            outcome = rng.choices(("completed", "failed", "interrupted", "running"), (78, 12, 6, 4))[0]
-            start = (
-                now - timedelta(seconds=rng.uniform(5, 240))
-                if outcome == "running"
-                else _start_time(rng, now)
-            )
+            outcome = rng.choices(("completed", "failed", "interrupted"), (80, 13, 7))[0]
+            start = _start_time(rng, now)
             name, entries = _agent_run(rng, start, provider or "offline:rules", outcome)
             status = outcome
         trace_id = _write(
@@ -352,5 +309,5 @@ def load_demo(
         times.append((trace_id, start, max(end, start)))
         if progress:
             progress(i + 1)
-    set_trace_times(db, times)
+    db.set_trace_times(times)
     return traces

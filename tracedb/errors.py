@@ -23,3 +23,7 @@ class DatabaseUnavailable(TraceDBError, ConnectionError):
 
 class MigrationChanged(TraceDBError, RuntimeError):
     """A migration file differs from the version applied to this database."""
+
+
+class QueryTimeout(TraceDBError, TimeoutError):
+    """The database cancelled a statement: it ran over its time limit or was cancelled."""

@@ -25,7 +25,6 @@ class TraceSummary:
     metadata: dict[str, Any] = field(default_factory=dict)
     error_count: int = 0
     nodes: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
     first_started_at: datetime | None = None
     last_ended_at: datetime | None = None
     total_duration_ms: float = 0.0
@@ -100,3 +99,29 @@ class TracePage:
 
     items: list[TraceSummary]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Aggregates over the traces created in ``[since, until)``: totals, traces per day and
+    status, entries and step durations per node, busiest users."""
+
+    since: datetime
+    until: datetime
+    totals: dict[str, Any]
+    per_day: list[dict[str, Any]] = field(default_factory=list)
+    per_node: list[dict[str, Any]] = field(default_factory=list)
+    per_user: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``python -m tracedb status`` prints: where the server is, its version, the
+    migrations applied, exact row counts per table, indexes and functions."""
+
+    label: str
+    version: str
+    migrations: list[str]
+    tables: dict[str, int]
+    indexes: list[str]
+    functions: list[str]

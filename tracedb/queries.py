@@ -1,6 +1,10 @@
-"""Every SQL statement tracedb runs, and the helpers that build them from a TraceFilter.
+"""Every SQL statement tracedb runs, the builders that make them from a TraceFilter, and the
+checks of the values that go into them.
 
-Shared by the synchronous and the asynchronous store, so both run the same SQL.
+SQL is written one way: fixed statements are constants with named placeholders
+(``%(name)s``); statements that depend on a filter are composed with :mod:`psycopg.sql`,
+each value added through :class:`Params`, which names its placeholder. No value is ever
+formatted into SQL text.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ import base64
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,13 +24,46 @@ from psycopg.types.json import Jsonb
 
 from .errors import InvalidTraceData
 from .jsonsafe import to_jsonable
+from .limits import MAX_LIMIT, MAX_TEXT_CHARS
 from .models import STATUSES, Trace, TraceFilter, TracePage, TraceSummary
 
-SUMMARY_COLUMNS = """
-    t.id::text AS id, t.user_id, t.provider_id, t.thread_id, t.name, t.status,
-    t.entry_count, t.error_count, t.nodes, t.tags, t.metadata,
-    t.first_started_at, t.last_ended_at, t.total_duration_ms, t.created_at, t.updated_at
-"""
+# -- the columns of a trace summary ----------------------------------------------------
+
+SUMMARY_FIELDS = (
+    "id",
+    "user_id",
+    "provider_id",
+    "thread_id",
+    "name",
+    "status",
+    "entry_count",
+    "error_count",
+    "nodes",
+    "metadata",
+    "first_started_at",
+    "last_ended_at",
+    "total_duration_ms",
+    "created_at",
+    "updated_at",
+)
+
+
+def summary_columns(alias: str = "t") -> sql.Composed:
+    """The summary columns of ``automation_traces`` under ``alias`` (the id as text)."""
+    return sql.SQL(", ").join(
+        sql.SQL("{}::text AS {}").format(sql.Identifier(alias, name), sql.Identifier(name))
+        if name == "id"
+        else sql.Identifier(alias, name)
+        for name in SUMMARY_FIELDS
+    )
+
+
+SUMMARY = summary_columns()
+SUMMARY_NAMES = sql.SQL(", ").join(sql.Identifier(name) for name in SUMMARY_FIELDS)
+
+ENTRY_FIELDS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms")
+
+# -- fixed statements -------------------------------------------------------------------
 
 APPEND = """
 SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created
@@ -37,35 +76,36 @@ INSERT INTO automation_traces (id, user_id, provider_id, thread_id, name, status
 VALUES (%(id)s, %(user_id)s, %(provider_id)s, %(thread_id)s, %(name)s, %(status)s, %(metadata)s)
 """
 
-LOAD_BY_ID = f"""
-SELECT {SUMMARY_COLUMNS}, tracedb_trace_data(t.id) AS trace_data
-  FROM automation_traces t WHERE t.id = %s
-"""
+LOAD_BY_ID = sql.SQL(
+    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t WHERE t.id = %(id)s"
+).format(columns=SUMMARY)
 
-SUMMARY_BY_ID = f"SELECT {SUMMARY_COLUMNS} FROM automation_traces t WHERE t.id = %s"
+SUMMARY_BY_ID = sql.SQL("SELECT {columns} FROM automation_traces t WHERE t.id = %(id)s").format(
+    columns=SUMMARY
+)
 
-LOAD_BY_THREAD = f"""
-SELECT {SUMMARY_COLUMNS}, tracedb_trace_data(t.id) AS trace_data
-  FROM automation_traces t WHERE t.thread_id = %s
- ORDER BY t.created_at DESC, t.id DESC LIMIT 1
-"""
+LOAD_BY_THREAD = sql.SQL(
+    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t"
+    " WHERE t.thread_id = %(thread_id)s ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+).format(columns=SUMMARY)
 
-USER_TRACES = f"""
-SELECT {SUMMARY_COLUMNS} FROM automation_traces t WHERE t.user_id = %s
- ORDER BY t.updated_at DESC, t.id DESC LIMIT %s OFFSET %s
-"""
+USER_TRACES = sql.SQL(
+    "SELECT {columns} FROM automation_traces t WHERE t.user_id = %(user_id)s"
+    " ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s OFFSET %(offset)s"
+).format(columns=SUMMARY)
 
-LOCK_TRACE = "SELECT id FROM automation_traces WHERE id = %s FOR UPDATE"
+LOCK_TRACE = "SELECT id FROM automation_traces WHERE id = %(id)s FOR UPDATE"
 RESET_ENTRIES = """
 UPDATE automation_traces SET entry_count = 0, error_count = 0, nodes = '{}',
        first_started_at = NULL, last_ended_at = NULL, total_duration_ms = 0
- WHERE id = %s
+ WHERE id = %(id)s
 """
-DELETE_ENTRIES = "DELETE FROM automation_trace_entries WHERE trace_id = %s"
-RENAME = "UPDATE automation_traces SET name = %s WHERE id = %s"
-SET_STATUS = "UPDATE automation_traces SET status = %s WHERE id = %s"
-MERGE_METADATA = "UPDATE automation_traces SET metadata = metadata || %s WHERE id = %s"
-DELETE_ONE = "DELETE FROM automation_traces WHERE id = %s"
+DELETE_ENTRIES = "DELETE FROM automation_trace_entries WHERE trace_id = %(id)s"
+RENAME = "UPDATE automation_traces SET name = %(name)s WHERE id = %(id)s"
+SET_STATUS = "UPDATE automation_traces SET status = %(status)s WHERE id = %(id)s"
+MERGE_METADATA = "UPDATE automation_traces SET metadata = metadata || %(metadata)s WHERE id = %(id)s"
+DELETE_ONE = "DELETE FROM automation_traces WHERE id = %(id)s"
+PING = "SELECT 1 AS ok"
 
 ENTRIES = """
 SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data
@@ -74,12 +114,151 @@ SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data
  ORDER BY seq LIMIT %(limit)s
 """
 
-THREAD_TRACE_ID = """
-SELECT id::text AS id, entry_count FROM automation_traces WHERE thread_id = %s
- ORDER BY created_at DESC, id DESC LIMIT 1
+# Everything the timeline and the per-node table need, without ``data``: decoding 10,000
+# JSONB documents would cost more than drawing them.
+ENTRY_COLUMNS = """
+SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms
+  FROM automation_trace_entries
+ WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s
+ ORDER BY seq LIMIT %(limit)s
 """
 
-MAX_LIMIT = 10_000
+ENTRIES_BY_SEQ = """
+SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data
+  FROM automation_trace_entries
+ WHERE trace_id = %(trace_id)s AND seq = ANY(%(seqs)s)
+ ORDER BY seq
+"""
+
+# Distinct users through the (user_id, ...) index, one index probe per user.
+DISTINCT_USERS = """
+WITH RECURSIVE u AS (
+    (SELECT user_id FROM automation_traces ORDER BY user_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.user_id FROM automation_traces t WHERE t.user_id > u.user_id
+             ORDER BY t.user_id LIMIT 1)
+      FROM u WHERE u.user_id IS NOT NULL
+)
+SELECT user_id FROM u WHERE user_id IS NOT NULL LIMIT %(limit)s
+"""
+
+# Nodes seen in the most recently updated traces: bounded work on any table size.
+RECENT_NODES = """
+SELECT DISTINCT n AS node
+  FROM (SELECT nodes FROM automation_traces ORDER BY updated_at DESC, id DESC LIMIT 5000) t,
+       unnest(t.nodes) AS n
+ ORDER BY 1 LIMIT %(limit)s
+"""
+
+# The traces an overview covers: created in [since, until), of one user or all.
+_RANGE = sql.SQL(
+    "t.created_at >= %(since)s AND t.created_at < %(until)s"
+    " AND (%(user_id)s::text IS NULL OR t.user_id = %(user_id)s)"
+)
+
+OVERVIEW_PER_DAY = sql.SQL(
+    """
+SELECT date_trunc('day', t.created_at) AS day, t.status, count(*) AS traces,
+       count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
+       coalesce(sum(t.entry_count), 0) AS entries
+  FROM automation_traces t
+ WHERE {range}
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
+).format(range=_RANGE)
+
+OVERVIEW_PER_NODE = sql.SQL(
+    """
+SELECT coalesce(e.node, '(none)') AS node, count(*) AS entries,
+       count(*) FILTER (WHERE e.status = 'error') AS errors,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS p95_ms,
+       avg(e.duration_ms) AS mean_ms, coalesce(sum(e.duration_ms), 0) AS total_ms
+  FROM automation_traces t
+  JOIN automation_trace_entries e ON e.trace_id = t.id
+ WHERE {range}
+ GROUP BY 1 ORDER BY entries DESC, node LIMIT 50
+"""
+).format(range=_RANGE)
+
+OVERVIEW_PER_USER = sql.SQL(
+    """
+SELECT t.user_id, count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
+       count(*) FILTER (WHERE t.status = 'failed') AS failed,
+       coalesce(sum(t.error_count), 0) AS error_entries, max(t.updated_at) AS last_active
+  FROM automation_traces t
+ WHERE {range}
+ GROUP BY 1 ORDER BY traces DESC, entries DESC, t.user_id LIMIT %(top)s
+"""
+).format(range=_RANGE)
+
+OVERVIEW_TOTALS = sql.SQL(
+    """
+SELECT count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
+       coalesce(sum(t.error_count), 0) AS error_entries,
+       count(*) FILTER (WHERE t.status = 'failed') AS failed,
+       count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
+       count(*) FILTER (WHERE t.status = 'running') AS running,
+       count(DISTINCT t.user_id) AS users
+  FROM automation_traces t
+ WHERE {range}
+"""
+).format(range=_RANGE)
+
+OVERVIEW_STEP_PERCENTILES = sql.SQL(
+    """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS p50_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS p95_ms
+  FROM automation_traces t
+  JOIN automation_trace_entries e ON e.trace_id = t.id
+ WHERE {range}
+"""
+).format(range=_RANGE)
+
+# created_at/updated_at of several traces at once, as given: history for imported or demo
+# data. The touch trigger keeps the given times while ``tracedb.keep_times`` is on, which
+# is set for this transaction only.
+KEEP_TIMES = "SELECT set_config('tracedb.keep_times', 'on', true)"
+SET_TIMES = """
+UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated_at
+  FROM unnest(%(ids)s::uuid[], %(created)s::timestamptz[], %(updated)s::timestamptz[])
+       AS v(id, created_at, updated_at)
+ WHERE t.id = v.id
+"""
+
+# A statement's time limit, for this transaction only (the store sets it before a statement
+# that carries ``timeout_ms``).
+STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %(timeout)s, true)"
+
+# -- what `python -m tracedb status` reports --------------------------------------------
+
+STATUS_TABLES = (
+    "automation_traces",
+    "automation_trace_entries",
+    "automation_trace_search",
+    "tracedb_migrations",
+)
+STATUS_VERSION = "SELECT version() AS version"
+STATUS_MIGRATIONS = "SELECT name FROM tracedb_migrations ORDER BY version"
+STATUS_INDEXES = """
+SELECT indexname FROM pg_indexes
+ WHERE schemaname = current_schema() AND tablename = ANY(%(tables)s) ORDER BY tablename, indexname
+"""
+STATUS_FUNCTIONS = """
+SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS function
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = current_schema() AND p.proname LIKE 'tracedb%%' ORDER BY 1
+"""
+
+
+def count_rows(table: str) -> sql.Composed:
+    """``SELECT count(*)`` of one of :data:`STATUS_TABLES`."""
+    if table not in STATUS_TABLES:
+        raise InvalidTraceData(f"unknown table {table!r}")
+    return sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
+
+
+# -- checks of values -------------------------------------------------------------------
 
 
 def parse_uuid(value: Any) -> str | None:
@@ -102,8 +281,8 @@ def require_text(name: str, value: Any, *, optional: bool = False) -> str | None
         raise InvalidTraceData(f"{name} must be a non-empty string, got {value!r}")
     if "\x00" in value:
         raise InvalidTraceData(f"{name} must not contain NUL characters")
-    if len(value) > 1000:
-        raise InvalidTraceData(f"{name} is longer than 1,000 characters")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidTraceData(f"{name} is longer than {MAX_TEXT_CHARS:,} characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -133,22 +312,23 @@ def metadata_param(metadata: Any) -> Jsonb:
     return Jsonb(to_jsonable(metadata))
 
 
+# -- rows to data classes ---------------------------------------------------------------
+
+
 def summary_from_row(row: dict[str, Any]) -> TraceSummary:
     fields = {k: v for k, v in row.items() if k != "trace_data"}
     fields["nodes"] = list(fields.get("nodes") or [])
-    fields["tags"] = list(fields.get("tags") or [])
     return TraceSummary(**fields)
 
 
 def trace_from_row(row: dict[str, Any]) -> Trace:
     fields = dict(row)
     fields["nodes"] = list(fields.get("nodes") or [])
-    fields["tags"] = list(fields.get("tags") or [])
     fields["trace_data"] = list(fields.get("trace_data") or [])
     return Trace(**fields)
 
 
-# -- keyset cursors --------------------------------------------------------------------
+# -- keyset cursors ---------------------------------------------------------------------
 
 
 def encode_cursor(updated_at: datetime, trace_id: str) -> str:
@@ -161,7 +341,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, trace_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
         when = datetime.fromisoformat(stamp)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise InvalidTraceData(f"cursor {cursor!r} is not one this store issued") from exc
     tid = parse_uuid(trace_id)
     if tid is None or when.tzinfo is None:
@@ -171,41 +351,47 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 # -- filters ----------------------------------------------------------------------------
 
-TEXT_MATCH = (
-    "jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
-    " @@ websearch_to_tsquery('simple'::regconfig, %s)"
-)
 
-# Text search and containment go through automation_trace_search (sql/003): per block of 32
+class Params(dict[str, Any]):
+    """The named parameters of one statement being composed."""
+
+    def add(self, name: str, value: Any) -> sql.Placeholder:
+        """Keep ``value`` under a fresh name made from ``name``; return its placeholder."""
+        key = f"{name}_{len(self)}"
+        self[key] = value
+        return sql.Placeholder(key)
+
+
+# Text search and containment go through automation_trace_search (sql/003): per block of
 # entries of a trace, the distinct words of its strings and "=<hash>" lexemes of its
-# (key, string/boolean value) pairs. A match there only makes a trace a candidate; each
-# candidate is confirmed against its entries, so the meaning stays "an entry matches".
-# The confirmation is a scalar subquery so that it stays a per-row check of the candidates,
+# (key, scalar value) pairs. A match there only makes a trace a candidate; each candidate
+# is confirmed against its entries, so the meaning stays "an entry matches". The
+# confirmation is a scalar subquery so that it stays a per-row check of the candidates,
 # never a join over every entry. Blocks that could not be indexed whole (complete = false)
 # are candidates for every query.
 # The words have no positions, against which a phrase never matches: the candidate query
 # turns phrases ("a b", or a_b, which parses as one) into "a & b".
-TRACE_WORDS = (
+_TRACE_WORDS = (
     "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ regexp_replace("
-    "websearch_to_tsquery('simple'::regconfig, %s)::text, '<[0-9]*-?>', '&', 'g')::tsquery"
+    "websearch_to_tsquery('simple'::regconfig, {query})::text, '<[0-9]*-?>', '&', 'g')::tsquery"
     " OR NOT s.complete)"
 )
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
 # parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
-TRACE_WORDS_LITERAL = (
+_TRACE_WORDS_LITERAL = (
     "t.id IN (SELECT s.trace_id FROM automation_trace_search s"
-    " WHERE s.words @@ %s::tsquery OR NOT s.complete)"
+    " WHERE s.words @@ {query}::tsquery OR NOT s.complete)"
 )
-TEXT_CONFIRMS = (
+# "(...) IS TRUE" keeps any index on the entries out of a confirmation: it must read the
+# few entries of one trace through the primary key, never every matching entry of the table.
+_TEXT_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND ("
-    + TEXT_MATCH
-    + ") IS TRUE LIMIT 1)"
+    "jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
+    " @@ websearch_to_tsquery('simple'::regconfig, {query})) IS TRUE LIMIT 1)"
 )
-# "(...) IS TRUE" keeps the entries' GIN index out of a confirmation: it must read the few
-# entries of one trace through the primary key, never every matching entry of the table.
-CONTAINS_CONFIRMS = (
+_CONTAINS_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
-    " AND (e.data @> %s) IS TRUE LIMIT 1)"
+    " AND (e.data @> {value}) IS TRUE LIMIT 1)"
 )
 _ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
@@ -279,158 +465,161 @@ def _like_prefix(text: str) -> str:
     return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def filter_clause(flt: TraceFilter | None) -> tuple[sql.Composable, list[Any]]:
-    """WHERE conditions (without the keyword) and their parameters for ``flt``.
-
-    Raises:
-        InvalidTraceData: a field has a value of the wrong type.
-    """
-    conds, params, confirm, confirm_params = filter_parts(flt)
-    conds = conds + [c.format(tid="t.id") for c in confirm]
-    if not conds:
-        return sql.SQL("TRUE"), params
-    return sql.SQL(" AND ".join(conds)), params + confirm_params
+Confirm = Callable[[sql.Composable], sql.Composable]
+_TRACE_ID = sql.SQL("t.id")
 
 
-def filter_parts(flt: TraceFilter | None) -> tuple[list[str], list[Any], list[str], list[Any]]:
-    """The conditions of ``flt`` in two groups, each with its parameters: those indexes can
-    answer, and confirmations to check per candidate trace (``{tid}`` stands for its id).
+@dataclass
+class FilterSQL:
+    """A TraceFilter as SQL: conditions indexes can answer, and confirmations to check per
+    candidate trace (each a function of the SQL expression of that trace's id), sharing one
+    set of named parameters."""
+
+    params: Params = field(default_factory=Params)
+    conditions: list[sql.Composable] = field(default_factory=list)
+    confirms: list[Confirm] = field(default_factory=list)
+
+    def where(self, *, with_confirms: bool = True) -> sql.Composable:
+        """The WHERE condition (without the keyword); TRUE when there is none."""
+        parts = list(self.conditions)
+        if with_confirms:
+            parts += [confirm(_TRACE_ID) for confirm in self.confirms]
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+
+    @property
+    def empty(self) -> bool:
+        return not self.conditions and not self.confirms
+
+
+def compile_filter(flt: TraceFilter | None) -> FilterSQL:
+    """The SQL of ``flt``.
 
     Raises:
         InvalidTraceData: a field has a value of the wrong type.
     """
     flt = flt or TraceFilter()
-    conds: list[str] = []
-    params: list[Any] = []
-    confirm: list[str] = []
-    confirm_params: list[Any] = []
+    out = FilterSQL()
+    p, cond = out.params, out.conditions
     if flt.user_id:
-        conds.append("t.user_id = %s")
-        params.append(require_text("user_id", flt.user_id))
+        cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", require_text("user_id", flt.user_id))))
     if flt.thread_id:
-        conds.append("t.thread_id = %s")
-        params.append(require_text("thread_id", flt.thread_id))
+        thread = require_text("thread_id", flt.thread_id)
+        cond.append(sql.SQL("t.thread_id = {}").format(p.add("thread_id", thread)))
     if flt.name:
-        conds.append("lower(t.name) LIKE %s")
-        params.append(_like_prefix(require_text("name", flt.name) or ""))
+        prefix = _like_prefix(require_text("name", flt.name) or "")
+        cond.append(sql.SQL("lower(t.name) LIKE {}").format(p.add("name", prefix)))
     if flt.status:
         statuses = [flt.status] if isinstance(flt.status, str) else list(flt.status)
         for status in statuses:
             require_status(status)
-        conds.append("t.status = ANY(%s)")
-        params.append(statuses)
+        cond.append(sql.SQL("t.status = ANY({})").format(p.add("status", statuses)))
     for label, value, op in (("since", flt.since, ">="), ("until", flt.until, "<")):
         if value is not None:
             if not isinstance(value, datetime):
                 raise InvalidTraceData(f"{label} must be a datetime, got {type(value).__name__}")
-            conds.append(f"t.updated_at {op} %s")
-            params.append(value)
+            cond.append(sql.SQL("t.updated_at {} {}").format(sql.SQL(op), p.add(label, value)))
     if flt.node:
-        conds.append("t.nodes @> ARRAY[%s]::text[]")
-        params.append(require_text("node", flt.node))
+        node = require_text("node", flt.node)
+        cond.append(sql.SQL("t.nodes @> ARRAY[{}]::text[]").format(p.add("node", node)))
     if flt.text and flt.text.strip():
         text = require_text("text", flt.text) or ""
         candidates = candidate_terms(text)
         if candidates is not None:
             literal = words_tsquery(candidates)
-            template = TRACE_WORDS if literal is None else TRACE_WORDS_LITERAL
-            conds.append(template)
-            params.append(candidates if literal is None else literal)
-        confirm.append(TEXT_CONFIRMS)
-        confirm_params.append(text)
+            if literal is None:
+                cond.append(sql.SQL(_TRACE_WORDS).format(query=p.add("words", candidates)))
+            else:
+                cond.append(sql.SQL(_TRACE_WORDS_LITERAL).format(query=p.add("words", literal)))
+        query = p.add("text", text)
+        out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
     if flt.contains is not None:
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
         contained = to_jsonable(flt.contains)
         if isinstance(contained, list):
-            conds.append("FALSE")  # entries are JSON objects: none contains an array
+            cond.append(sql.SQL("FALSE"))  # entries are JSON objects: none contains an array
         else:
             literal = contains_tsquery(contained)
             if literal is not None:  # else ({} or only empty values) every trace is a candidate
-                conds.append(TRACE_WORDS_LITERAL)
-                params.append(literal)
-            confirm.append(CONTAINS_CONFIRMS)
-            confirm_params.append(Jsonb(contained))
+                cond.append(sql.SQL(_TRACE_WORDS_LITERAL).format(query=p.add("keys", literal)))
+            value = p.add("contains", Jsonb(contained))
+            out.confirms.append(
+                lambda tid, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(tid=tid, value=value)
+            )
     if flt.trace_ids is not None:
-        ids = [parse_uuid(v) for v in flt.trace_ids]
-        conds.append("t.id = ANY(%s::uuid[])")
-        params.append([i for i in ids if i])
-    return conds, params, confirm, confirm_params
+        ids = [i for i in (parse_uuid(v) for v in flt.trace_ids) if i]
+        cond.append(sql.SQL("t.id = ANY({}::uuid[])").format(p.add("trace_ids", ids)))
+    return out
 
 
 def is_empty_filter(flt: TraceFilter | None) -> bool:
     """True when ``flt`` matches every trace (it has no condition)."""
-    conds, _, confirm, _ = filter_parts(flt)
-    return not conds and not confirm
+    return compile_filter(flt).empty
 
 
-SUMMARY_NAMES = ", ".join(
-    part.strip().split(" AS ")[-1].removeprefix("t.") for part in SUMMARY_COLUMNS.split(",")
-)
+_ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
 
 
-def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple[sql.Composed, list[Any]]:
+def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple[sql.Composed, Params]:
     """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``.
 
-    Confirmations (see :func:`filter_parts`) are applied to the ordered candidates, outside
-    an ``OFFSET 0`` fence, so that only as many candidates are confirmed as the page needs
-    rather than every candidate before the sort. The outer query has no ORDER BY of its own:
-    with one, PostgreSQL would plan the inner query for all its rows instead of the few the
-    LIMIT needs; a filter over a subquery scan keeps the subquery's order.
+    Confirmations are applied to the ordered candidates, outside an ``OFFSET 0`` fence, so
+    that only as many candidates are confirmed as the page needs rather than every candidate
+    before the sort. The outer query has no ORDER BY of its own: with one, PostgreSQL would
+    plan the inner query for all its rows instead of the few the LIMIT needs; a filter over
+    a subquery scan keeps the subquery's order.
     """
-    conds, params, confirm, confirm_params = filter_parts(flt)
+    f = compile_filter(flt)
     if cursor:
         when, tid = decode_cursor(cursor)
-        conds = conds + ["(t.updated_at, t.id) < (%s, %s::uuid)"]
-        params = params + [when, tid]
-    where = " AND ".join(conds) or "TRUE"
-    if not confirm:
-        query = sql.SQL(
-            "SELECT "
-            + SUMMARY_COLUMNS
-            + " FROM automation_traces t WHERE "
-            + where
-            + " ORDER BY t.updated_at DESC, t.id DESC LIMIT %s"
+        f.conditions.append(
+            sql.SQL("(t.updated_at, t.id) < ({}, {}::uuid)").format(
+                f.params.add("after_time", when), f.params.add("after_id", tid)
+            )
         )
-        return query, params + [limit + 1]
-    checks = " AND ".join(c.format(tid="c.uid") for c in confirm)
+    where = f.where(with_confirms=False)
+    limit_ = f.params.add("limit", limit + 1)
+    if not f.confirms:
+        query = sql.SQL("SELECT {columns} FROM automation_traces t WHERE {where} {order} LIMIT {limit}")
+        return query.format(columns=SUMMARY, where=where, order=_ORDER, limit=limit_), f.params
+    checks = sql.SQL(" AND ").join(confirm(sql.SQL("c.uid")) for confirm in f.confirms)
     query = sql.SQL(
-        "SELECT " + SUMMARY_NAMES + " FROM (SELECT " + SUMMARY_COLUMNS + ", t.id AS uid"
-        " FROM automation_traces t WHERE " + where + " ORDER BY t.updated_at DESC, t.id DESC OFFSET 0) c"
-        " WHERE " + checks + " LIMIT %s"
+        "SELECT {names} FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
+        " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit}"
     )
-    return query, params + confirm_params + [limit + 1]
+    return query.format(
+        names=SUMMARY_NAMES, columns=SUMMARY, where=where, order=_ORDER, checks=checks, limit=limit_
+    ), f.params
 
 
-def count_query(flt: TraceFilter | None) -> tuple[sql.Composed, list[Any]]:
-    where, params = filter_clause(flt)
-    return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {where}").format(where=where), params
+def count_query(flt: TraceFilter | None) -> tuple[sql.Composed, Params]:
+    f = compile_filter(flt)
+    return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
 
 
-def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Composed, list[Any]]:
-    """Delete up to ``batch`` matching traces (entries go by cascade); returns their ids."""
-    where, params = filter_clause(flt)
+def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Composed, Params]:
+    """Delete up to ``batch`` matching traces (entries go by cascade)."""
+    f = compile_filter(flt)
     # ARRAY(...) is computed once, then each id is found through the primary key; with
     # IN (...) the planner may hash the batch and scan the whole table for every batch.
     query = sql.SQL(
         "DELETE FROM automation_traces WHERE id = ANY(ARRAY("
-        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT %s))"
-        " RETURNING id"
-    ).format(where=where)
-    return query, params + [batch]
+        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}))"
+    )
+    return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
 
 
-def count_estimate_query(flt: TraceFilter | None) -> tuple[sql.Composed, list[Any]]:
+def count_estimate_query(flt: TraceFilter | None) -> tuple[sql.Composed, Params]:
     """EXPLAIN of the matching rows: the planner's estimate of a count, in about a millisecond.
 
     For a dashboard's "about N" when the exact count would take too long; read the figure
     with :func:`estimate_from_plan`.
     """
-    conds, params, _, _ = filter_parts(flt)
+    f = compile_filter(flt)
     # Only the index conditions: the planner cannot judge how many candidates a confirmation
     # keeps, while the candidates' count is what its statistics describe.
-    where = " AND ".join(conds) or "TRUE"
-    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE " + where), params
+    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {}")
+    return query.format(f.where(with_confirms=False)), f.params
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
@@ -439,10 +628,6 @@ def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
         return 0
     plan = row["QUERY PLAN"] if isinstance(row, dict) else row[0]
     return int(plan[0]["Plan"]["Plan Rows"])
-
-
-# Run inside a transaction before count_query to bound it; QueryCanceled means "too slow".
-COUNT_TIME_LIMIT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def page_from_rows(rows: list[dict[str, Any]], limit: int) -> TracePage:

@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from .summaries import derive_entry, error_entry, interrupt_entry
@@ -313,11 +312,6 @@ class _Run:
 
 def _fingerprint(entry: Mapping[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, default=repr)
-
-
-def utc_iso(ts: float) -> str:
-    """An epoch time as ISO 8601 in UTC."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 __all__: Sequence[str] = ("FlushReport", "TraceRecorder")

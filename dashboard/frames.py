@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .models import TraceSummary
+from tracedb.models import TraceSummary
 
 ENTRY_COLUMNS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms")
 INPUT_KEYS = ("input", "inputs", "args", "arguments", "tool_input", "messages", "request")
@@ -59,7 +59,7 @@ def traces_frame(items: Sequence[TraceSummary]) -> pd.DataFrame:
 
 
 def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """Entry columns (as returned by ``analytics.entry_columns``) as a typed frame."""
+    """Entry columns (as returned by ``AutomationTraceDB.entry_columns``) as a typed frame."""
     data = {name: list(columns.get(name, [])) for name in ENTRY_COLUMNS}
     frame = pd.DataFrame(data, columns=list(ENTRY_COLUMNS))
     for name in ("started_at", "ended_at"):

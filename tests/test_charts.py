@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from pages import charts
-from tracedb import frames
+from dashboard import frames
+from dashboard import charts
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from tracedb import frames
+from dashboard import frames
 
 # Above this many steps the timeline is drawn with WebGL line segments instead of SVG bars.
 WEBGL_ABOVE = 2000

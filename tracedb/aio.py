@@ -1,0 +1,155 @@
+"""The asynchronous trace store: ``AsyncAutomationTraceDB``, the same operations as the
+synchronous store (:mod:`tracedb.core`), run on an async pool.
+
+Code written for the seed's asynchronous ``AutomationTraceDB`` imports it from here under
+that name: ``from tracedb.aio import AutomationTraceDB``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import queries as q
+from .core import Op, Statement, StoreOperations, translate
+from .errors import DatabaseUnavailable
+from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
+from .migrations import migrate
+from .server import resolve_url
+from .store import RECONNECT_TIMEOUT
+
+
+async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
+    """Run one statement on an async connection and fetch what it asks for."""
+    cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()
+    if st.timeout_ms is not None:
+        async with conn.transaction():
+            await cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
+            await cur.execute(st.query, st.params, prepare=st.prepare)
+            return await fetch(cur, st)
+    await cur.execute(st.query, st.params, prepare=st.prepare)
+    return await fetch(cur, st)
+
+
+async def fetch(cur: psycopg.AsyncCursor[Any], st: Statement) -> Any:
+    if st.fetch == "one":
+        return await cur.fetchone()
+    if st.fetch == "all":
+        return await cur.fetchall()
+    if st.fetch == "rowcount":
+        return cur.rowcount
+    return None
+
+
+class AsyncAutomationTraceDB(StoreOperations):
+    """Async twin of :class:`tracedb.AutomationTraceDB`: every method is a coroutine.
+
+    Create it with ``await AsyncAutomationTraceDB.open(url)`` or
+    ``async with AsyncAutomationTraceDB(url) as db``. Arguments as for the sync store.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        apply_migrations: bool = True,
+        max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        timeout: float = 10.0,
+    ) -> None:
+        self._url = url
+        self._sizes = (min_size, max_size)
+        self._apply_migrations = apply_migrations
+        self._init_common(max_entry_bytes, max_depth, timeout)
+        self.pool: AsyncConnectionPool | None = None
+
+    @classmethod
+    async def open(cls, url: str | None = None, **kwargs: Any) -> AsyncAutomationTraceDB:
+        """Create, connect and migrate a store."""
+        db = cls(url, **kwargs)
+        await db.connect()
+        return db
+
+    async def connect(self) -> None:
+        """Open the pool (starting the embedded server if needed) and apply migrations."""
+        self.server = await asyncio.to_thread(resolve_url, self._url)
+        self.pool = AsyncConnectionPool(
+            self.server.url,
+            min_size=self._sizes[0],
+            max_size=self._sizes[1],
+            kwargs={"row_factory": dict_row, "autocommit": True},
+            timeout=self.timeout,
+            open=False,
+            name="tracedb-async",
+            reconnect_timeout=RECONNECT_TIMEOUT,
+        )
+        try:
+            await self.pool.open(wait=True, timeout=self.timeout)
+        except PoolTimeout as exc:
+            await self.pool.close()
+            raise DatabaseUnavailable(
+                f"cannot connect to {self.server.label} within {self.timeout:g} s"
+            ) from exc
+        if self._apply_migrations:
+            # Migrations are rare and short: run them on a plain sync connection.
+            def _migrate() -> None:
+                with psycopg.connect(
+                    self.server.url, autocommit=True, connect_timeout=int(self.timeout)
+                ) as conn:
+                    migrate(conn)
+
+            try:
+                await asyncio.to_thread(_migrate)
+            except BaseException as exc:
+                await self.pool.close()
+                if isinstance(exc, psycopg.Error):
+                    raise translate(exc) from exc
+                raise
+
+    async def _run(self, op: Op[Any], transaction: bool) -> Any:
+        """Drive an operation as :meth:`AutomationTraceDB._run` does, awaiting each statement."""
+        if self.pool is None:
+            op.close()
+            raise DatabaseUnavailable("the store is not open: await db.connect() first")
+        try:
+            async with AsyncExitStack() as stack:
+                conn: psycopg.AsyncConnection[Any] | None = None
+                result: Any = None
+                error: BaseException | None = None
+                while True:
+                    try:
+                        st = op.send(result) if error is None else op.throw(error)
+                    except StopIteration as stop:
+                        return stop.value
+                    result = error = None
+                    try:
+                        if conn is None:
+                            conn = await stack.enter_async_context(self.pool.connection())
+                            if transaction:
+                                await stack.enter_async_context(conn.transaction())
+                        result = await execute(conn, st)
+                    except (psycopg.Error, PoolTimeout) as exc:
+                        error = translate(exc)
+                        error.__cause__ = exc
+        except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
+            raise translate(exc) from exc
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def __aenter__(self) -> AsyncAutomationTraceDB:
+        if self.pool is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
