@@ -1,4 +1,4 @@
-"""pages/charts.py: the timeline switches to WebGL for big traces and escapes trace text."""
+"""dashboard/charts.py: the timeline switches to WebGL for big traces and escapes trace text."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from dashboard import frames
-from dashboard import charts
+from dashboard import charts, frames
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
