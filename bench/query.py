@@ -102,7 +102,9 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def explain(conn: psycopg.Connection[Any], query: sql.Composable, params: Mapping[str, Any]) -> tuple[str, bool]:
+def explain(
+    conn: psycopg.Connection[Any], query: sql.Composable, params: Mapping[str, Any]
+) -> tuple[str, bool]:
     """A one-line summary of the plan (top node, indexes used) and whether a big table is
     read by a sequential scan."""
     row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
@@ -242,8 +244,10 @@ class Bench:
         ids, threads = self.data.sample_ids, self.data.sample_threads
         by_id = Result("load by id", "load")
         by_thread = Result("load by thread", "load")
-        by_id.plan, by_id.seq_scan = explain(self.conn, q.LOAD_BY_ID, {"id": ids[0]})
-        by_thread.plan, by_thread.seq_scan = explain(self.conn, q.LOAD_BY_THREAD, {"thread_id": threads[0]})
+        by_id.plan, by_id.seq_scan = explain(self.conn, q.LOAD_BY_ID, {"id": ids[0], "scope": None})
+        by_thread.plan, by_thread.seq_scan = explain(
+            self.conn, q.LOAD_BY_THREAD, {"thread_id": threads[0], "scope": None}
+        )
         picks = [
             (ids[self.rng.randrange(len(ids))], threads[self.rng.randrange(len(threads))])
             for _ in range(self.repeat)

@@ -7,6 +7,7 @@ that a test written against the sync API exercises the async class unchanged.
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from typing import Any
 
@@ -30,6 +31,8 @@ class BlockingAsyncStore:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "store" or name.startswith("__"):
+            raise AttributeError(name)
         attr = getattr(self.store, name)
         if not callable(attr):
             return attr
@@ -39,6 +42,11 @@ class BlockingAsyncStore:
             return self._wait(result) if asyncio.iscoroutine(result) else result
 
         return call
+
+    def as_user(self, user_id: str | None) -> BlockingAsyncStore:
+        view = copy.copy(self)
+        view.store = self.store.as_user(user_id)
+        return view
 
     def _stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)

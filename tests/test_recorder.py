@@ -341,3 +341,34 @@ def test_create_agent_graph_is_recorded_with_derived_entries(db):
     assert tool["kind"] == "tool" and tool["output"]["messages"][0]["content"] == "391"
     assert "391" in final["output"]["messages"][0]["content"]
     assert trace.status == "completed" and trace.provider_id == "offline"
+
+
+def test_each_run_of_a_thread_is_a_turn(db, ids) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = _turn_graph(InMemorySaver())
+    rec = TraceRecorder(db, "ana")
+    config = {"configurable": {"thread_id": ids("turns")}}
+    for _ in range(2):
+        list(rec.stream(graph, {"automation_trace": []}, config))
+    rows = db.get_entries(rec.trace_id)
+    assert [r["turn"] for r in rows] == [1, 2]
+    assert db.get_summary(rec.trace_id).turns == 2
+
+
+def _turn_graph(checkpointer):
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict):
+        automation_trace: Annotated[list, operator.add]
+
+    def step(state: State) -> dict:
+        return {"automation_trace": [{"node": "step", "n": len(state["automation_trace"])}]}
+
+    builder = StateGraph(State)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_edge("step", END)
+    return builder.compile(checkpointer=checkpointer)

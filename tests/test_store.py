@@ -668,3 +668,94 @@ def test_sizes_are_the_same_in_sql_and_python(db_url) -> None:
         ).fetchone()
     assert size == limits.SEARCH_BLOCK_SIZE
     assert entry_bytes == limits.SEARCH_ENTRY_BYTES
+
+
+def test_turns_number_the_entries_of_each_run(db, entries, ids) -> None:
+    thread = ids("th")
+    first = db.append_entries(entries(2), thread_id=thread, user_id="ana", status="running", new_turn=True)
+    assert first.turn == 1
+    db.append_entries(entries(1, start=2), trace_id=first.trace_id, status="completed")
+    second = db.append_entries(entries(2, start=3), trace_id=first.trace_id, new_turn=True)
+    assert second.turn == 2
+    assert [r["turn"] for r in db.get_entries(first.trace_id)] == [1, 1, 1, 2, 2]
+    assert db.entry_columns(first.trace_id)["turn"] == [1, 1, 1, 2, 2]
+    assert db.get_summary(first.trace_id).turns == 2
+    # a writer that never starts a turn leaves it empty
+    plain = db.upsert_trace_by_thread("ana", None, ids("th"), entries(2))
+    assert [r["turn"] for r in db.get_entries(plain)] == [None, None]
+    assert db.get_summary(plain).turns == 0
+
+
+def test_work_adds_up_steps_and_span_includes_pauses(db, ids) -> None:
+    tid = db.save_trace(
+        "ana",
+        None,
+        ids("th"),
+        [
+            {
+                "node": "a",
+                "started_at": "2026-01-01T00:00:00+00:00",
+                "ended_at": "2026-01-01T00:00:00.010+00:00",
+            },
+            {
+                "node": "b",
+                "started_at": "2026-01-01T00:02:00+00:00",
+                "ended_at": "2026-01-01T00:02:00.005+00:00",
+            },
+        ],
+    )
+    s = db.get_summary(tid)
+    assert s.work_ms == pytest.approx(15.0)
+    assert s.duration_ms == pytest.approx(120_005.0)
+    assert s.to_dict()["work_ms"] == pytest.approx(15.0)
+
+
+# -- one user's view ---------------------------------------------------------------------
+
+
+def test_a_user_view_sees_and_changes_only_that_users_traces(db, entries, ids) -> None:
+    from tracedb import AccessDenied
+
+    ana_id, ben_id = ids("ana"), ids("ben")
+    ana, ben = db.as_user(ana_id), db.as_user(ben_id)
+    assert ana.user_scope == ana_id and db.user_scope is None
+    thread = ids("shared-thread")
+    mine = ana.upsert_trace_by_thread(None, None, thread, entries(2))
+    theirs = ben.upsert_trace_by_thread(ben_id, None, thread, entries(3))
+    assert mine != theirs  # one thread id, one trace per user
+    assert db.get_summary(mine).user_id == ana_id and db.get_summary(theirs).user_id == ben_id
+
+    assert ana.load_trace_by_id(theirs) is None and ana.get_summary(theirs) is None
+    assert ana.load_trace_by_thread(thread).id == mine and ben.load_trace_by_thread(thread).id == theirs
+    assert ana.get_entries(theirs) == [] and ana.entry_columns(theirs)["seq"] == []
+    assert ana.entries_by_seq(theirs, [0]) == [] and ana.get_entry(theirs, 0) is None
+    assert ana.get_user_traces(ben_id) == []
+    assert [s.id for s in ana.list_traces().items] == [mine]
+    assert ana.count_traces() == 1 and ana.count_traces(TraceFilter(user_id=ben_id)) == 0
+    assert ana.count_traces_bounded() == (1, True)
+    assert ana.filter_choices()["users"] == [ana_id]
+
+    assert not ana.rename_trace(theirs, "x") and not ana.set_status(theirs, "failed")
+    assert not ana.update_metadata(theirs, {"x": 1}) and not ana.update_trace(theirs, name="x")
+    assert not ana.delete_trace(theirs)
+    with pytest.raises(TraceNotFound):
+        ana.append_entries(entries(1), trace_id=theirs)
+    with pytest.raises(AccessDenied):
+        ana.save_trace(ben_id, None, ids("t"), entries(1))
+    with pytest.raises(AccessDenied):
+        ana.append_entries(entries(1), thread_id=thread, user_id=ben_id)
+    with pytest.raises(AccessDenied):
+        ana.server_status()
+    with pytest.raises(AccessDenied):
+        ana.overview(datetime.now(UTC) - timedelta(days=1), datetime.now(UTC), user_id=ben_id)
+    assert (
+        ana.set_trace_times([(theirs, datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, tzinfo=UTC))])
+        == 0
+    )
+    assert ana.delete_traces(TraceFilter(), allow_all=True) == 1
+
+    # nothing of ben's changed
+    after = db.get_summary(theirs)
+    assert after.entry_count == 3 and after.status == "completed" and after.name is None
+    assert after.created_at.year > 2020
+    assert db.get_summary(mine) is None

@@ -18,7 +18,7 @@ class FlakySink:
         self.bad = bad
         self.batches: list[tuple[list[Any], str | None]] = []
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None) -> None:
+    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None:
         if self.failures:
             self.failures -= 1
             raise DatabaseUnavailable("down")

@@ -6,6 +6,7 @@ streamlit).
 
 from .aio import AsyncAutomationTraceDB
 from .errors import (
+    AccessDenied,
     DatabaseUnavailable,
     EntryTooLarge,
     InvalidTraceData,
@@ -27,6 +28,7 @@ from .recorder import FlushReport, TraceRecorder
 from .store import AutomationTraceDB
 
 __all__ = [
+    "AccessDenied",
     "STATUSES",
     "AppendResult",
     "AsyncAutomationTraceDB",

@@ -15,6 +15,7 @@ an estimate on a timeout, ``ping`` answers False when the server is gone).
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 import uuid
@@ -22,14 +23,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import PoolTimeout
 
 from . import queries as q
-from .errors import DatabaseUnavailable, InvalidTraceData, QueryTimeout, TraceDBError, TraceNotFound
+from .errors import (
+    AccessDenied,
+    DatabaseUnavailable,
+    InvalidTraceData,
+    QueryTimeout,
+    TraceDBError,
+    TraceNotFound,
+)
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, check_trace_data, prepare_entries
 from .limits import DASHBOARD_TIMEOUT_MS, MAX_CHOICES, MAX_ENTRY_ROWS
 from .models import AppendResult, Overview, ServerStatus, Trace, TraceFilter, TracePage, TraceSummary
@@ -163,6 +171,8 @@ def _append_params(**params: Any) -> dict[str, Any]:
     base = dict.fromkeys(
         ("trace_id", "user_id", "provider_id", "thread_id", "name", "offset", "status", "new_id")
     )
+    base["new_turn"] = False
+    base["scope"] = None
     return {**base, **params}
 
 
@@ -175,6 +185,7 @@ class StoreOperations:
     ``server``, and the connection handling."""
 
     server: ServerInfo
+    _scope: str | None = None
     max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     timeout: float = 10.0
@@ -184,6 +195,34 @@ class StoreOperations:
         self.max_depth = max_depth
         self.timeout = timeout
         self._offsets = ThreadOffsets()
+        self._scope: str | None = None
+
+    @property
+    def user_scope(self) -> str | None:
+        """The only user whose traces this store sees, or None for every user's."""
+        return self._scope
+
+    def as_user(self, user_id: str | None) -> Self:
+        """This store seen by one user: every read, change and delete touches only that
+        user's traces (another user's trace is as absent as one that does not exist), and
+        every write is made as that user. ``None`` sees every user's traces (an admin).
+
+        The view shares this store's connections; closing either closes both.
+
+        Raises:
+            InvalidTraceData: ``user_id`` is not a valid user id.
+        """
+        view = copy.copy(self)
+        view._scope = q.require_text("user_id", user_id, optional=True)
+        return view
+
+    def _writer_id(self, user_id: Any) -> str:
+        """The user a write is made as: the scope's user; a different user_id is refused."""
+        if self._scope is not None:
+            if user_id is not None and user_id != self._scope:
+                raise AccessDenied(f"user_id {user_id!r} is not the signed-in user {self._scope!r}")
+            return self._scope
+        return q.require_text("user_id", user_id) or ""
 
     def _run(self, op: Op[Any], transaction: bool) -> Any:  # pragma: no cover - per shell
         raise NotImplementedError
@@ -209,7 +248,7 @@ class StoreOperations:
         Raises:
             InvalidTraceData: an argument or an entry cannot be stored (nothing is written).
         """
-        q.require_text("user_id", user_id)
+        user_id = self._writer_id(user_id)
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
         q.require_text("name", name, optional=True)
@@ -226,7 +265,7 @@ class StoreOperations:
         }
         yield Statement(q.INSERT_TRACE, insert, fetch="none")
         row = yield _one(q.APPEND, _append_params(trace_id=trace_id, entries=entries))
-        self._offsets.put(thread_id, row["entry_count"])
+        self._offsets.put((user_id, thread_id), row["entry_count"])
         return trace_id
 
     @operation
@@ -235,7 +274,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return None
-        row = yield _one(q.LOAD_BY_ID, {"id": tid})
+        row = yield _one(q.LOAD_BY_ID, {"id": tid, "scope": self._scope})
         return q.trace_from_row(row) if row else None
 
     @operation
@@ -243,7 +282,7 @@ class StoreOperations:
         """The thread's most recently created trace, entries included, or None."""
         if not _valid_thread(thread_id):
             return None
-        row = yield _one(q.LOAD_BY_THREAD, {"thread_id": thread_id})
+        row = yield _one(q.LOAD_BY_THREAD, {"thread_id": thread_id, "scope": self._scope})
         return q.trace_from_row(row) if row else None
 
     @operation
@@ -251,7 +290,8 @@ class StoreOperations:
         """A user's traces, most recently updated first, without entries."""
         q.require_text("user_id", user_id)
         limit, offset = q.require_limit(limit, offset)
-        rows = yield _all(q.USER_TRACES, {"user_id": user_id, "limit": limit, "offset": offset})
+        params = {"user_id": user_id, "limit": limit, "offset": offset, "scope": self._scope}
+        rows = yield _all(q.USER_TRACES, params)
         return [q.summary_from_row(r) for r in rows]
 
     @operation(transaction=True)
@@ -268,10 +308,10 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        if (yield _one(q.LOCK_TRACE, {"id": tid})) is None:
+        if (yield _one(q.LOCK_TRACE, {"id": tid, "scope": self._scope})) is None:
             return False
         if name is not None:
-            yield _count(q.RENAME, {"name": name, "id": tid})
+            yield _count(q.RENAME, {"name": name, "id": tid, "scope": self._scope})
         if entries is not None:
             yield _count(q.DELETE_ENTRIES, {"id": tid})
             yield _count(q.RESET_ENTRIES, {"id": tid})
@@ -285,7 +325,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        deleted = yield _count(q.DELETE_ONE, {"id": tid})
+        deleted = yield _count(q.DELETE_ONE, {"id": tid, "scope": self._scope})
         self._offsets.forget()
         return deleted > 0
 
@@ -308,7 +348,7 @@ class StoreOperations:
         Raises:
             InvalidTraceData: an argument or a new entry cannot be stored (nothing is changed).
         """
-        q.require_text("user_id", user_id)
+        user_id = self._writer_id(user_id)
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
         q.require_text("name", name, optional=True)
@@ -317,7 +357,7 @@ class StoreOperations:
         # Entries already stored are not looked at again (that would make each call O(n));
         # the new ones are checked one by one when they are prepared.
         base = {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id, "name": name}
-        known = self._offsets.get(thread_id)
+        known = self._offsets.get((user_id, thread_id))
         if known is None:
             offset = 0 if len(trace_data) <= PROBE_AFTER else len(trace_data)
         else:
@@ -328,7 +368,7 @@ class StoreOperations:
             offset = row["entry_count"]
             entries = self._prepare(trace_data[offset:], offset)
             row = yield _one(q.APPEND, _append_params(entries=entries, offset=offset, **base))
-        self._offsets.put(thread_id, row["entry_count"])
+        self._offsets.put((user_id, thread_id), row["entry_count"])
         return row["trace_id"]
 
     # -- what the rest of the product needs -----------------------------------------------
@@ -354,12 +394,15 @@ class StoreOperations:
         name: str | None = None,
         status: str | None = None,
         new_trace_id: str | None = None,
+        new_turn: bool = False,
     ) -> Op[AppendResult]:
         """Append entries to a trace in one round trip; costs O(len(entries)).
 
         Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the thread's most
         recent trace (created, with ``new_trace_id`` if given, when the thread has none).
-        ``status`` and ``name``, when given, are set in the same statement.
+        ``status`` and ``name``, when given, are set in the same statement. ``new_turn``
+        starts the next turn of the conversation: these entries and every later one carry
+        its number (``turn``) until the next turn starts.
 
         Raises:
             InvalidTraceData: bad arguments or entries (nothing is written).
@@ -369,7 +412,13 @@ class StoreOperations:
         if status is not None:
             q.require_status(status)
         q.require_text("name", name, optional=True)
-        params = _append_params(entries=self._prepare(entries), status=status, name=name)
+        params = _append_params(
+            entries=self._prepare(entries),
+            status=status,
+            name=name,
+            new_turn=bool(new_turn),
+            scope=self._scope,
+        )
         if trace_id is not None:
             tid = q.parse_uuid(trace_id)
             if tid is None:
@@ -377,13 +426,13 @@ class StoreOperations:
             params["trace_id"] = tid
         else:
             params["thread_id"] = q.require_text("thread_id", thread_id)
-            params["user_id"] = q.require_text("user_id", user_id)
+            params["user_id"] = self._writer_id(user_id)
             params["provider_id"] = q.require_text("provider_id", provider_id, optional=True)
             if new_trace_id is not None:
                 params["new_id"] = q.parse_uuid(new_trace_id)
         row = yield _one(q.APPEND, params)
         return AppendResult(
-            row["trace_id"], row["first_seq"], row["entry_count"], row["written"], row["created"]
+            row["trace_id"], row["first_seq"], row["entry_count"], row["written"], row["created"], row["turn"]
         )
 
     @operation
@@ -392,7 +441,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return None
-        row = yield _one(q.SUMMARY_BY_ID, {"id": tid})
+        row = yield _one(q.SUMMARY_BY_ID, {"id": tid, "scope": self._scope})
         return q.summary_from_row(row) if row else None
 
     @operation
@@ -400,11 +449,14 @@ class StoreOperations:
         self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000
     ) -> Op[list[dict[str, Any]]]:
         """Entries with their columns (seq, node, kind, name, status, started_at, ended_at,
-        duration_ms, data), in seq order, after ``after_seq``."""
+        duration_ms, turn, data), in seq order, after ``after_seq``."""
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return []
-        rows = yield _all(q.ENTRIES, {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit)})
+        rows = yield _all(
+            q.ENTRIES,
+            {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit), "scope": self._scope},
+        )
         return rows
 
     @operation
@@ -412,13 +464,13 @@ class StoreOperations:
         self, trace_id: str, *, after_seq: int = -1, limit: int = MAX_ENTRY_ROWS
     ) -> Op[dict[str, list[Any]]]:
         """A trace's entries as columns (seq, node, kind, name, status, started_at, ended_at,
-        duration_ms), in seq order, after ``after_seq``, without their JSON data: what a
+        duration_ms, turn), in seq order, after ``after_seq``, without their JSON data: what a
         timeline or a table of steps needs, read in one go. Empty lists for an unknown id."""
         empty: dict[str, list[Any]] = {name: [] for name in q.ENTRY_FIELDS}
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return empty
-        params = {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit)}
+        params = {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit), "scope": self._scope}
         rows = yield _all(q.ENTRY_COLUMNS, params, rows="tuple", timeout_ms=DASHBOARD_TIMEOUT_MS)
         if not rows:
             return empty
@@ -436,7 +488,7 @@ class StoreOperations:
             clean = [int(s) for s in seqs]
         except (TypeError, ValueError) as exc:
             raise InvalidTraceData(f"seqs must be integers: {exc}") from exc
-        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": clean})
+        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": clean, "scope": self._scope})
         return rows
 
     @operation
@@ -445,15 +497,20 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None or isinstance(seq, bool) or not isinstance(seq, int):
             return None
-        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": [seq]})
+        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": [seq], "scope": self._scope})
         return rows[0] if rows else None
 
     @operation
     def filter_choices(self, limit: int = MAX_CHOICES) -> Op[dict[str, list[str]]]:
         """Users and node names to offer in filter widgets (bounded, fast on large tables)."""
-        users = yield _all(q.DISTINCT_USERS, {"limit": limit}, timeout_ms=DASHBOARD_TIMEOUT_MS)
-        nodes = yield _all(q.RECENT_NODES, {"limit": limit}, timeout_ms=DASHBOARD_TIMEOUT_MS)
-        return {"users": [r["user_id"] for r in users], "nodes": [r["node"] for r in nodes]}
+        params = {"limit": limit, "scope": self._scope}
+        nodes = yield _all(q.RECENT_NODES, params, timeout_ms=DASHBOARD_TIMEOUT_MS)
+        if self._scope is not None:
+            users = [self._scope]
+        else:
+            rows = yield _all(q.DISTINCT_USERS, params, timeout_ms=DASHBOARD_TIMEOUT_MS)
+            users = [r["user_id"] for r in rows]
+        return {"users": users, "nodes": [r["node"] for r in nodes]}
 
     @operation
     def overview(
@@ -471,6 +528,10 @@ class StoreOperations:
         if since >= until:
             raise InvalidTraceData("since must be before until")
         q.require_text("user_id", user_id, optional=True)
+        if self._scope is not None:
+            if user_id not in (None, "", self._scope):
+                raise AccessDenied(f"user_id {user_id!r} is not the signed-in user {self._scope!r}")
+            user_id = self._scope
         params = {"since": since, "until": until, "user_id": user_id or None, "top": int(top_users)}
         limit = DASHBOARD_TIMEOUT_MS
         totals = dict((yield _one(q.OVERVIEW_TOTALS, params, timeout_ms=limit)) or {})
@@ -490,7 +551,7 @@ class StoreOperations:
         deep page as fast as the first.
         """
         limit, _ = q.require_limit(limit)
-        query, params = q.list_query(filter, limit, cursor)
+        query, params = q.list_query(filter, limit, cursor, scope=self._scope)
         # Never prepared: a prepared statement soon gets a generic plan that cannot see the
         # filter's values, and the best plan here depends on them (how rare a word is).
         rows = yield _all(query, params, prepare=False)
@@ -499,7 +560,7 @@ class StoreOperations:
     @operation
     def count_traces(self, filter: TraceFilter | None = None) -> Op[int]:
         """How many traces match."""
-        query, params = q.count_query(filter)
+        query, params = q.count_query(filter, scope=self._scope)
         row = yield _one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
@@ -509,13 +570,13 @@ class StoreOperations:
     ) -> Op[tuple[int, bool]]:
         """``(n, True)`` when the exact count takes at most ``budget_ms``, else the planner's
         estimate as ``(n, False)``: for a page that must answer at once on any table size."""
-        query, params = q.count_query(filter)
+        query, params = q.count_query(filter, scope=self._scope)
         try:
             row = yield _one(query, params, prepare=False, timeout_ms=int(budget_ms))
             return (int(row["n"]) if row else 0), True
         except QueryTimeout:
             pass
-        equery, eparams = q.count_estimate_query(filter)
+        equery, eparams = q.count_estimate_query(filter, scope=self._scope)
         plan = yield _one(equery, eparams, prepare=False)
         return q.estimate_from_plan(plan), False
 
@@ -538,7 +599,7 @@ class StoreOperations:
             raise InvalidTraceData("refusing to delete every trace: pass allow_all=True")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidTraceData("batch_size must be a positive integer")
-        query, params = q.delete_batch_query(filter, batch_size)
+        query, params = q.delete_batch_query(filter, batch_size, scope=self._scope)
         total = 0
         try:
             while True:
@@ -559,7 +620,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.SET_STATUS, {"status": status, "id": tid})) > 0
+        return (yield _count(q.SET_STATUS, {"status": status, "id": tid, "scope": self._scope})) > 0
 
     @operation
     def rename_trace(self, trace_id: str, name: str) -> Op[bool]:
@@ -568,7 +629,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.RENAME, {"name": name, "id": tid})) > 0
+        return (yield _count(q.RENAME, {"name": name, "id": tid, "scope": self._scope})) > 0
 
     @operation
     def update_metadata(self, trace_id: str, metadata: dict[str, Any]) -> Op[bool]:
@@ -577,7 +638,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.MERGE_METADATA, {"metadata": param, "id": tid})) > 0
+        return (yield _count(q.MERGE_METADATA, {"metadata": param, "id": tid, "scope": self._scope})) > 0
 
     @operation(transaction=True)
     def set_trace_times(self, times: list[tuple[str, datetime, datetime]]) -> Op[int]:
@@ -600,11 +661,18 @@ class StoreOperations:
             created.append(item[1])
             updated.append(item[2])
         yield _one(q.KEEP_TIMES)
-        return (yield _count(q.SET_TIMES, {"ids": ids, "created": created, "updated": updated}))
+        params = {"ids": ids, "created": created, "updated": updated, "scope": self._scope}
+        return (yield _count(q.SET_TIMES, params))
 
     @operation
     def server_status(self) -> Op[ServerStatus]:
-        """Server label, version, migrations, exact row counts per table, indexes, functions."""
+        """Server label, version, migrations, exact row counts per table, indexes, functions.
+
+        Raises:
+            AccessDenied: the store is seen by one user (:meth:`as_user`); this is every user's.
+        """
+        if self._scope is not None:
+            raise AccessDenied("the server status covers every user's traces")
         version = (yield _one(q.STATUS_VERSION))["version"]
         migrations = [r["name"] for r in (yield _all(q.STATUS_MIGRATIONS))]
         tables = {}

@@ -27,3 +27,7 @@ class MigrationChanged(TraceDBError, RuntimeError):
 
 class QueryTimeout(TraceDBError, TimeoutError):
     """The database cancelled a statement: it ran over its time limit or was cancelled."""
+
+
+class AccessDenied(TraceDBError, PermissionError):
+    """The signed-in user may not act as, or on the traces of, another user."""

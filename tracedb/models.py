@@ -28,12 +28,20 @@ class TraceSummary:
     first_started_at: datetime | None = None
     last_ended_at: datetime | None = None
     total_duration_ms: float = 0.0
+    turns: int = 0
 
     @property
     def duration_ms(self) -> float | None:
-        """Wall time from the first entry's start to the last entry's end, else summed durations."""
+        """The span: wall time from the first entry's start to the last entry's end (pauses
+        between turns included), else the summed durations."""
         if self.first_started_at and self.last_ended_at:
             return (self.last_ended_at - self.first_started_at).total_seconds() * 1000.0
+        return self.total_duration_ms or None
+
+    @property
+    def work_ms(self) -> float | None:
+        """The work: the durations of the steps added up, without the idle time between
+        turns; None when no step recorded a duration."""
         return self.total_duration_ms or None
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,6 +51,7 @@ class TraceSummary:
             if isinstance(value, datetime):
                 out[key] = value.isoformat()
         out["duration_ms"] = self.duration_ms
+        out["work_ms"] = self.work_ms
         return out
 
 
@@ -62,6 +71,7 @@ class AppendResult:
     entry_count: int
     written: int
     created: bool = False
+    turn: int | None = None
 
 
 @dataclass(frozen=True)

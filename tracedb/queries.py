@@ -43,6 +43,7 @@ SUMMARY_FIELDS = (
     "first_started_at",
     "last_ended_at",
     "total_duration_ms",
+    "turns",
     "created_at",
     "updated_at",
 )
@@ -61,14 +62,14 @@ def summary_columns(alias: str = "t") -> sql.Composed:
 SUMMARY = summary_columns()
 SUMMARY_NAMES = sql.SQL(", ").join(sql.Identifier(name) for name in SUMMARY_FIELDS)
 
-ENTRY_FIELDS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms")
+ENTRY_FIELDS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms", "turn")
 
 # -- fixed statements -------------------------------------------------------------------
 
 APPEND = """
-SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created
+SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn
   FROM tracedb_append(%(trace_id)s, %(user_id)s, %(provider_id)s, %(thread_id)s, %(name)s,
-                      %(entries)s::jsonb, %(offset)s, %(status)s, %(new_id)s)
+                      %(entries)s::jsonb, %(offset)s, %(status)s, %(new_id)s, %(new_turn)s, %(scope)s)
 """
 
 INSERT_TRACE = """
@@ -76,59 +77,78 @@ INSERT INTO automation_traces (id, user_id, provider_id, thread_id, name, status
 VALUES (%(id)s, %(user_id)s, %(provider_id)s, %(thread_id)s, %(name)s, %(status)s, %(metadata)s)
 """
 
-LOAD_BY_ID = sql.SQL(
-    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t WHERE t.id = %(id)s"
-).format(columns=SUMMARY)
-
-SUMMARY_BY_ID = sql.SQL("SELECT {columns} FROM automation_traces t WHERE t.id = %(id)s").format(
-    columns=SUMMARY
+# Every statement that reads or changes traces by id takes %(scope)s: NULL for a store that
+# may see every user's traces, else the only user whose traces it may see
+# (``AutomationTraceDB.as_user``). Another user's trace is then as absent as one that does
+# not exist.
+SCOPED = sql.SQL("(%(scope)s::text IS NULL OR t.user_id = %(scope)s)")
+OWNED_TRACE = sql.SQL(
+    "(%(scope)s::text IS NULL OR EXISTS (SELECT 1 FROM automation_traces t"
+    " WHERE t.id = %(trace_id)s AND t.user_id = %(scope)s))"
 )
 
-LOAD_BY_THREAD = sql.SQL(
+
+def _scoped(text: str) -> sql.Composed:
+    return sql.SQL(text).format(columns=SUMMARY, scoped=SCOPED, owned=OWNED_TRACE)
+
+
+LOAD_BY_ID = _scoped(
     "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t"
-    " WHERE t.thread_id = %(thread_id)s ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
-).format(columns=SUMMARY)
-
-USER_TRACES = sql.SQL(
-    "SELECT {columns} FROM automation_traces t WHERE t.user_id = %(user_id)s"
+    " WHERE t.id = %(id)s AND {scoped}"
+)
+SUMMARY_BY_ID = _scoped("SELECT {columns} FROM automation_traces t WHERE t.id = %(id)s AND {scoped}")
+LOAD_BY_THREAD = _scoped(
+    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t"
+    " WHERE t.thread_id = %(thread_id)s AND {scoped} ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+)
+USER_TRACES = _scoped(
+    "SELECT {columns} FROM automation_traces t WHERE t.user_id = %(user_id)s AND {scoped}"
     " ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s OFFSET %(offset)s"
-).format(columns=SUMMARY)
-
-LOCK_TRACE = "SELECT id FROM automation_traces WHERE id = %(id)s FOR UPDATE"
+)
+LOCK_TRACE = _scoped("SELECT t.id FROM automation_traces t WHERE t.id = %(id)s AND {scoped} FOR UPDATE")
+RENAME = _scoped("UPDATE automation_traces t SET name = %(name)s WHERE t.id = %(id)s AND {scoped}")
+SET_STATUS = _scoped("UPDATE automation_traces t SET status = %(status)s WHERE t.id = %(id)s AND {scoped}")
+MERGE_METADATA = _scoped(
+    "UPDATE automation_traces t SET metadata = t.metadata || %(metadata)s WHERE t.id = %(id)s AND {scoped}"
+)
+DELETE_ONE = _scoped("DELETE FROM automation_traces t WHERE t.id = %(id)s AND {scoped}")
+# Used after LOCK_TRACE, which checked the scope.
 RESET_ENTRIES = """
 UPDATE automation_traces SET entry_count = 0, error_count = 0, nodes = '{}',
-       first_started_at = NULL, last_ended_at = NULL, total_duration_ms = 0
+       first_started_at = NULL, last_ended_at = NULL, total_duration_ms = 0, turns = 0
  WHERE id = %(id)s
 """
 DELETE_ENTRIES = "DELETE FROM automation_trace_entries WHERE trace_id = %(id)s"
-RENAME = "UPDATE automation_traces SET name = %(name)s WHERE id = %(id)s"
-SET_STATUS = "UPDATE automation_traces SET status = %(status)s WHERE id = %(id)s"
-MERGE_METADATA = "UPDATE automation_traces SET metadata = metadata || %(metadata)s WHERE id = %(id)s"
-DELETE_ONE = "DELETE FROM automation_traces WHERE id = %(id)s"
 PING = "SELECT 1 AS ok"
 
-ENTRIES = """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data
+ENTRIES = _scoped(
+    """
+SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn, data
   FROM automation_trace_entries
- WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s
+ WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s AND {owned}
  ORDER BY seq LIMIT %(limit)s
 """
+)
 
 # Everything the timeline and the per-node table need, without ``data``: decoding 10,000
 # JSONB documents would cost more than drawing them.
-ENTRY_COLUMNS = """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms
+ENTRY_COLUMNS = _scoped(
+    """
+SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn
   FROM automation_trace_entries
- WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s
+ WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s AND {owned}
  ORDER BY seq LIMIT %(limit)s
 """
+)
 
-ENTRIES_BY_SEQ = """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data
+ENTRIES_BY_SEQ = _scoped(
+    """
+SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn, data
   FROM automation_trace_entries
- WHERE trace_id = %(trace_id)s AND seq = ANY(%(seqs)s)
+ WHERE trace_id = %(trace_id)s AND seq = ANY(%(seqs)s) AND {owned}
  ORDER BY seq
 """
+)
 
 # Distinct users through the (user_id, ...) index, one index probe per user.
 DISTINCT_USERS = """
@@ -145,7 +165,8 @@ SELECT user_id FROM u WHERE user_id IS NOT NULL LIMIT %(limit)s
 # Nodes seen in the most recently updated traces: bounded work on any table size.
 RECENT_NODES = """
 SELECT DISTINCT n AS node
-  FROM (SELECT nodes FROM automation_traces ORDER BY updated_at DESC, id DESC LIMIT 5000) t,
+  FROM (SELECT t.nodes FROM automation_traces t WHERE (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
+         ORDER BY t.updated_at DESC, t.id DESC LIMIT 5000) t,
        unnest(t.nodes) AS n
  ORDER BY 1 LIMIT %(limit)s
 """
@@ -223,7 +244,7 @@ SET_TIMES = """
 UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated_at
   FROM unnest(%(ids)s::uuid[], %(created)s::timestamptz[], %(updated)s::timestamptz[])
        AS v(id, created_at, updated_at)
- WHERE t.id = v.id
+ WHERE t.id = v.id AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
 """
 
 # A statement's time limit, for this transaction only (the store sets it before a statement
@@ -478,10 +499,11 @@ class FilterSQL:
     params: Params = field(default_factory=Params)
     conditions: list[sql.Composable] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
+    scope: sql.Composable | None = None
 
     def where(self, *, with_confirms: bool = True) -> sql.Composable:
         """The WHERE condition (without the keyword); TRUE when there is none."""
-        parts = list(self.conditions)
+        parts = list(self.conditions) + ([self.scope] if self.scope is not None else [])
         if with_confirms:
             parts += [confirm(_TRACE_ID) for confirm in self.confirms]
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
@@ -491,8 +513,8 @@ class FilterSQL:
         return not self.conditions and not self.confirms
 
 
-def compile_filter(flt: TraceFilter | None) -> FilterSQL:
-    """The SQL of ``flt``.
+def compile_filter(flt: TraceFilter | None, scope: str | None = None) -> FilterSQL:
+    """The SQL of ``flt``, for a store that sees only ``scope``'s traces (None: everyone's).
 
     Raises:
         InvalidTraceData: a field has a value of the wrong type.
@@ -500,6 +522,9 @@ def compile_filter(flt: TraceFilter | None) -> FilterSQL:
     flt = flt or TraceFilter()
     out = FilterSQL()
     p, cond = out.params, out.conditions
+    if scope is not None:
+        # Not a condition of the caller's choosing: is_empty_filter looks at conditions only.
+        out.scope = sql.SQL("t.user_id = {}").format(p.add("scope", scope))
     if flt.user_id:
         cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", require_text("user_id", flt.user_id))))
     if flt.thread_id:
@@ -560,7 +585,9 @@ def is_empty_filter(flt: TraceFilter | None) -> bool:
 _ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
 
 
-def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple[sql.Composed, Params]:
+def list_query(
+    flt: TraceFilter | None, limit: int, cursor: str | None, scope: str | None = None
+) -> tuple[sql.Composed, Params]:
     """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``.
 
     Confirmations are applied to the ordered candidates, outside an ``OFFSET 0`` fence, so
@@ -569,7 +596,7 @@ def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple
     plan the inner query for all its rows instead of the few the LIMIT needs; a filter over
     a subquery scan keeps the subquery's order.
     """
-    f = compile_filter(flt)
+    f = compile_filter(flt, scope)
     if cursor:
         when, tid = decode_cursor(cursor)
         f.conditions.append(
@@ -592,14 +619,16 @@ def list_query(flt: TraceFilter | None, limit: int, cursor: str | None) -> tuple
     ), f.params
 
 
-def count_query(flt: TraceFilter | None) -> tuple[sql.Composed, Params]:
-    f = compile_filter(flt)
+def count_query(flt: TraceFilter | None, scope: str | None = None) -> tuple[sql.Composed, Params]:
+    f = compile_filter(flt, scope)
     return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
 
 
-def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Composed, Params]:
+def delete_batch_query(
+    flt: TraceFilter | None, batch: int, scope: str | None = None
+) -> tuple[sql.Composed, Params]:
     """Delete up to ``batch`` matching traces (entries go by cascade)."""
-    f = compile_filter(flt)
+    f = compile_filter(flt, scope)
     # ARRAY(...) is computed once, then each id is found through the primary key; with
     # IN (...) the planner may hash the batch and scan the whole table for every batch.
     query = sql.SQL(
@@ -609,13 +638,13 @@ def delete_batch_query(flt: TraceFilter | None, batch: int) -> tuple[sql.Compose
     return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
 
 
-def count_estimate_query(flt: TraceFilter | None) -> tuple[sql.Composed, Params]:
+def count_estimate_query(flt: TraceFilter | None, scope: str | None = None) -> tuple[sql.Composed, Params]:
     """EXPLAIN of the matching rows: the planner's estimate of a count, in about a millisecond.
 
     For a dashboard's "about N" when the exact count would take too long; read the figure
     with :func:`estimate_from_plan`.
     """
-    f = compile_filter(flt)
+    f = compile_filter(flt, scope)
     # Only the index conditions: the planner cannot judge how many candidates a confirmation
     # keeps, while the candidates' count is what its statistics describe.
     query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {}")

@@ -72,9 +72,9 @@ class TraceRecorder:
 
     # -- writing -------------------------------------------------------------------
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None) -> None:
+    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None:
         if self.trace_id is not None:
-            result = self.db.append_entries(entries, trace_id=self.trace_id, status=status)
+            self.db.append_entries(entries, trace_id=self.trace_id, status=status, new_turn=new_turn)
         else:
             result = self.db.append_entries(
                 entries,
@@ -83,6 +83,7 @@ class TraceRecorder:
                 provider_id=self.provider_id,
                 name=self.name,
                 status=status,
+                new_turn=new_turn,
             )
             self.trace_id = result.trace_id
 
@@ -101,7 +102,7 @@ class TraceRecorder:
             self._writer = Writer(self, self.buffer_limit)
             self._writer.start()
         # Mark the trace running straight away so the dashboard sees the turn start.
-        self._writer.put([], status="running")
+        self._writer.put([], status="running", new_turn=True)
         return config
 
     def _record(self, entries: list[dict[str, Any]]) -> None:

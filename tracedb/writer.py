@@ -19,7 +19,7 @@ class Sink(Protocol):
 
     thread_id: str | None
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None) -> None: ...
+    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None: ...
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Writer(threading.Thread):
         self.cond = threading.Condition()
         self.pending: list[dict[str, Any]] = []
         self.status: str | None = None
+        self.new_turn = False
         self.in_flight = 0
         self.busy = False
         self.overflowing = False
@@ -64,7 +65,7 @@ class Writer(threading.Thread):
         self.dropped = 0
         self.errors: list[str] = []
 
-    def put(self, entries: list[dict[str, Any]], status: str | None = None) -> None:
+    def put(self, entries: list[dict[str, Any]], status: str | None = None, new_turn: bool = False) -> None:
         with self.cond:
             room = self.buffer_limit - len(self.pending) - self.in_flight
             if len(entries) > room:
@@ -85,6 +86,7 @@ class Writer(threading.Thread):
             self.pending.extend(entries)
             if status is not None:
                 self.status = status
+            self.new_turn = self.new_turn or new_turn
             self.cond.notify_all()
 
     def run(self) -> None:
@@ -97,16 +99,18 @@ class Writer(threading.Thread):
                     return
                 batch, self.pending = self.pending, []
                 status, self.status = self.status, None
+                new_turn, self.new_turn = self.new_turn, False
                 self.in_flight = len(batch)
                 self.busy = True
             try:
-                self.rec._write(batch, status)
+                self.rec._write(batch, status, new_turn)
             except DatabaseUnavailable as exc:
                 with self.cond:
                     # Put the batch back in front, in order, and retry with backoff.
                     self.pending = batch + self.pending
                     if self.status is None:
                         self.status = status
+                    self.new_turn = self.new_turn or new_turn
                     self.in_flight = 0
                     self.busy = False
                     if not self.errors or not self.errors[-1].startswith("database unreachable"):
