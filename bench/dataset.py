@@ -288,7 +288,7 @@ def load(
 
     Secondary indexes and foreign keys of the trace tables are dropped during the load and
     then recreated from their own definitions, so the schema afterwards is the product's.
-    Triggers stay: rows derived from the entries are made by the product's own triggers.
+    The search rows of each batch are built by the product's own function.
     """
     gen = Generator(n, seed=seed)
     t0 = time.perf_counter()
@@ -325,6 +325,9 @@ def load(
                     cp.write("".join(trace_lines))
                 with cur.copy(f"COPY automation_trace_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as cp:
                     cp.write("".join(entry_lines))
+                # the search rows, as the product's writes make them (behind the writes)
+                ids = [line.split("\t", 1)[0] for line in trace_lines]
+                cur.execute("SELECT tracedb_rebuild_words(%s::uuid[])", (ids,))
             done += count
             if progress and (done % (batch * 20) == 0 or done == n):
                 progress(f"loaded {done:,} traces in {time.perf_counter() - t0:.0f} s")

@@ -244,9 +244,11 @@ class Bench:
         ids, threads = self.data.sample_ids, self.data.sample_threads
         by_id = Result("load by id", "load")
         by_thread = Result("load by thread", "load")
-        by_id.plan, by_id.seq_scan = explain(self.conn, q.LOAD_BY_ID, {"id": ids[0], "scope": None})
+        by_id.plan, by_id.seq_scan = explain(
+            self.conn, q.LOAD_BY_ID, {"id": ids[0], "scope": None, "abandon_after": 120.0}
+        )
         by_thread.plan, by_thread.seq_scan = explain(
-            self.conn, q.LOAD_BY_THREAD, {"thread_id": threads[0], "scope": None}
+            self.conn, q.LOAD_BY_THREAD, {"thread_id": threads[0], "scope": None, "abandon_after": 120.0}
         )
         picks = [
             (ids[self.rng.randrange(len(ids))], threads[self.rng.randrange(len(threads))])

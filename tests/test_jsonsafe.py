@@ -58,7 +58,7 @@ def test_prepare_entries_wraps_times_and_errors():
             {"started_at": 10**20, "duration_ms": float("nan")},
         ]
     )
-    rows = json.loads(text)
+    rows = json.loads(text.payload())
     assert rows[0]["ms"] == 1500.0 and rows[0]["e"] is False
     assert rows[0]["a"] == "2026-01-01T00:00:00+00:00"
     assert rows[1]["a"] == "2026-01-01T00:00:00+00:00" and rows[1]["ms"] == 12.0 and rows[1]["e"] is True

@@ -18,7 +18,9 @@ class FlakySink:
         self.bad = bad
         self.batches: list[tuple[list[Any], str | None]] = []
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None:
+    def _write(
+        self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False, batch_id: str = ""
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise DatabaseUnavailable("down")

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
 from .errors import DatabaseUnavailable
+from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
 from .migrations import migrate
 from .server import resolve_url
@@ -97,6 +98,7 @@ class AsyncAutomationTraceDB(StoreOperations):
             raise DatabaseUnavailable(
                 f"cannot connect to {self.server.label} within {self.timeout:g} s"
             ) from exc
+        self._indexer = Indexer(self._index_connection)
         if self._apply_migrations:
             # Migrations are rare and short: run them on a plain sync connection.
             def _migrate() -> None:
@@ -141,8 +143,13 @@ class AsyncAutomationTraceDB(StoreOperations):
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
 
+    def _index_connection(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.server.url, autocommit=True, connect_timeout=max(1, int(self.timeout)))
+
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Index what is pending for search, then close every connection."""
+        if self._indexer is not None:
+            await asyncio.to_thread(self._indexer.close)
         if self.pool is not None:
             await self.pool.close()
 

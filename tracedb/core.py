@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import copy
 import functools
-import threading
+import os
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Self, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from . import queries as q
@@ -38,17 +38,29 @@ from .errors import (
     TraceDBError,
     TraceNotFound,
 )
-from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, check_trace_data, prepare_entries
-from .limits import DASHBOARD_TIMEOUT_MS, MAX_CHOICES, MAX_ENTRY_ROWS
+from .indexer import Indexer
+from .jsonsafe import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_ENTRY_BYTES,
+    PreparedEntries,
+    _parse_time,
+    chain,
+    check_trace_data,
+    prepare_entries,
+    to_jsonable,
+    unwrap_trace_data,
+)
+from .limits import ABANDON_AFTER, DASHBOARD_TIMEOUT_MS, MAX_CHOICES, MAX_ENTRY_ROWS
 from .models import AppendResult, Overview, ServerStatus, Trace, TraceFilter, TracePage, TraceSummary
+from .sent import SentLists
 from .server import ServerInfo
 
 T = TypeVar("T")
 
-# Traces of fewer entries than this are sent whole on a process's first upsert of a thread;
-# longer ones are probed first so that the payload stays O(new entries).
+# A list of fewer entries than this is sent whole when this process does not know what the
+# thread holds; a longer one is preceded by a probe of the stored count and fingerprint, so
+# that only what the trace lacks is sent.
 PROBE_AFTER = 50
-KNOWN_THREADS = 10_000
 
 
 @dataclass(frozen=True)
@@ -80,22 +92,26 @@ Op = Generator[Statement, Any, T]
 def translate(exc: BaseException) -> TraceDBError:
     """The named error a failed statement (or pool) raises to callers.
 
-    Input the database refuses is InvalidTraceData, a statement cancelled by a time limit or
-    a cancel request is QueryTimeout, a missing trace TraceNotFound, and a lost server
-    DatabaseUnavailable. Anything else psycopg raises is a TraceDBError with its message.
+    A value the database cannot hold (too long for an index, too many words for a search
+    vector, nested too deeply) and data it refuses are InvalidTraceData: input to change, not
+    an outage to wait out. A statement cancelled by a time limit or a cancel request is
+    QueryTimeout, a missing trace TraceNotFound, a lost server DatabaseUnavailable. Anything
+    else is a TraceDBError.
     """
     if isinstance(exc, TraceDBError):
         return exc
+    primary = exc.diag.message_primary if isinstance(exc, psycopg.Error) and exc.diag else None
+    if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        return InvalidTraceData(f"a value is too large for the database: {primary or exc}")
     if isinstance(exc, (psycopg.errors.DataError, psycopg.errors.IntegrityError)):
-        primary = exc.diag.message_primary or str(exc)
-        return InvalidTraceData(f"the database refused the data: {primary}")
+        return InvalidTraceData(f"the database refused the data: {primary or exc}")
     if isinstance(exc, psycopg.errors.NoDataFound):  # tracedb_append on a missing trace
-        return TraceNotFound(exc.diag.message_primary or str(exc))
+        return TraceNotFound(primary or str(exc))
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return QueryTimeout("the database cancelled the statement (time limit or cancel request)")
-    if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)):
         return DatabaseUnavailable(f"the database is unreachable: {exc}")
-    return TraceDBError(f"the database failed the request: {exc}")
+    return TraceDBError(f"the database failed the request ({type(exc).__name__}): {primary or exc}")
 
 
 class operation:  # noqa: N801 - used as a decorator, like property
@@ -131,30 +147,6 @@ class operation:  # noqa: N801 - used as a decorator, like property
         return bound
 
 
-class ThreadOffsets:
-    """How many entries this process last saw stored per thread. Only a hint: the
-    database checks it on every write and answers with the truth."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._known: OrderedDict[str, int] = OrderedDict()
-
-    def get(self, thread_id: str) -> int | None:
-        with self._lock:
-            return self._known.get(thread_id)
-
-    def put(self, thread_id: str, count: int) -> None:
-        with self._lock:
-            self._known[thread_id] = count
-            self._known.move_to_end(thread_id)
-            while len(self._known) > KNOWN_THREADS:
-                self._known.popitem(last=False)
-
-    def forget(self) -> None:
-        with self._lock:
-            self._known.clear()
-
-
 def _one(query: str | sql.Composable, params: Mapping[str, Any] | None = None, **kw: Any) -> Statement:
     return Statement(query, params, fetch="one", **kw)
 
@@ -167,17 +159,58 @@ def _count(query: str | sql.Composable, params: Mapping[str, Any] | None = None,
     return Statement(query, params, fetch="rowcount", **kw)
 
 
+_APPEND_KEYS = (
+    "trace_id",
+    "user_id",
+    "provider_id",
+    "thread_id",
+    "name",
+    "entries",
+    "offset",
+    "status",
+    "new_id",
+    "scope",
+    "batch",
+    "chain",
+    "running",
+)
+
+
 def _append_params(**params: Any) -> dict[str, Any]:
-    base = dict.fromkeys(
-        ("trace_id", "user_id", "provider_id", "thread_id", "name", "offset", "status", "new_id")
-    )
-    base["new_turn"] = False
-    base["scope"] = None
+    base: dict[str, Any] = dict.fromkeys(_APPEND_KEYS)
+    base.update(entries="[]", new_turn=False, replace=False, dropped=0)
     return {**base, **params}
 
 
 def _valid_thread(thread_id: Any) -> bool:
     return isinstance(thread_id, str) and bool(thread_id) and "\x00" not in thread_id
+
+
+def _abandon_after() -> float:
+    raw = os.environ.get("TRACEDB_ABANDON_AFTER")
+    if not raw:
+        return ABANDON_AFTER
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidTraceData(f"TRACEDB_ABANDON_AFTER must be a number of seconds, got {raw!r}") from exc
+    if not value > 0:
+        raise InvalidTraceData(f"TRACEDB_ABANDON_AFTER must be positive, got {raw!r}")
+    return value
+
+
+def _running_param(start: Mapping[str, Any] | None, end: list[str] | None) -> Jsonb | None:
+    """The ``p_running`` of an append: markers of nodes that started, ids of tasks that ended."""
+    if not start and not end:
+        return None
+    markers: dict[str, Any] = {}
+    for task, marker in (start or {}).items():
+        task_id = q.require_text("task id", str(task))
+        if not isinstance(marker, Mapping):
+            raise InvalidTraceData(f"the marker of running task {task_id!r} must be a dict")
+        markers[task_id or ""] = to_jsonable(marker)
+    ended = [q.require_text("task id", str(task)) for task in (end or [])]
+    return Jsonb({"start": markers, "end": ended})
 
 
 class StoreOperations:
@@ -189,13 +222,16 @@ class StoreOperations:
     max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES
     max_depth: int = DEFAULT_MAX_DEPTH
     timeout: float = 10.0
+    abandon_after: float = ABANDON_AFTER
+    _indexer: Indexer | None = None
 
     def _init_common(self, max_entry_bytes: int, max_depth: int, timeout: float) -> None:
         self.max_entry_bytes = max_entry_bytes
         self.max_depth = max_depth
         self.timeout = timeout
-        self._offsets = ThreadOffsets()
-        self._scope: str | None = None
+        self.abandon_after = _abandon_after()
+        self._sent = SentLists()
+        self._scope = None
 
     @property
     def user_scope(self) -> str | None:
@@ -224,12 +260,27 @@ class StoreOperations:
             return self._scope
         return q.require_text("user_id", user_id) or ""
 
+    def _wrote(self, row: Mapping[str, Any]) -> None:
+        """An append wrote entries (or replaced them): index them for search, behind."""
+        if (row["written"] or row["replaced"]) and self._indexer is not None:
+            self._indexer.written(row["trace_id"])
+
+    def _by_id(self, **params: Any) -> dict[str, Any]:
+        """Parameters of a statement on one trace: the values, the scope, the abandon limit."""
+        return {**params, "scope": self._scope, "abandon_after": self.abandon_after}
+
     def _run(self, op: Op[Any], transaction: bool) -> Any:  # pragma: no cover - per shell
         raise NotImplementedError
 
-    def _prepare(self, entries: list[Any], start_index: int = 0) -> str:
+    def _prepare(
+        self, entries: list[Any], start_index: int = 0, checkpoint_ids: list[str | None] | None = None
+    ) -> PreparedEntries:
         return prepare_entries(
-            entries, max_entry_bytes=self.max_entry_bytes, max_depth=self.max_depth, start_index=start_index
+            entries,
+            max_entry_bytes=self.max_entry_bytes,
+            max_depth=self.max_depth,
+            start_index=start_index,
+            checkpoint_ids=checkpoint_ids,
         )
 
     # -- the seed's seven methods ---------------------------------------------------------
@@ -252,7 +303,7 @@ class StoreOperations:
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
         q.require_text("name", name, optional=True)
-        entries = self._prepare(check_trace_data(trace_data))
+        prepared = self._prepare(check_trace_data(trace_data))
         trace_id = str(uuid.uuid4())
         insert = {
             "id": trace_id,
@@ -264,8 +315,9 @@ class StoreOperations:
             "metadata": q.metadata_param(None),
         }
         yield Statement(q.INSERT_TRACE, insert, fetch="none")
-        row = yield _one(q.APPEND, _append_params(trace_id=trace_id, entries=entries))
-        self._offsets.put((user_id, thread_id), row["entry_count"])
+        self._wrote((yield _one(q.APPEND, _append_params(trace_id=trace_id, entries=prepared.payload()))))
+        # the thread's most recent trace is this one now: what was sent before is stale
+        self._sent.forget((user_id, thread_id))
         return trace_id
 
     @operation
@@ -274,7 +326,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return None
-        row = yield _one(q.LOAD_BY_ID, {"id": tid, "scope": self._scope})
+        row = yield _one(q.LOAD_BY_ID, self._by_id(id=tid))
         return q.trace_from_row(row) if row else None
 
     @operation
@@ -282,7 +334,7 @@ class StoreOperations:
         """The thread's most recently created trace, entries included, or None."""
         if not _valid_thread(thread_id):
             return None
-        row = yield _one(q.LOAD_BY_THREAD, {"thread_id": thread_id, "scope": self._scope})
+        row = yield _one(q.LOAD_BY_THREAD, self._by_id(thread_id=thread_id))
         return q.trace_from_row(row) if row else None
 
     @operation
@@ -290,33 +342,39 @@ class StoreOperations:
         """A user's traces, most recently updated first, without entries."""
         q.require_text("user_id", user_id)
         limit, offset = q.require_limit(limit, offset)
-        params = {"user_id": user_id, "limit": limit, "offset": offset, "scope": self._scope}
-        rows = yield _all(q.USER_TRACES, params)
+        rows = yield _all(q.USER_TRACES, self._by_id(user_id=user_id, limit=limit, offset=offset))
         return [q.summary_from_row(r) for r in rows]
 
     @operation(transaction=True)
     def update_trace(
         self, trace_id: str, name: str | None = None, trace_data: list[dict[str, Any]] | None = None
     ) -> Op[bool]:
-        """Rename a trace and/or replace all its entries. False when it does not exist.
+        """Rename a trace and/or replace all its entries with ``trace_data``. False when it
+        does not exist. Both happen in one transaction, or nothing does.
 
         Raises:
             InvalidTraceData: the new name or data cannot be stored (nothing is changed).
         """
         q.require_text("name", name, optional=True)
-        entries = self._prepare(check_trace_data(trace_data)) if trace_data is not None else None
+        prepared = self._prepare(check_trace_data(trace_data)) if trace_data is not None else None
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        if (yield _one(q.LOCK_TRACE, {"id": tid, "scope": self._scope})) is None:
+        if (yield _one(q.LOCK_TRACE, self._by_id(id=tid))) is None:
             return False
         if name is not None:
-            yield _count(q.RENAME, {"name": name, "id": tid, "scope": self._scope})
-        if entries is not None:
-            yield _count(q.DELETE_ENTRIES, {"id": tid})
-            yield _count(q.RESET_ENTRIES, {"id": tid})
-            yield _one(q.APPEND, _append_params(trace_id=tid, entries=entries))
-            self._offsets.forget()
+            yield _count(q.RENAME, self._by_id(name=name, id=tid))
+        if prepared is not None:
+            params = _append_params(
+                trace_id=tid,
+                entries=prepared.payload(),
+                offset=0,
+                chain=chain("", prepared.digests),
+                replace=True,
+                scope=self._scope,
+            )
+            self._wrote((yield _one(q.APPEND, params)))
+            self._sent.forget_trace(tid)
         return True
 
     @operation
@@ -325,8 +383,8 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        deleted = yield _count(q.DELETE_ONE, {"id": tid, "scope": self._scope})
-        self._offsets.forget()
+        deleted = yield _count(q.DELETE_ONE, self._by_id(id=tid))
+        self._sent.forget_trace(tid)
         return deleted > 0
 
     @operation
@@ -338,37 +396,71 @@ class StoreOperations:
         trace_data: list[dict[str, Any]],
         name: str | None = None,
     ) -> Op[str]:
-        """Create the thread's trace or bring it up to date with ``trace_data``.
+        """Make the thread's trace exactly ``trace_data``; create it if the thread has none.
 
-        ``trace_data`` is the complete trace so far; only the entries beyond those already
-        stored are converted, sent and written, so a call costs O(new entries).
+        ``trace_data`` is the complete trace so far. When it extends what is stored (the
+        streaming case), only the new entries are converted, sent and written, and nothing
+        stored is read: a call costs O(new entries). When it differs (shorter, another
+        prefix, an entry edited), the stored entries are replaced by it in one transaction.
+        Concurrent upserts of different lists leave one of the lists, never a mix.
         ``name=None`` keeps the stored name. Returns the trace id, the same for the whole
         thread.
 
+        This process remembers the list it stored last per thread (see
+        :mod:`tracedb.sent`); the database checks every claim against a fingerprint of the
+        stored entries, so a stale memory (another process wrote) only costs a second round
+        trip.
+
         Raises:
-            InvalidTraceData: an argument or a new entry cannot be stored (nothing is changed).
+            InvalidTraceData: an argument or an entry cannot be stored (nothing is changed).
         """
         user_id = self._writer_id(user_id)
         q.require_text("provider_id", provider_id, optional=True)
         q.require_text("thread_id", thread_id)
         q.require_text("name", name, optional=True)
-        if not isinstance(trace_data, list):
-            check_trace_data(trace_data)  # raises the usual message
-        # Entries already stored are not looked at again (that would make each call O(n));
-        # the new ones are checked one by one when they are prepared.
-        base = {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id, "name": name}
-        known = self._offsets.get((user_id, thread_id))
-        if known is None:
-            offset = 0 if len(trace_data) <= PROBE_AFTER else len(trace_data)
+        entries = unwrap_trace_data(trace_data)
+        key = (user_id, thread_id)
+        who = {"user_id": user_id, "provider_id": provider_id, "thread_id": thread_id, "name": name}
+        n = len(entries)
+
+        sent = self._sent.get(key)
+        if sent is not None and sent.extended_by(entries):
+            # Only the new entries: the database appends them if its fingerprint still is
+            # that of the list this process stored.
+            start = len(sent.refs)
+            new = self._prepare(entries[start:], start)
+            tail = chain(sent.chain[start], new.digests)
+            row = yield _one(q.APPEND, _append_params(entries=new.payload(), offset=start, chain=tail, **who))
+            if row["in_sync"]:
+                self._wrote(row)
+                self._sent.put(key, row["trace_id"], entries, sent.chain[:start] + tail, extended=True)
+                return row["trace_id"]
+            state: tuple[int, str | None] | None = (row["entry_count"], row["fingerprint"])
         else:
-            offset = min(known, len(trace_data))
-        entries = self._prepare(trace_data[offset:], offset)
-        row = yield _one(q.APPEND, _append_params(entries=entries, offset=offset, **base))
+            state = None
+
+        # The whole list: fingerprint it (once per thread and process), then send what the
+        # stored trace lacks, or everything to replace it.
+        whole = self._prepare(entries)
+        fingerprints = chain("", whole.digests)
+        if state is None and n > PROBE_AFTER:
+            probe = yield _one(q.THREAD_STATE, {"thread_id": thread_id, "user_id": user_id})
+            state = (probe["entry_count"], probe["fingerprint"]) if probe else (0, "")
+        start = 0
+        if state is not None and state[0] <= n and state[1] == fingerprints[state[0]]:
+            start = state[0]
+        params = _append_params(
+            entries=whole.payload(start), offset=start, chain=fingerprints[start:], replace=start == 0, **who
+        )
+        row = yield _one(q.APPEND, params)
         if not row["in_sync"]:
-            offset = row["entry_count"]
-            entries = self._prepare(trace_data[offset:], offset)
-            row = yield _one(q.APPEND, _append_params(entries=entries, offset=offset, **base))
-        self._offsets.put((user_id, thread_id), row["entry_count"])
+            # another writer changed the trace between the probe and this call: replace
+            params = _append_params(
+                entries=whole.payload(), offset=0, chain=fingerprints, replace=True, **who
+            )
+            row = yield _one(q.APPEND, params)
+        self._wrote(row)
+        self._sent.put(key, row["trace_id"], entries, fingerprints, extended=False)
         return row["trace_id"]
 
     # -- what the rest of the product needs -----------------------------------------------
@@ -395,29 +487,63 @@ class StoreOperations:
         status: str | None = None,
         new_trace_id: str | None = None,
         new_turn: bool = False,
+        batch_id: str | None = None,
+        checkpoint_ids: list[str | None] | None = None,
+        running_start: Mapping[str, Mapping[str, Any]] | None = None,
+        running_end: list[str] | None = None,
+        dropped: int = 0,
     ) -> Op[AppendResult]:
         """Append entries to a trace in one round trip; costs O(len(entries)).
 
-        Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the thread's most
-        recent trace (created, with ``new_trace_id`` if given, when the thread has none).
-        ``status`` and ``name``, when given, are set in the same statement. ``new_turn``
-        starts the next turn of the conversation: these entries and every later one carry
-        its number (``turn``) until the next turn starts.
+        Give ``trace_id``, or ``thread_id`` and ``user_id`` to append to the most recent
+        trace of that thread and user (created, with ``new_trace_id`` if given, when there is
+        none). ``status`` and ``name``, when given, are set in the same statement.
+
+        Args:
+            entries: the entries, in order.
+            new_turn: start the next turn of the conversation: these entries and every later
+                one carry its number (``turn``) until the next turn starts.
+            batch_id: a UUID naming this batch. Sending the same batch again (after a reply
+                was lost) writes nothing and answers ``duplicate=True``: no entry is stored
+                twice. The last 16 batch ids of a trace are remembered.
+            checkpoint_ids: the checkpoint each entry's step started from, one per entry
+                (None where unknown); stored in the entries' ``checkpoint_id`` column.
+            running_start: nodes that started running, as ``{task id: marker}``; a marker is
+                a dict with at least ``node`` and ``started_at``. Readers see them as steps
+                with status ``running`` until ``running_end`` names their task or the trace
+                ends.
+            running_end: task ids of nodes that stopped running.
+            dropped: entries the writer had to drop (counted on the trace).
 
         Raises:
             InvalidTraceData: bad arguments or entries (nothing is written).
-            TraceNotFound: ``trace_id`` does not exist.
+            TraceNotFound: ``trace_id`` does not exist (or this view may not see it).
         """
         check_trace_data(entries)
         if status is not None:
             q.require_status(status)
         q.require_text("name", name, optional=True)
+        if checkpoint_ids is not None and (
+            not isinstance(checkpoint_ids, list) or len(checkpoint_ids) != len(entries)
+        ):
+            raise InvalidTraceData("checkpoint_ids must be a list with one item per entry")
+        if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+            raise InvalidTraceData(f"dropped must be a non-negative integer, got {dropped!r}")
+        batch = None
+        if batch_id is not None:
+            batch = q.parse_uuid(batch_id)
+            if batch is None:
+                raise InvalidTraceData(f"batch_id must be a UUID, got {batch_id!r}")
+        prepared = self._prepare(entries, checkpoint_ids=checkpoint_ids)
         params = _append_params(
-            entries=self._prepare(entries),
+            entries=prepared.payload(),
             status=status,
             name=name,
             new_turn=bool(new_turn),
             scope=self._scope,
+            batch=batch,
+            running=_running_param(running_start, running_end),
+            dropped=dropped,
         )
         if trace_id is not None:
             tid = q.parse_uuid(trace_id)
@@ -431,9 +557,27 @@ class StoreOperations:
             if new_trace_id is not None:
                 params["new_id"] = q.parse_uuid(new_trace_id)
         row = yield _one(q.APPEND, params)
+        if row["written"]:
+            self._wrote(row)
+            self._sent.forget_trace(row["trace_id"])
         return AppendResult(
-            row["trace_id"], row["first_seq"], row["entry_count"], row["written"], row["created"], row["turn"]
+            row["trace_id"],
+            row["first_seq"],
+            row["entry_count"],
+            row["written"],
+            row["created"],
+            row["turn"],
+            row["duplicate"],
         )
+
+    @operation
+    def touch(self, trace_id: str) -> Op[bool]:
+        """Beat a running trace's heartbeat: its writer is alive (a node may run for minutes
+        without producing entries). False when the trace is not running or does not exist."""
+        tid = q.parse_uuid(trace_id)
+        if tid is None:
+            return False
+        return (yield _count(q.TOUCH, self._by_id(id=tid))) > 0
 
     @operation
     def get_summary(self, trace_id: str) -> Op[TraceSummary | None]:
@@ -441,42 +585,74 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return None
-        row = yield _one(q.SUMMARY_BY_ID, {"id": tid, "scope": self._scope})
+        row = yield _one(q.SUMMARY_BY_ID, self._by_id(id=tid))
         return q.summary_from_row(row) if row else None
+
+    def _running_rows(self, markers: list[dict[str, Any]], with_data: bool) -> list[dict[str, Any]]:
+        """Steps that are running now, as entry rows (no seq yet)."""
+        rows = []
+        for m in markers:
+            marker = m["marker"] if isinstance(m["marker"], dict) else {}
+            status = "running" if m["trace_status"] == "running" else "abandoned"
+            row: dict[str, Any] = dict.fromkeys(q.ENTRY_FIELDS)
+            row.update(
+                node=marker.get("node"),
+                kind=marker.get("kind") or "node",
+                name=marker.get("name") or marker.get("node"),
+                status=status,
+                started_at=_parse_time(marker.get("started_at")),
+                turn=m["turns"] or None,
+                checkpoint_id=marker.get("checkpoint_id"),
+            )
+            if with_data:
+                row["data"] = {"task_id": m["task_id"], "status": status, **marker}
+            rows.append(row)
+        return rows
 
     @operation
     def get_entries(
-        self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000
+        self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000, running: bool = True
     ) -> Op[list[dict[str, Any]]]:
         """Entries with their columns (seq, node, kind, name, status, started_at, ended_at,
-        duration_ms, turn, data), in seq order, after ``after_seq``."""
+        duration_ms, turn, checkpoint_id, model, input_tokens, output_tokens, total_tokens,
+        cost_usd, data), in seq order, after ``after_seq``.
+
+        With ``running``, the nodes running right now follow as rows with ``seq`` None and
+        status ``running`` (``abandoned`` when the trace's writer is gone).
+        """
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return []
-        rows = yield _all(
-            q.ENTRIES,
-            {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit), "scope": self._scope},
-        )
+        params = self._by_id(trace_id=tid, after_seq=int(after_seq), limit=int(limit))
+        rows = yield _all(q.ENTRIES, params)
+        if running:
+            rows = rows + self._running_rows((yield _all(q.RUNNING, params)), with_data=True)
         return rows
 
     @operation
     def entry_columns(
-        self, trace_id: str, *, after_seq: int = -1, limit: int = MAX_ENTRY_ROWS
+        self, trace_id: str, *, after_seq: int = -1, limit: int = MAX_ENTRY_ROWS, running: bool = True
     ) -> Op[dict[str, list[Any]]]:
-        """A trace's entries as columns (seq, node, kind, name, status, started_at, ended_at,
-        duration_ms, turn), in seq order, after ``after_seq``, without their JSON data: what a
-        timeline or a table of steps needs, read in one go. Empty lists for an unknown id."""
-        empty: dict[str, list[Any]] = {name: [] for name in q.ENTRY_FIELDS}
+        """A trace's entries as columns (those of :meth:`get_entries` but ``data``), in seq
+        order, after ``after_seq``, without their JSON: what a timeline or a table of steps
+        needs, read in one go. The running nodes follow as in :meth:`get_entries`. Empty lists
+        for an unknown id."""
+        columns: dict[str, list[Any]] = {name: [] for name in q.ENTRY_FIELDS}
         tid = q.parse_uuid(trace_id)
         if tid is None:
-            return empty
-        params = {"trace_id": tid, "after_seq": int(after_seq), "limit": int(limit), "scope": self._scope}
+            return columns
+        params = self._by_id(trace_id=tid, after_seq=int(after_seq), limit=int(limit))
         rows = yield _all(q.ENTRY_COLUMNS, params, rows="tuple", timeout_ms=DASHBOARD_TIMEOUT_MS)
-        if not rows:
-            return empty
-        return {
-            name: list(values) for name, values in zip(q.ENTRY_FIELDS, zip(*rows, strict=True), strict=True)
-        }
+        if rows:
+            columns = {
+                name: list(values)
+                for name, values in zip(q.ENTRY_FIELDS, zip(*rows, strict=True), strict=True)
+            }
+        if running:
+            for row in self._running_rows((yield _all(q.RUNNING, params)), with_data=False):
+                for name in q.ENTRY_FIELDS:
+                    columns[name].append(row[name])
+        return columns
 
     @operation
     def entries_by_seq(self, trace_id: str, seqs: list[int]) -> Op[list[dict[str, Any]]]:
@@ -488,7 +664,7 @@ class StoreOperations:
             clean = [int(s) for s in seqs]
         except (TypeError, ValueError) as exc:
             raise InvalidTraceData(f"seqs must be integers: {exc}") from exc
-        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": clean, "scope": self._scope})
+        rows = yield _all(q.ENTRIES_BY_SEQ, self._by_id(trace_id=tid, seqs=clean))
         return rows
 
     @operation
@@ -497,7 +673,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None or isinstance(seq, bool) or not isinstance(seq, int):
             return None
-        rows = yield _all(q.ENTRIES_BY_SEQ, {"trace_id": tid, "seqs": [seq], "scope": self._scope})
+        rows = yield _all(q.ENTRIES_BY_SEQ, self._by_id(trace_id=tid, seqs=[seq]))
         return rows[0] if rows else None
 
     @operation
@@ -516,8 +692,9 @@ class StoreOperations:
     def overview(
         self, since: datetime, until: datetime, user_id: str | None = None, top_users: int = 15
     ) -> Op[Overview]:
-        """Traces per day and status, entries and step durations per node, busiest users and
-        totals, over the traces created in ``[since, until)``.
+        """Over the traces created in ``[since, until)``: totals, traces per day and status
+        (with tokens and cost), latency per day (trace work and step duration, p50 and p95),
+        entries and step durations per node, tokens and cost per model, busiest users.
 
         Raises:
             InvalidTraceData: ``since``/``until`` are not timezone-aware datetimes in order.
@@ -532,14 +709,22 @@ class StoreOperations:
             if user_id not in (None, "", self._scope):
                 raise AccessDenied(f"user_id {user_id!r} is not the signed-in user {self._scope!r}")
             user_id = self._scope
-        params = {"since": since, "until": until, "user_id": user_id or None, "top": int(top_users)}
+        params = {
+            "since": since,
+            "until": until,
+            "user_id": user_id or None,
+            "top": int(top_users),
+            "abandon_after": self.abandon_after,
+        }
         limit = DASHBOARD_TIMEOUT_MS
         totals = dict((yield _one(q.OVERVIEW_TOTALS, params, timeout_ms=limit)) or {})
         totals.update((yield _one(q.OVERVIEW_STEP_PERCENTILES, params, timeout_ms=limit)) or {})
         per_day = yield _all(q.OVERVIEW_PER_DAY, params, timeout_ms=limit)
+        latency = yield _all(q.OVERVIEW_LATENCY, params, timeout_ms=limit)
         per_node = yield _all(q.OVERVIEW_PER_NODE, params, timeout_ms=limit)
+        per_model = yield _all(q.OVERVIEW_PER_MODEL, params, timeout_ms=limit)
         per_user = yield _all(q.OVERVIEW_PER_USER, params, timeout_ms=limit)
-        return Overview(since, until, totals, per_day, per_node, per_user)
+        return Overview(since, until, totals, per_day, per_node, per_user, latency, per_model)
 
     @operation
     def list_traces(
@@ -551,7 +736,7 @@ class StoreOperations:
         deep page as fast as the first.
         """
         limit, _ = q.require_limit(limit)
-        query, params = q.list_query(filter, limit, cursor, scope=self._scope)
+        query, params = q.list_query(filter, limit, cursor, self._scope, self.abandon_after)
         # Never prepared: a prepared statement soon gets a generic plan that cannot see the
         # filter's values, and the best plan here depends on them (how rare a word is).
         rows = yield _all(query, params, prepare=False)
@@ -560,7 +745,7 @@ class StoreOperations:
     @operation
     def count_traces(self, filter: TraceFilter | None = None) -> Op[int]:
         """How many traces match."""
-        query, params = q.count_query(filter, scope=self._scope)
+        query, params = q.count_query(filter, self._scope, self.abandon_after)
         row = yield _one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
@@ -570,13 +755,15 @@ class StoreOperations:
     ) -> Op[tuple[int, bool]]:
         """``(n, True)`` when the exact count takes at most ``budget_ms``, else the planner's
         estimate as ``(n, False)``: for a page that must answer at once on any table size."""
-        query, params = q.count_query(filter, scope=self._scope)
+        if isinstance(budget_ms, bool) or not isinstance(budget_ms, int) or budget_ms < 1:
+            raise InvalidTraceData(f"budget_ms must be a positive integer, got {budget_ms!r}")
+        query, params = q.count_query(filter, self._scope, self.abandon_after)
         try:
-            row = yield _one(query, params, prepare=False, timeout_ms=int(budget_ms))
+            row = yield _one(query, params, prepare=False, timeout_ms=budget_ms)
             return (int(row["n"]) if row else 0), True
         except QueryTimeout:
             pass
-        equery, eparams = q.count_estimate_query(filter, scope=self._scope)
+        equery, eparams = q.count_estimate_query(filter, self._scope, self.abandon_after)
         plan = yield _one(equery, eparams, prepare=False)
         return q.estimate_from_plan(plan), False
 
@@ -591,15 +778,17 @@ class StoreOperations:
     ) -> Op[int]:
         """Delete every matching trace (not one page), in batches; return how many.
 
-        An empty filter deletes everything only with ``allow_all=True``. ``progress`` is
-        called with the running total after each batch. The batches run one after another on
-        one connection.
+        A filter that can match every trace (no condition, an empty ``contains``, a text of
+        negations only) deletes only with ``allow_all=True``. ``progress`` is called with the
+        running total after each batch. The batches run one after another on one connection.
         """
         if q.is_empty_filter(filter) and not allow_all:
-            raise InvalidTraceData("refusing to delete every trace: pass allow_all=True")
+            raise InvalidTraceData(
+                "refusing to delete every trace: this filter can match them all; pass allow_all=True"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidTraceData("batch_size must be a positive integer")
-        query, params = q.delete_batch_query(filter, batch_size, scope=self._scope)
+        query, params = q.delete_batch_query(filter, batch_size, self._scope, self.abandon_after)
         total = 0
         try:
             while True:
@@ -610,7 +799,52 @@ class StoreOperations:
                 if n < batch_size:
                     break
         finally:
-            self._offsets.forget()
+            self._sent.forget()
+        return total
+
+    @operation
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        keep_last: int = 0,
+        status: str | tuple[str, ...] | list[str] | None = None,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> Op[int]:
+        """Delete the traces not updated for ``older_than``, with their entries: retention.
+
+        Args:
+            older_than: age (since the last update) from which a trace goes.
+            keep_last: keep this many of the most recently updated traces of each user, however
+                old.
+            status: only traces of this status (or these), e.g. ``"completed"``.
+            dry_run: count what would go, delete nothing.
+
+        Returns:
+            How many traces were deleted (or would be, with ``dry_run``).
+        """
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+            raise InvalidTraceData(f"older_than must be a positive timedelta, got {older_than!r}")
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise InvalidTraceData(f"keep_last must be a non-negative integer, got {keep_last!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidTraceData("batch_size must be a positive integer")
+        flt = TraceFilter(status=status) if status else None
+        query, params = q.prune_query(
+            flt, older_than, keep_last, batch_size, dry_run, self._scope, self.abandon_after
+        )
+        if dry_run:
+            return int((yield _one(query, params, prepare=False))["n"])
+        total = 0
+        try:
+            while True:
+                n = yield _count(query, params, prepare=False)
+                total += n
+                if n < batch_size:
+                    break
+        finally:
+            self._sent.forget()
         return total
 
     @operation
@@ -620,7 +854,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.SET_STATUS, {"status": status, "id": tid, "scope": self._scope})) > 0
+        return (yield _count(q.SET_STATUS, self._by_id(status=status, id=tid))) > 0
 
     @operation
     def rename_trace(self, trace_id: str, name: str) -> Op[bool]:
@@ -629,7 +863,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.RENAME, {"name": name, "id": tid, "scope": self._scope})) > 0
+        return (yield _count(q.RENAME, self._by_id(name=name, id=tid))) > 0
 
     @operation
     def update_metadata(self, trace_id: str, metadata: dict[str, Any]) -> Op[bool]:
@@ -638,7 +872,7 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return False
-        return (yield _count(q.MERGE_METADATA, {"metadata": param, "id": tid, "scope": self._scope})) > 0
+        return (yield _count(q.MERGE_METADATA, self._by_id(metadata=param, id=tid))) > 0
 
     @operation(transaction=True)
     def set_trace_times(self, times: list[tuple[str, datetime, datetime]]) -> Op[int]:
@@ -663,6 +897,16 @@ class StoreOperations:
         yield _one(q.KEEP_TIMES)
         params = {"ids": ids, "created": created, "updated": updated, "scope": self._scope}
         return (yield _count(q.SET_TIMES, params))
+
+    @operation
+    def index_pending(self, limit: int = 1000) -> Op[int]:
+        """Index for search the entries of up to ``limit`` traces whose newest entries are not
+        indexed yet, whoever wrote them; returns how many traces were indexed. Each store
+        does this in the background for what it writes (see :mod:`tracedb.indexer`); this is
+        for a database whose writers stopped before their indexer ran."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidTraceData("limit must be a positive integer")
+        return int((yield _one(q.INDEX_STALE, {"limit": limit, "age": timedelta(0)}))["n"])
 
     @operation
     def server_status(self) -> Op[ServerStatus]:

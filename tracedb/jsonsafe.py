@@ -26,18 +26,21 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import hashlib
 import ipaddress
 import json
 import math
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
 from .errors import EntryTooLarge, InvalidTraceData
+from .usage import usage_of
 
 DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
@@ -169,6 +172,18 @@ def is_error_entry(entry: Mapping[str, Any]) -> bool:
     return err not in (None, "", False, {}, [])
 
 
+def unwrap_trace_data(trace_data: Any) -> list[Any]:
+    """The list of entries a ``trace_data`` argument holds, without looking at the entries
+    (they are checked one by one when they are prepared).
+
+    Raises:
+        InvalidTraceData: ``trace_data`` holds no list of entries.
+    """
+    if not isinstance(trace_data, list):
+        raise InvalidTraceData(f"trace_data must be a list of dicts, got {type(trace_data).__name__}")
+    return trace_data
+
+
 def check_trace_data(trace_data: Any) -> list[Any]:
     """Check that ``trace_data`` is a list of dicts; return it.
 
@@ -183,24 +198,66 @@ def check_trace_data(trace_data: Any) -> list[Any]:
     return trace_data
 
 
+# Longest node, kind, name or status kept in an entry's columns (the entry's data keeps the
+# whole text): 200 characters are at most 800 bytes, well under PostgreSQL's index row limit.
+LABEL_CHARS = 200
+
+
+@dataclass(frozen=True)
+class PreparedEntries:
+    """Entries converted and wrapped for ``tracedb_append``.
+
+    Attributes:
+        parts: one JSON element per entry.
+        digests: one md5 hex digest per entry, of its JSON as stored; the fingerprint of a
+            list of entries chains them (:func:`chain`).
+    """
+
+    parts: list[str]
+    digests: list[str]
+
+    def payload(self, start: int = 0) -> str:
+        """The JSON array of the elements from ``start`` on, to send."""
+        return "[" + ",".join(self.parts[start:]) + "]"
+
+
+def chain(start: str, digests: list[str]) -> list[str]:
+    """Fingerprints after each entry: ``start`` (the fingerprint before the first), then
+    ``md5(previous || digest)`` per digest; the database chains entries the same way."""
+    out = [start]
+    for digest in digests:
+        out.append(hashlib.md5((out[-1] + digest).encode()).hexdigest())
+    return out
+
+
+def _label(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= LABEL_CHARS else value[:LABEL_CHARS]
+
+
 def prepare_entries(
     entries: list[Any],
     *,
     max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
     max_depth: int = DEFAULT_MAX_DEPTH,
     start_index: int = 0,
-) -> str:
-    """Convert entries and wrap them for ``tracedb_append``; return the JSON text to send.
+    checkpoint_ids: list[str | None] | None = None,
+) -> PreparedEntries:
+    """Convert entries and wrap them for ``tracedb_append``.
 
-    Each element becomes ``{"d": entry, "a": started_at, "b": ended_at, "ms": duration_ms,
-    "e": is_error}`` with times as ISO 8601 in UTC, so the database never parses
-    user-supplied time formats.
+    Each element becomes ``{"d": entry, "n"/"k"/"nm"/"s": node, kind, name and status (for
+    the columns, cut to LABEL_CHARS), "a"/"b": started/ended at in UTC, "ms": duration,
+    "e": is error, "h": digest, "c": checkpoint id, "m"/"it"/"ot"/"tt"/"usd": model, tokens
+    and cost (see :mod:`tracedb.usage`)}``, so the database never parses user-supplied
+    time formats.
 
     Raises:
         InvalidTraceData: an element is not a dict.
         EntryTooLarge: an entry exceeds ``max_entry_bytes`` or ``max_depth``.
     """
     parts: list[str] = []
+    digests: list[str] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise InvalidTraceData(
@@ -215,24 +272,41 @@ def prepare_entries(
         except EntryTooLarge as exc:
             raise EntryTooLarge(f"trace_data[{start_index + i}]: {exc}") from exc
         text = dumps(data)
-        size = len(text.encode("utf-8"))
-        if size > max_entry_bytes:
+        raw = text.encode("utf-8")
+        if len(raw) > max_entry_bytes:
             raise EntryTooLarge(
-                f"trace_data[{start_index + i}] is {size:,} bytes as JSON, over the limit of "
+                f"trace_data[{start_index + i}] is {len(raw):,} bytes as JSON, over the limit of "
                 f"{max_entry_bytes:,} bytes (max_entry_bytes)"
             )
+        digest = hashlib.md5(raw).hexdigest()
+        digests.append(digest)
         started = _parse_time(entry.get("started_at"))
         ended = _parse_time(entry.get("ended_at"))
         ms = _number(entry.get("duration_ms"))
         if ms is None and started and ended:
             ms = (ended - started).total_seconds() * 1000.0
-        wrapper = dumps(
-            {
-                "a": started.isoformat() if started else None,
-                "b": ended.isoformat() if ended else None,
-                "ms": ms,
-                "e": is_error_entry(entry),
-            }
-        )
-        parts.append('{"d":' + text + "," + wrapper[1:])
-    return "[" + ",".join(parts) + "]"
+        error = is_error_entry(entry)
+        wrapper: dict[str, Any] = {
+            "n": _label(data.get("node")),
+            "k": _label(data.get("kind")),
+            "nm": _label(data.get("name")),
+            "s": "error" if error else _label(data.get("status")),
+            "a": started.isoformat() if started else None,
+            "b": ended.isoformat() if ended else None,
+            "ms": ms,
+            "e": error,
+            "h": digest,
+        }
+        if checkpoint_ids is not None and i < len(checkpoint_ids) and checkpoint_ids[i]:
+            wrapper["c"] = _label(str(checkpoint_ids[i]))
+        used = usage_of(data)
+        if used is not None:
+            wrapper.update(
+                m=used.model,
+                it=used.input_tokens,
+                ot=used.output_tokens,
+                tt=used.total_tokens,
+                usd=used.cost_usd,
+            )
+        parts.append('{"d":' + text + "," + dumps(wrapper)[1:])
+    return PreparedEntries(parts, digests)

@@ -15,8 +15,9 @@ SEARCH_ENTRY_BYTES = 65536
 
 # Most rows one listing may return.
 MAX_LIMIT = 10_000
-# Longest user, thread, provider, trace or node name, in characters.
-MAX_TEXT_CHARS = 1000
+# Longest user, thread and provider id, trace name and filter text, in UTF-8 bytes: ids and
+# names are indexed, and a B-tree index row holds at most 2,704 bytes.
+MAX_TEXT_BYTES = 1000
 
 # Entry rows the dashboard reads at most for one trace.
 MAX_ENTRY_ROWS = 200_000
@@ -24,3 +25,9 @@ MAX_ENTRY_ROWS = 200_000
 MAX_CHOICES = 500
 # Dashboard queries give up after this long rather than hold a page.
 DASHBOARD_TIMEOUT_MS = 10_000
+
+# A running trace whose writer has not been heard from for this long reads as abandoned
+# (seconds; TRACEDB_ABANDON_AFTER changes it). A recorder beats every HEARTBEAT_S while a
+# node runs.
+ABANDON_AFTER = 120.0
+HEARTBEAT_S = 5.0

@@ -6,7 +6,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+# What a trace can be set to.
+WRITABLE_STATUSES = ("running", "completed", "failed", "interrupted")
+# What a trace can read as: "abandoned" is a running trace whose writer has not been heard
+# from for TRACEDB_ABANDON_AFTER seconds (its process died or lost the database).
+STATUSES = (*WRITABLE_STATUSES, "abandoned")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,13 @@ class TraceSummary:
     last_ended_at: datetime | None = None
     total_duration_ms: float = 0.0
     turns: int = 0
+    dropped_count: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: float | None = None
+    running: list[dict[str, Any]] = field(default_factory=list)
+    heartbeat_at: datetime | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -64,7 +75,9 @@ class Trace(TraceSummary):
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Where an append went: the trace, the seq of its first new entry, the new count."""
+    """Where an append went: the trace, the seq of its first new entry, the new count, how
+    many entries were written, whether the trace was created, the turn, and whether the batch
+    had been applied before (sent again after a lost reply: nothing was written)."""
 
     trace_id: str
     first_seq: int
@@ -72,6 +85,7 @@ class AppendResult:
     written: int
     created: bool = False
     turn: int | None = None
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,8 +127,17 @@ class TracePage:
 
 @dataclass(frozen=True)
 class Overview:
-    """Aggregates over the traces created in ``[since, until)``: totals, traces per day and
-    status, entries and step durations per node, busiest users."""
+    """Aggregates over the traces created in ``[since, until)``.
+
+    Attributes:
+        totals: traces, entries, errors, failed, running, abandoned, users, tokens, cost,
+            dropped entries, and step duration p50/p95.
+        per_day: per day and status: traces, traces with errors, entries, tokens, cost.
+        per_node: per node: entries, errors, step duration p50/p95/mean/total.
+        per_user: the busiest users: traces, entries, failed, error entries, tokens, cost.
+        latency: per day: traces, trace work p50/p95 (steps added up) and step p50/p95.
+        per_model: per model: steps, tokens, cost.
+    """
 
     since: datetime
     until: datetime
@@ -122,6 +145,8 @@ class Overview:
     per_day: list[dict[str, Any]] = field(default_factory=list)
     per_node: list[dict[str, Any]] = field(default_factory=list)
     per_user: list[dict[str, Any]] = field(default_factory=list)
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    per_model: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +24,8 @@ from psycopg.types.json import Jsonb
 
 from .errors import InvalidTraceData
 from .jsonsafe import to_jsonable
-from .limits import MAX_LIMIT, MAX_TEXT_CHARS
-from .models import STATUSES, Trace, TraceFilter, TracePage, TraceSummary
+from .limits import ABANDON_AFTER, MAX_LIMIT, MAX_TEXT_BYTES
+from .models import STATUSES, WRITABLE_STATUSES, Trace, TraceFilter, TracePage, TraceSummary
 
 # -- the columns of a trace summary ----------------------------------------------------
 
@@ -44,32 +44,82 @@ SUMMARY_FIELDS = (
     "last_ended_at",
     "total_duration_ms",
     "turns",
+    "dropped_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "running",
+    "heartbeat_at",
     "created_at",
     "updated_at",
 )
 
+# A running trace whose writer has not been heard from for %(abandon_after)s seconds (no
+# append, no heartbeat) reads as abandoned: its process died or lost the database.
+STALE = sql.SQL("coalesce(t.heartbeat_at, t.updated_at) < now() - make_interval(secs => %(abandon_after)s)")
+STATUS = sql.SQL("CASE WHEN t.status = 'running' AND {stale} THEN 'abandoned' ELSE t.status END").format(
+    stale=STALE
+)
 
-def summary_columns(alias: str = "t") -> sql.Composed:
-    """The summary columns of ``automation_traces`` under ``alias`` (the id as text)."""
-    return sql.SQL(", ").join(
-        sql.SQL("{}::text AS {}").format(sql.Identifier(alias, name), sql.Identifier(name))
-        if name == "id"
-        else sql.Identifier(alias, name)
-        for name in SUMMARY_FIELDS
-    )
+
+def summary_columns() -> sql.Composed:
+    """The summary columns of ``automation_traces t`` (the id as text, the status as read)."""
+    columns: list[sql.Composable] = []
+    for name in SUMMARY_FIELDS:
+        if name == "id":
+            columns.append(sql.SQL("t.id::text AS id"))
+        elif name == "status":
+            columns.append(sql.SQL("{} AS status").format(STATUS))
+        else:
+            columns.append(sql.Identifier("t", name))
+    return sql.SQL(", ").join(columns)
 
 
 SUMMARY = summary_columns()
 SUMMARY_NAMES = sql.SQL(", ").join(sql.Identifier(name) for name in SUMMARY_FIELDS)
 
-ENTRY_FIELDS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms", "turn")
+ENTRY_FIELDS = (
+    "seq",
+    "node",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "turn",
+    "checkpoint_id",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+)
+_ENTRY_COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in ENTRY_FIELDS)
 
 # -- fixed statements -------------------------------------------------------------------
 
 APPEND = """
-SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn
+SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn,
+       duplicate, replaced, fingerprint
   FROM tracedb_append(%(trace_id)s, %(user_id)s, %(provider_id)s, %(thread_id)s, %(name)s,
-                      %(entries)s::jsonb, %(offset)s, %(status)s, %(new_id)s, %(new_turn)s, %(scope)s)
+                      %(entries)s::jsonb, %(offset)s, %(status)s, %(new_id)s, %(new_turn)s,
+                      %(scope)s, %(batch)s, %(chain)s, %(replace)s, %(running)s, %(dropped)s)
+"""
+
+# Where the most recent trace of a thread and user stands: its entry count and fingerprint.
+THREAD_STATE = """
+SELECT t.id::text AS id, t.entry_count, t.fingerprint FROM automation_traces t
+ WHERE t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
+ ORDER BY t.created_at DESC, t.id DESC LIMIT 1
+"""
+
+# The writer of a running trace is alive: moves its heartbeat (and, at most once a second,
+# its updated_at through the touch trigger).
+TOUCH = """
+UPDATE automation_traces t SET heartbeat_at = clock_timestamp()
+ WHERE t.id = %(id)s AND t.status = 'running' AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
 """
 
 INSERT_TRACE = """
@@ -89,7 +139,9 @@ OWNED_TRACE = sql.SQL(
 
 
 def _scoped(text: str) -> sql.Composed:
-    return sql.SQL(text).format(columns=SUMMARY, scoped=SCOPED, owned=OWNED_TRACE)
+    return sql.SQL(text).format(
+        columns=SUMMARY, scoped=SCOPED, owned=OWNED_TRACE, entry_columns=_ENTRY_COLUMNS, status=STATUS
+    )
 
 
 LOAD_BY_ID = _scoped(
@@ -123,7 +175,7 @@ PING = "SELECT 1 AS ok"
 
 ENTRIES = _scoped(
     """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn, data
+SELECT {entry_columns}, data
   FROM automation_trace_entries
  WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s AND {owned}
  ORDER BY seq LIMIT %(limit)s
@@ -134,7 +186,7 @@ SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn, d
 # JSONB documents would cost more than drawing them.
 ENTRY_COLUMNS = _scoped(
     """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn
+SELECT {entry_columns}
   FROM automation_trace_entries
  WHERE trace_id = %(trace_id)s AND seq > %(after_seq)s AND {owned}
  ORDER BY seq LIMIT %(limit)s
@@ -143,10 +195,21 @@ SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn
 
 ENTRIES_BY_SEQ = _scoped(
     """
-SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, turn, data
+SELECT {entry_columns}, data
   FROM automation_trace_entries
  WHERE trace_id = %(trace_id)s AND seq = ANY(%(seqs)s) AND {owned}
  ORDER BY seq
+"""
+)
+
+# The nodes running right now in a trace (markers kept on the trace row while a node runs):
+# shown as steps with status "running" (or "abandoned" when the trace's writer is gone).
+RUNNING = _scoped(
+    """
+SELECT r.key AS task_id, r.value AS marker, t.turns, {status} AS trace_status
+  FROM automation_traces t, jsonb_each(t.running) AS r
+ WHERE t.id = %(trace_id)s AND {scoped}
+ ORDER BY r.value->>'started_at', r.key
 """
 )
 
@@ -177,18 +240,45 @@ _RANGE = sql.SQL(
     " AND (%(user_id)s::text IS NULL OR t.user_id = %(user_id)s)"
 )
 
-OVERVIEW_PER_DAY = sql.SQL(
+
+def _overview(text: str) -> sql.Composed:
+    return sql.SQL(text).format(range=_RANGE, status=STATUS, stale=STALE)
+
+
+OVERVIEW_PER_DAY = _overview(
     """
-SELECT date_trunc('day', t.created_at) AS day, t.status, count(*) AS traces,
+SELECT date_trunc('day', t.created_at) AS day, {status} AS status, count(*) AS traces,
        count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
-       coalesce(sum(t.entry_count), 0) AS entries
+       coalesce(sum(t.entry_count), 0) AS entries,
+       sum(t.input_tokens) AS input_tokens, sum(t.output_tokens) AS output_tokens,
+       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd
   FROM automation_traces t
  WHERE {range}
  GROUP BY 1, 2 ORDER BY 1, 2
 """
-).format(range=_RANGE)
+)
 
-OVERVIEW_PER_NODE = sql.SQL(
+# Latency over time: per day, the work of a trace (its steps' durations added up) and the
+# duration of a step, at the median and the 95th percentile.
+OVERVIEW_LATENCY = _overview(
+    """
+SELECT d.day, d.traces, d.trace_p50_ms, d.trace_p95_ms, s.step_p50_ms, s.step_p95_ms, s.steps
+  FROM (SELECT date_trunc('day', t.created_at) AS day, count(*) AS traces,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY t.total_duration_ms)
+                   FILTER (WHERE t.total_duration_ms > 0) AS trace_p50_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY t.total_duration_ms)
+                   FILTER (WHERE t.total_duration_ms > 0) AS trace_p95_ms
+          FROM automation_traces t WHERE {range} GROUP BY 1) d
+  LEFT JOIN (SELECT date_trunc('day', t.created_at) AS day, count(e.duration_ms) AS steps,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS step_p50_ms,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS step_p95_ms
+               FROM automation_traces t JOIN automation_trace_entries e ON e.trace_id = t.id
+              WHERE {range} GROUP BY 1) s ON s.day = d.day
+ ORDER BY d.day
+"""
+)
+
+OVERVIEW_PER_NODE = _overview(
     """
 SELECT coalesce(e.node, '(none)') AS node, count(*) AS entries,
        count(*) FILTER (WHERE e.status = 'error') AS errors,
@@ -200,33 +290,51 @@ SELECT coalesce(e.node, '(none)') AS node, count(*) AS entries,
  WHERE {range}
  GROUP BY 1 ORDER BY entries DESC, node LIMIT 50
 """
-).format(range=_RANGE)
+)
 
-OVERVIEW_PER_USER = sql.SQL(
+# Tokens and cost per model, from the steps that report usage.
+OVERVIEW_PER_MODEL = _overview(
+    """
+SELECT e.model, count(*) AS steps, sum(e.input_tokens) AS input_tokens,
+       sum(e.output_tokens) AS output_tokens, sum(e.total_tokens) AS total_tokens,
+       sum(e.cost_usd) AS cost_usd
+  FROM automation_traces t
+  JOIN automation_trace_entries e ON e.trace_id = t.id
+ WHERE {range} AND e.model IS NOT NULL
+ GROUP BY 1 ORDER BY total_tokens DESC NULLS LAST, e.model LIMIT 50
+"""
+)
+
+OVERVIEW_PER_USER = _overview(
     """
 SELECT t.user_id, count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
        count(*) FILTER (WHERE t.status = 'failed') AS failed,
-       coalesce(sum(t.error_count), 0) AS error_entries, max(t.updated_at) AS last_active
+       coalesce(sum(t.error_count), 0) AS error_entries, max(t.updated_at) AS last_active,
+       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd
   FROM automation_traces t
  WHERE {range}
  GROUP BY 1 ORDER BY traces DESC, entries DESC, t.user_id LIMIT %(top)s
 """
-).format(range=_RANGE)
+)
 
-OVERVIEW_TOTALS = sql.SQL(
+OVERVIEW_TOTALS = _overview(
     """
 SELECT count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
        coalesce(sum(t.error_count), 0) AS error_entries,
        count(*) FILTER (WHERE t.status = 'failed') AS failed,
        count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
-       count(*) FILTER (WHERE t.status = 'running') AS running,
-       count(DISTINCT t.user_id) AS users
+       count(*) FILTER (WHERE t.status = 'running' AND NOT {stale}) AS running,
+       count(*) FILTER (WHERE t.status = 'running' AND {stale}) AS abandoned,
+       count(DISTINCT t.user_id) AS users,
+       sum(t.input_tokens) AS input_tokens, sum(t.output_tokens) AS output_tokens,
+       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd,
+       coalesce(sum(t.dropped_count), 0) AS dropped
   FROM automation_traces t
  WHERE {range}
 """
-).format(range=_RANGE)
+)
 
-OVERVIEW_STEP_PERCENTILES = sql.SQL(
+OVERVIEW_STEP_PERCENTILES = _overview(
     """
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS p50_ms,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS p95_ms
@@ -234,7 +342,7 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS p50_ms,
   JOIN automation_trace_entries e ON e.trace_id = t.id
  WHERE {range}
 """
-).format(range=_RANGE)
+)
 
 # created_at/updated_at of several traces at once, as given: history for imported or demo
 # data. The touch trigger keeps the given times while ``tracedb.keep_times`` is on, which
@@ -246,6 +354,8 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
        AS v(id, created_at, updated_at)
  WHERE t.id = v.id AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
 """
+
+INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s, %(age)s) AS n"
 
 # A statement's time limit, for this transaction only (the store sets it before a statement
 # that carries ``timeout_ms``).
@@ -302,18 +412,23 @@ def require_text(name: str, value: Any, *, optional: bool = False) -> str | None
         raise InvalidTraceData(f"{name} must be a non-empty string, got {value!r}")
     if "\x00" in value:
         raise InvalidTraceData(f"{name} must not contain NUL characters")
-    if len(value) > MAX_TEXT_CHARS:
-        raise InvalidTraceData(f"{name} is longer than {MAX_TEXT_CHARS:,} characters")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError as exc:
         raise InvalidTraceData(f"{name} is not valid Unicode text: {exc}") from exc
+    if size > MAX_TEXT_BYTES:
+        raise InvalidTraceData(
+            f"{name} is {size:,} bytes as UTF-8, over the limit of {MAX_TEXT_BYTES:,} bytes"
+        )
     return value
 
 
-def require_status(status: Any) -> str:
-    if status not in STATUSES:
-        raise InvalidTraceData(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+def require_status(status: Any, *, readable: bool = False) -> str:
+    """A status a trace can be given (running, completed, failed, interrupted), or with
+    ``readable`` one it can read as (also abandoned: running, and not heard from)."""
+    allowed = STATUSES if readable else WRITABLE_STATUSES
+    if not isinstance(status, str) or status not in allowed:
+        raise InvalidTraceData(f"status must be one of {', '.join(allowed)}; got {status!r}")
     return status
 
 
@@ -336,15 +451,24 @@ def metadata_param(metadata: Any) -> Jsonb:
 # -- rows to data classes ---------------------------------------------------------------
 
 
+def _running_markers(running: Any) -> list[dict[str, Any]]:
+    if not isinstance(running, dict):
+        return []
+    markers = [{"task_id": k, **v} if isinstance(v, dict) else {"task_id": k} for k, v in running.items()]
+    return sorted(markers, key=lambda m: (str(m.get("started_at") or ""), m["task_id"]))
+
+
 def summary_from_row(row: dict[str, Any]) -> TraceSummary:
     fields = {k: v for k, v in row.items() if k != "trace_data"}
     fields["nodes"] = list(fields.get("nodes") or [])
+    fields["running"] = _running_markers(fields.get("running"))
     return TraceSummary(**fields)
 
 
 def trace_from_row(row: dict[str, Any]) -> Trace:
     fields = dict(row)
     fields["nodes"] = list(fields.get("nodes") or [])
+    fields["running"] = _running_markers(fields.get("running"))
     fields["trace_data"] = list(fields.get("trace_data") or [])
     return Trace(**fields)
 
@@ -383,32 +507,34 @@ class Params(dict[str, Any]):
         return sql.Placeholder(key)
 
 
-# Text search and containment go through automation_trace_search (sql/003): per block of
-# entries of a trace, the distinct words of its strings and "=<hash>" lexemes of its
-# (key, scalar value) pairs. A match there only makes a trace a candidate; each candidate
-# is confirmed against its entries, so the meaning stays "an entry matches". The
-# confirmation is a scalar subquery so that it stays a per-row check of the candidates,
-# never a join over every entry. Blocks that could not be indexed whole (complete = false)
-# are candidates for every query.
-# The words have no positions, against which a phrase never matches: the candidate query
-# turns phrases ("a b", or a_b, which parses as one) into "a & b".
-_TRACE_WORDS = (
-    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ regexp_replace("
-    "websearch_to_tsquery('simple'::regconfig, {query})::text, '<[0-9]*-?>', '&', 'g')::tsquery"
-    " OR NOT s.complete)"
+# Text search and containment go through automation_trace_search: per block of entries of
+# a trace, the words of its strings and "=<hash>" lexemes of its (key, scalar value) pairs,
+# each at the position of its entry in the block. A match there only makes a trace a
+# candidate; each candidate is confirmed against its entries, so the meaning stays "an
+# entry matches". The confirmation is a scalar subquery so that it stays a per-row check of
+# the candidates, never a join over every entry. Candidates of every query: blocks that
+# could not be indexed whole (complete = false) and traces whose newest entries are not
+# indexed yet (index_pending: the search rows are filled behind the writes).
+# The candidate query asks for its terms in one entry ("a <0> b": the same position); a
+# phrase is asked for as its words in one entry, which the confirmation narrows to the phrase.
+_CANDIDATES = (
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete"
+    " UNION ALL SELECT p.id FROM automation_traces p WHERE p.index_pending)"
 )
+_PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
 # parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
-_TRACE_WORDS_LITERAL = (
-    "t.id IN (SELECT s.trace_id FROM automation_trace_search s"
-    " WHERE s.words @@ {query}::tsquery OR NOT s.complete)"
-)
+_LITERAL_WORDS = "{query}::tsquery"
 # "(...) IS TRUE" keeps any index on the entries out of a confirmation: it must read the
 # few entries of one trace through the primary key, never every matching entry of the table.
+# An entry too big to be indexed is matched by tracedb_entry_matches, which cannot fail.
 _TEXT_CONFIRMS = (
-    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND ("
-    "jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
-    " @@ websearch_to_tsquery('simple'::regconfig, {query})) IS TRUE LIMIT 1)"
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND (CASE"
+    " WHEN pg_column_size(e.data) <= tracedb_search_entry_bytes()"
+    " THEN jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
+    " @@ websearch_to_tsquery('simple'::regconfig, {query})"
+    " ELSE tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query})) END)"
+    " IS TRUE LIMIT 1)"
 )
 _CONTAINS_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
@@ -420,11 +546,11 @@ _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 def words_tsquery(candidates: str) -> str | None:
     """``candidates`` as tsquery text when it is only ASCII words and quoted phrases of them
-    (all to be found: ``'a' & 'b'``); None otherwise."""
+    (all to be found in one entry: ``'a' <0> 'b'``); None otherwise."""
     words = candidates.replace('"', " ").split()
     if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
-    return " & ".join(f"'{w.lower()}'" for w in words)
+    return " <0> ".join(f"'{w.lower()}'" for w in words)
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -465,7 +591,7 @@ def contains_tsquery(value: Any) -> str | None:
     keys = sorted(contains_keys(value)) if isinstance(value, dict) else []
     if not keys:
         return None
-    return " & ".join(f"'{k}'" for k in keys)
+    return " <0> ".join(f"'{k}'" for k in keys)
 
 
 def candidate_terms(text: str) -> str | None:
@@ -500,6 +626,8 @@ class FilterSQL:
     conditions: list[sql.Composable] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
+    # True once a condition that cannot match every trace is added (see narrows)
+    narrowing: bool = False
 
     def where(self, *, with_confirms: bool = True) -> sql.Composable:
         """The WHERE condition (without the keyword); TRUE when there is none."""
@@ -512,49 +640,64 @@ class FilterSQL:
     def empty(self) -> bool:
         return not self.conditions and not self.confirms
 
+    @property
+    def narrows(self) -> bool:
+        """False when the filter can match every trace: no condition at all, or only ones
+        such as an empty ``contains`` or a text of negations. Deleting with such a filter
+        needs the explicit "all"."""
+        return self.narrowing
 
-def compile_filter(flt: TraceFilter | None, scope: str | None = None) -> FilterSQL:
-    """The SQL of ``flt``, for a store that sees only ``scope``'s traces (None: everyone's).
+
+def compile_filter(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> FilterSQL:
+    """The SQL of ``flt``, for a store that sees only ``scope``'s traces (None: everyone's),
+    where a running trace not heard from for ``abandon_after`` seconds is abandoned.
 
     Raises:
         InvalidTraceData: a field has a value of the wrong type.
     """
+    if flt is not None and not isinstance(flt, TraceFilter):
+        raise InvalidTraceData(f"filter must be a TraceFilter, got {type(flt).__name__}")
     flt = flt or TraceFilter()
     out = FilterSQL()
     p, cond = out.params, out.conditions
+    p["abandon_after"] = float(abandon_after)
     if scope is not None:
         # Not a condition of the caller's choosing: is_empty_filter looks at conditions only.
         out.scope = sql.SQL("t.user_id = {}").format(p.add("scope", scope))
-    if flt.user_id:
-        cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", require_text("user_id", flt.user_id))))
-    if flt.thread_id:
-        thread = require_text("thread_id", flt.thread_id)
-        cond.append(sql.SQL("t.thread_id = {}").format(p.add("thread_id", thread)))
-    if flt.name:
-        prefix = _like_prefix(require_text("name", flt.name) or "")
-        cond.append(sql.SQL("lower(t.name) LIKE {}").format(p.add("name", prefix)))
+    user_id = _optional_text("user_id", flt.user_id)
+    thread_id = _optional_text("thread_id", flt.thread_id)
+    name = _optional_text("name", flt.name)
+    node = _optional_text("node", flt.node)
+    text = _optional_text("text", flt.text)
+    if user_id:
+        cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", user_id)))
+    if thread_id:
+        cond.append(sql.SQL("t.thread_id = {}").format(p.add("thread_id", thread_id)))
+    if name:
+        cond.append(sql.SQL("lower(t.name) LIKE {}").format(p.add("name", _like_prefix(name))))
     if flt.status:
-        statuses = [flt.status] if isinstance(flt.status, str) else list(flt.status)
-        for status in statuses:
-            require_status(status)
-        cond.append(sql.SQL("t.status = ANY({})").format(p.add("status", statuses)))
+        cond.append(_status_condition(flt.status, p))
     for label, value, op in (("since", flt.since, ">="), ("until", flt.until, "<")):
         if value is not None:
             if not isinstance(value, datetime):
                 raise InvalidTraceData(f"{label} must be a datetime, got {type(value).__name__}")
             cond.append(sql.SQL("t.updated_at {} {}").format(sql.SQL(op), p.add(label, value)))
-    if flt.node:
-        node = require_text("node", flt.node)
+    if node:
         cond.append(sql.SQL("t.nodes @> ARRAY[{}]::text[]").format(p.add("node", node)))
-    if flt.text and flt.text.strip():
-        text = require_text("text", flt.text) or ""
+    out.narrowing = bool(cond)  # each condition so far excludes some traces
+    if text:
         candidates = candidate_terms(text)
         if candidates is not None:
             literal = words_tsquery(candidates)
             if literal is None:
-                cond.append(sql.SQL(_TRACE_WORDS).format(query=p.add("words", candidates)))
+                words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
             else:
-                cond.append(sql.SQL(_TRACE_WORDS_LITERAL).format(query=p.add("words", literal)))
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", literal))
+            cond.append(sql.SQL(_CANDIDATES).format(words=words))
+            out.narrowing = True
+        # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
         out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
     if flt.contains is not None:
@@ -563,30 +706,71 @@ def compile_filter(flt: TraceFilter | None, scope: str | None = None) -> FilterS
         contained = to_jsonable(flt.contains)
         if isinstance(contained, list):
             cond.append(sql.SQL("FALSE"))  # entries are JSON objects: none contains an array
+            out.narrowing = True
         else:
             literal = contains_tsquery(contained)
-            if literal is not None:  # else ({} or only empty values) every trace is a candidate
-                cond.append(sql.SQL(_TRACE_WORDS_LITERAL).format(query=p.add("keys", literal)))
+            if literal is not None:
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", literal))
+                cond.append(sql.SQL(_CANDIDATES).format(words=words))
+                out.narrowing = True
+            # else ({} or only empty values) every trace with an entry matches
             value = p.add("contains", Jsonb(contained))
             out.confirms.append(
                 lambda tid, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(tid=tid, value=value)
             )
     if flt.trace_ids is not None:
+        if isinstance(flt.trace_ids, (str, bytes)) or not isinstance(
+            flt.trace_ids, (list, tuple, set, frozenset)
+        ):
+            raise InvalidTraceData("trace_ids must be a list of trace ids")
         ids = [i for i in (parse_uuid(v) for v in flt.trace_ids) if i]
         cond.append(sql.SQL("t.id = ANY({}::uuid[])").format(p.add("trace_ids", ids)))
+        out.narrowing = True
     return out
 
 
+def _optional_text(name: str, value: Any) -> str | None:
+    """A text filter field: None or blank means "any"; anything but a string is an error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return require_text(name, value)
+
+
+def _status_condition(status: Any, p: Params) -> sql.Composable:
+    """Traces whose status, as read, is one of ``status``: "running" is a running trace heard
+    from lately, "abandoned" one that has not been (see STALE)."""
+    statuses = [status] if isinstance(status, str) else status
+    if not isinstance(statuses, (list, tuple, set, frozenset)) or not statuses:
+        raise InvalidTraceData(f"status must be one of {', '.join(STATUSES)} or a list of them")
+    chosen = {require_status(s, readable=True) for s in statuses}
+    parts: list[sql.Composable] = []
+    stored = sorted(chosen - {"running", "abandoned"})
+    if stored:
+        parts.append(sql.SQL("t.status = ANY({})").format(p.add("status", stored)))
+    if {"running", "abandoned"} <= chosen:
+        parts.append(sql.SQL("t.status = 'running'"))
+    elif "running" in chosen:
+        parts.append(sql.SQL("(t.status = 'running' AND NOT {})").format(STALE))
+    elif "abandoned" in chosen:
+        parts.append(sql.SQL("(t.status = 'running' AND {})").format(STALE))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+
+
 def is_empty_filter(flt: TraceFilter | None) -> bool:
-    """True when ``flt`` matches every trace (it has no condition)."""
-    return compile_filter(flt).empty
+    """True when ``flt`` can match every trace: it has no condition, or only ones that need
+    not exclude any trace (an empty ``contains``, a text of negations only)."""
+    return not compile_filter(flt).narrows
 
 
 _ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
 
 
 def list_query(
-    flt: TraceFilter | None, limit: int, cursor: str | None, scope: str | None = None
+    flt: TraceFilter | None,
+    limit: int,
+    cursor: str | None,
+    scope: str | None = None,
+    abandon_after: float = ABANDON_AFTER,
 ) -> tuple[sql.Composed, Params]:
     """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``.
 
@@ -596,7 +780,7 @@ def list_query(
     plan the inner query for all its rows instead of the few the LIMIT needs; a filter over
     a subquery scan keeps the subquery's order.
     """
-    f = compile_filter(flt, scope)
+    f = compile_filter(flt, scope, abandon_after)
     if cursor:
         when, tid = decode_cursor(cursor)
         f.conditions.append(
@@ -619,16 +803,49 @@ def list_query(
     ), f.params
 
 
-def count_query(flt: TraceFilter | None, scope: str | None = None) -> tuple[sql.Composed, Params]:
-    f = compile_filter(flt, scope)
+def prune_query(
+    flt: TraceFilter | None,
+    older_than: timedelta,
+    keep_last: int,
+    batch: int,
+    dry_run: bool,
+    scope: str | None = None,
+    abandon_after: float = ABANDON_AFTER,
+) -> tuple[sql.Composed, Params]:
+    """Retention: delete (or with ``dry_run`` count) up to ``batch`` traces not updated for
+    ``older_than`` that match ``flt``, keeping each user's ``keep_last`` most recent."""
+    f = compile_filter(flt, scope, abandon_after)
+    f.conditions.append(sql.SQL("t.updated_at < now() - {}").format(f.params.add("older_than", older_than)))
+    if keep_last:
+        keep = f.params.add("keep", keep_last)
+        f.conditions.append(
+            sql.SQL(
+                "EXISTS (SELECT 1 FROM (SELECT u.updated_at, u.id FROM automation_traces u"
+                " WHERE u.user_id = t.user_id ORDER BY u.updated_at DESC, u.id DESC OFFSET {keep} - 1 LIMIT 1) k"
+                " WHERE (t.updated_at, t.id) < (k.updated_at, k.id))"
+            ).format(keep=keep)
+        )
+    if dry_run:
+        return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
+    query = sql.SQL(
+        "DELETE FROM automation_traces WHERE id = ANY(ARRAY("
+        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}))"
+    )
+    return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
+
+
+def count_query(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params]:
+    f = compile_filter(flt, scope, abandon_after)
     return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
 
 
 def delete_batch_query(
-    flt: TraceFilter | None, batch: int, scope: str | None = None
+    flt: TraceFilter | None, batch: int, scope: str | None = None, abandon_after: float = ABANDON_AFTER
 ) -> tuple[sql.Composed, Params]:
     """Delete up to ``batch`` matching traces (entries go by cascade)."""
-    f = compile_filter(flt, scope)
+    f = compile_filter(flt, scope, abandon_after)
     # ARRAY(...) is computed once, then each id is found through the primary key; with
     # IN (...) the planner may hash the batch and scan the whole table for every batch.
     query = sql.SQL(
@@ -638,13 +855,15 @@ def delete_batch_query(
     return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
 
 
-def count_estimate_query(flt: TraceFilter | None, scope: str | None = None) -> tuple[sql.Composed, Params]:
+def count_estimate_query(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params]:
     """EXPLAIN of the matching rows: the planner's estimate of a count, in about a millisecond.
 
     For a dashboard's "about N" when the exact count would take too long; read the figure
     with :func:`estimate_from_plan`.
     """
-    f = compile_filter(flt, scope)
+    f = compile_filter(flt, scope, abandon_after)
     # Only the index conditions: the planner cannot judge how many candidates a confirmation
     # keeps, while the candidates' count is what its statistics describe.
     query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {}")

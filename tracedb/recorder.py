@@ -72,9 +72,13 @@ class TraceRecorder:
 
     # -- writing -------------------------------------------------------------------
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None:
+    def _write(
+        self, entries: list[dict[str, Any]], status: str | None, new_turn: bool, batch_id: str
+    ) -> None:
         if self.trace_id is not None:
-            self.db.append_entries(entries, trace_id=self.trace_id, status=status, new_turn=new_turn)
+            self.db.append_entries(
+                entries, trace_id=self.trace_id, status=status, new_turn=new_turn, batch_id=batch_id
+            )
         else:
             result = self.db.append_entries(
                 entries,
@@ -84,6 +88,7 @@ class TraceRecorder:
                 name=self.name,
                 status=status,
                 new_turn=new_turn,
+                batch_id=batch_id,
             )
             self.trace_id = result.trace_id
 

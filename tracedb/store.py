@@ -13,6 +13,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
 from .errors import DatabaseUnavailable
+from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
 from .migrations import migrate
 from .server import resolve_url
@@ -94,6 +95,7 @@ class AutomationTraceDB(StoreOperations):
         except PoolTimeout as exc:
             self.pool.close()
             raise DatabaseUnavailable(f"cannot connect to {self.server.label} within {timeout:g} s") from exc
+        self._indexer = Indexer(self._index_connection)
         if apply_migrations:
             try:
                 with self.pool.connection() as conn:
@@ -130,8 +132,13 @@ class AutomationTraceDB(StoreOperations):
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
 
+    def _index_connection(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.server.url, autocommit=True, connect_timeout=max(1, int(self.timeout)))
+
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Index what is pending for search, then close every connection."""
+        if self._indexer is not None:
+            self._indexer.close()
         self.pool.close()
 
     def __enter__(self) -> AutomationTraceDB:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +20,9 @@ class Sink(Protocol):
 
     thread_id: str | None
 
-    def _write(self, entries: list[dict[str, Any]], status: str | None, new_turn: bool = False) -> None: ...
+    def _write(
+        self, entries: list[dict[str, Any]], status: str | None, new_turn: bool, batch_id: str
+    ) -> None: ...
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Writer(threading.Thread):
         self.pending: list[dict[str, Any]] = []
         self.status: str | None = None
         self.new_turn = False
+        # a batch the database may or may not have stored (its reply was lost): sent again as
+        # it is, under the same id, before anything else, so that it is stored once
+        self.retry: tuple[list[dict[str, Any]], str | None, bool, str] | None = None
         self.in_flight = 0
         self.busy = False
         self.overflowing = False
@@ -93,25 +99,25 @@ class Writer(threading.Thread):
         delay = 0.05
         while True:
             with self.cond:
-                while not self.pending and self.status is None and not self.closed:
+                while not self.pending and self.status is None and self.retry is None and not self.closed:
                     self.cond.wait()
-                if not self.pending and self.status is None and self.closed:
+                if not self.pending and self.status is None and self.retry is None and self.closed:
                     return
-                batch, self.pending = self.pending, []
-                status, self.status = self.status, None
-                new_turn, self.new_turn = self.new_turn, False
+                if self.retry is not None:
+                    (batch, status, new_turn, batch_id), self.retry = self.retry, None
+                else:
+                    batch, self.pending = self.pending, []
+                    status, self.status = self.status, None
+                    new_turn, self.new_turn = self.new_turn, False
+                    batch_id = str(uuid.uuid4())
                 self.in_flight = len(batch)
                 self.busy = True
             try:
-                self.rec._write(batch, status, new_turn)
+                self.rec._write(batch, status, new_turn, batch_id)
             except DatabaseUnavailable as exc:
                 with self.cond:
-                    # Put the batch back in front, in order, and retry with backoff.
-                    self.pending = batch + self.pending
-                    if self.status is None:
-                        self.status = status
-                    self.new_turn = self.new_turn or new_turn
-                    self.in_flight = 0
+                    # Send the same batch again, under its id, with backoff.
+                    self.retry = (batch, status, new_turn, batch_id)
                     self.busy = False
                     if not self.errors or not self.errors[-1].startswith("database unreachable"):
                         self.errors.append(
@@ -140,7 +146,7 @@ class Writer(threading.Thread):
     def drain(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.cond:
-            while self.pending or self.busy or self.status is not None:
+            while self.pending or self.busy or self.status is not None or self.retry is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

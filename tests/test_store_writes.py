@@ -1,0 +1,468 @@
+"""Exact writes on a real PostgreSQL, both store classes: the seed-style upsert always
+leaves exactly the list given; a batch sent twice is stored once; heartbeats, running nodes,
+checkpoints, tokens and cost, drops; limits checked before the database; retention."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from store_support import STORES
+
+from tracedb import InvalidTraceData, TraceFilter, TraceNotFound
+from tracedb.core import Statement
+
+
+@pytest.fixture(scope="module", params=sorted(STORES))
+def open_store(request: pytest.FixtureRequest):
+    return STORES[request.param]
+
+
+@pytest.fixture(scope="module")
+def db(db_url, open_store):
+    with open_store(db_url) as store:
+        yield store
+
+
+def entry(name: str, **extra: Any) -> dict[str, Any]:
+    return {"node": "tools", "kind": "tool", "name": name, "status": "ok", **extra}
+
+
+def stored(db, trace_id: str) -> list[Any]:
+    return db.load_trace_by_id(trace_id).trace_data
+
+
+# -- the seed-style upsert: the stored trace is exactly the list given -------------------
+
+
+def test_a_different_list_replaces_what_is_stored(db, ids):
+    thread = ids("th")
+    a, b, c = entry("a"), entry("b"), entry("c")
+    tid = db.upsert_trace_by_thread("ana", None, thread, [a, b, c])
+    d, e, f, g = entry("d"), entry("e"), entry("f"), entry("g")
+    assert db.upsert_trace_by_thread("ana", None, thread, [d, e, f, g]) == tid
+    assert stored(db, tid) == [d, e, f, g]
+    assert db.upsert_trace_by_thread("ana", None, thread, [entry("x")]) == tid
+    assert stored(db, tid) == [entry("x")]
+    assert db.get_summary(tid).entry_count == 1
+    assert db.upsert_trace_by_thread("ana", None, thread, []) == tid
+    assert stored(db, tid) == [] and db.get_summary(tid).error_count == 0
+
+
+def test_an_entry_changed_in_place_is_stored_changed(db, ids):
+    thread = ids("th")
+    trace = [entry("plan"), entry("call", status="running")]
+    tid = db.upsert_trace_by_thread("ana", None, thread, trace)
+    trace[-1]["status"] = "completed"  # the same dict, changed in place
+    db.upsert_trace_by_thread("ana", None, thread, trace)
+    assert stored(db, tid)[-1]["status"] == "completed"
+    trace[-1] = {**trace[-1], "output": {"nested": [1, 2]}}  # a new dict in place of the old
+    db.upsert_trace_by_thread("ana", None, thread, trace)
+    trace[-1]["output"]["nested"].append(3)  # nested, in place
+    db.upsert_trace_by_thread("ana", None, thread, trace)
+    assert stored(db, tid)[-1]["output"] == {"nested": [1, 2, 3]}
+    trace[0] = entry("plan", status="error", error="boom")  # an edit far from the end
+    trace += [entry(f"more-{i}") for i in range(10)]
+    db.upsert_trace_by_thread("ana", None, thread, trace)
+    assert stored(db, tid) == trace
+    assert db.get_summary(tid).error_count == 1
+
+
+class Recording:
+    """A store whose statements are recorded on their way to the (real) database."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.sent: list[Statement] = []
+
+    def __enter__(self) -> list[Statement]:
+        inner = getattr(self.store, "store", self.store)  # the async store behind the blocking one
+        self._run = inner._run
+        sent = self.sent
+
+        def run(op: Any, transaction: bool) -> Any:
+            def watched() -> Any:
+                result = None
+                try:
+                    while True:
+                        st = op.send(result)
+                        sent.append(st)
+                        result = yield st
+                except StopIteration as stop:
+                    return stop.value
+
+            return self._run(watched(), transaction)
+
+        inner._run = run
+        return self.sent
+
+    def __exit__(self, *exc: object) -> None:
+        del getattr(self.store, "store", self.store).__dict__["_run"]
+
+
+def test_a_growing_list_sends_only_its_new_entries_in_one_statement(db, ids):
+    thread = ids("th")
+    trace = [entry(f"e{i}") for i in range(5)]
+    tid = db.upsert_trace_by_thread("ana", None, thread, trace)
+    for i in range(5, 40):
+        trace = [*trace, entry(f"e{i}")]  # a new list each time, as a chat loop makes
+        with Recording(db) as sent:
+            assert db.upsert_trace_by_thread("ana", None, thread, trace) == tid
+        assert len(sent) == 1
+        assert sent[0].params["offset"] == i and sent[0].params["entries"].count('"d":') == 1
+    assert stored(db, tid) == trace
+
+
+def test_a_long_list_from_a_process_that_never_saw_it_is_probed_not_resent(db, db_url, open_store, ids):
+    thread = ids("th")
+    trace = [entry(f"e{i}") for i in range(200)]
+    tid = db.upsert_trace_by_thread("ana", None, thread, trace[:150])
+    with open_store(db_url) as other, Recording(other) as sent:
+        assert other.upsert_trace_by_thread("ana", None, thread, trace) == tid
+    # a probe of the stored count and fingerprint, then only the 50 missing entries
+    assert len(sent) == 2 and sent[1].params["offset"] == 150
+    assert sent[1].params["entries"].count('"d":') == 50
+    assert stored(db, tid) == trace
+    # this store's memory is stale now (another store wrote): still exact
+    trace2 = [*trace, entry("last")]
+    assert db.upsert_trace_by_thread("ana", None, thread, trace2) == tid
+    assert stored(db, tid) == trace2
+
+
+def test_concurrent_upserts_of_different_lists_leave_one_of_them(db_url, open_store):
+    thread = f"race-{uuid.uuid4().hex[:8]}"
+    lists = {w: [entry(f"w{w}-{i}", w=w) for i in range(40)] for w in range(8)}
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            with open_store(db_url, min_size=1, max_size=1) as store:
+                barrier.wait()
+                for end in range(1, 41, 3):
+                    store.upsert_trace_by_thread("race", None, thread, lists[w][:end])
+                store.upsert_trace_by_thread("race", None, thread, lists[w])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with open_store(db_url) as store:
+        final = store.load_trace_by_thread(thread).trace_data
+        assert store.count_traces(TraceFilter(thread_id=thread)) == 1
+    assert final in list(lists.values())  # one writer's list, never a mix
+
+
+def test_a_trace_without_fingerprint_is_replaced_once_then_extended(db, db_url, ids):
+    """Rows written before fingerprints existed (or by SQL) have none: the first upsert
+    replaces their entries with the list, and from then on the list extends them."""
+    thread = ids("th")
+    tid = db.upsert_trace_by_thread("ana", None, thread, [entry("old")])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE automation_traces SET fingerprint = NULL WHERE id = %s", (tid,))
+    trace = [entry("a"), entry("b")]
+    assert db.upsert_trace_by_thread("ana", None, thread, trace) == tid
+    assert stored(db, tid) == trace
+    trace.append(entry("c"))
+    assert db.upsert_trace_by_thread("ana", None, thread, trace) == tid
+    assert stored(db, tid) == trace
+
+
+def test_update_trace_replaces_the_entries(db, ids):
+    tid = db.upsert_trace_by_thread("ana", None, ids("th"), [entry("a"), entry("b")])
+    assert db.update_trace(tid, trace_data=[entry("z")])
+    assert stored(db, tid) == [entry("z")]
+    assert db.update_trace(tid, name="n", trace_data=[entry("z"), entry("y")])
+    t = db.load_trace_by_id(tid)
+    assert t.trace_data == [entry("z"), entry("y")] and t.name == "n"
+
+
+# -- exactly once ------------------------------------------------------------------------
+
+
+def test_a_batch_sent_again_is_stored_once(db, ids):
+    batch = str(uuid.uuid4())
+    thread = ids("th")
+    first = db.append_entries([entry("a"), entry("b")], thread_id=thread, user_id="ana", batch_id=batch)
+    again = db.append_entries([entry("a"), entry("b")], thread_id=thread, user_id="ana", batch_id=batch)
+    assert first.written == 2 and not first.duplicate
+    assert again.duplicate and again.written == 0 and again.trace_id == first.trace_id
+    db.append_entries([entry("c")], trace_id=first.trace_id, batch_id=str(uuid.uuid4()))
+    assert db.append_entries([entry("a")], trace_id=first.trace_id, batch_id=batch).duplicate
+    assert [e["name"] for e in stored(db, first.trace_id)] == ["a", "b", "c"]
+    with pytest.raises(InvalidTraceData, match="batch_id"):
+        db.append_entries([entry("x")], trace_id=first.trace_id, batch_id="not-a-uuid")
+
+
+# -- a running trace: heartbeat, running nodes, abandoned ---------------------------------
+
+
+def test_running_nodes_are_read_as_running_steps_until_they_end(db, ids):
+    started = datetime.now(UTC).isoformat()
+    r = db.append_entries(
+        [entry("plan")],
+        thread_id=ids("th"),
+        user_id="ana",
+        status="running",
+        running_start={"task-1": {"node": "model", "started_at": started, "checkpoint_id": "cp-1"}},
+    )
+    rows = db.get_entries(r.trace_id)
+    assert [(row["seq"], row["node"], row["status"]) for row in rows] == [
+        (0, "tools", "ok"),
+        (None, "model", "running"),
+    ]
+    assert rows[1]["checkpoint_id"] == "cp-1" and rows[1]["data"]["task_id"] == "task-1"
+    cols = db.entry_columns(r.trace_id)
+    assert cols["status"] == ["ok", "running"] and cols["seq"] == [0, None]
+    assert [m["node"] for m in db.get_summary(r.trace_id).running] == ["model"]
+    db.append_entries([entry("model out")], trace_id=r.trace_id, running_end=["task-1"])
+    assert [row["status"] for row in db.get_entries(r.trace_id)] == ["ok", "ok"]
+    db.append_entries([], trace_id=r.trace_id, running_start={"t2": {"node": "x", "started_at": started}})
+    db.append_entries([], trace_id=r.trace_id, status="completed")
+    assert db.get_summary(r.trace_id).running == [] and len(db.get_entries(r.trace_id)) == 2
+
+
+def test_a_silent_running_trace_reads_as_abandoned(db_url, open_store, ids, monkeypatch):
+    monkeypatch.setenv("TRACEDB_ABANDON_AFTER", "60")
+    with open_store(db_url) as db:
+        user = ids("u")
+        live = db.append_entries([entry("a")], thread_id=ids("th"), user_id=user, status="running")
+        dead = db.append_entries([entry("a")], thread_id=ids("th"), user_id=user, status="running")
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE automation_traces SET heartbeat_at = now() - interval '61 seconds' WHERE id = %s",
+                (dead.trace_id,),
+            )
+        assert db.get_summary(live.trace_id).status == "running"
+        assert db.get_summary(dead.trace_id).status == "abandoned"
+
+        def ids_with(status: str) -> set[str]:
+            return {s.id for s in db.list_traces(TraceFilter(user_id=user, status=status)).items}
+
+        assert ids_with("running") == {live.trace_id} and ids_with("abandoned") == {dead.trace_id}
+        assert db.count_traces(TraceFilter(user_id=user, status=("running", "abandoned"))) == 2
+        view = db.overview(
+            datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(minutes=1), user
+        )
+        assert view.totals["running"] == 1 and view.totals["abandoned"] == 1
+        # the writer comes back: a heartbeat (or any append) makes it running again
+        assert db.touch(dead.trace_id)
+        assert db.get_summary(dead.trace_id).status == "running"
+        assert not db.touch(str(uuid.uuid4()))
+        with pytest.raises(InvalidTraceData, match="status"):
+            db.set_status(live.trace_id, "abandoned")
+
+
+def test_checkpoints_drops_and_turn_columns(db, ids):
+    r = db.append_entries(
+        [entry("a"), entry("b")], thread_id=ids("th"), user_id="ana", checkpoint_ids=["c1", None], dropped=3
+    )
+    rows = db.get_entries(r.trace_id)
+    assert [row["checkpoint_id"] for row in rows] == ["c1", None]
+    assert rows[0]["data"] == entry("a")  # the entry's own data stays as written
+    db.append_entries([entry("gap", kind="gap", dropped=2)], trace_id=r.trace_id, dropped=2)
+    assert db.get_summary(r.trace_id).dropped_count == 5
+    with pytest.raises(InvalidTraceData, match="checkpoint_ids"):
+        db.append_entries([entry("a")], trace_id=r.trace_id, checkpoint_ids=["a", "b"])
+    with pytest.raises(InvalidTraceData, match="dropped"):
+        db.append_entries([], trace_id=r.trace_id, dropped=-1)
+
+
+# -- tokens and cost --------------------------------------------------------------------
+
+
+def model_step(model: str, i: int, o: int, cached: int = 0) -> dict[str, Any]:
+    usage = {"input_tokens": i, "output_tokens": o, "total_tokens": i + o}
+    if cached:
+        usage["input_token_details"] = {"cache_read": cached}
+    return {"node": "model", "kind": "llm", "name": model, "output": {"content": "hi", "usage": usage}}
+
+
+def test_token_totals_and_cost_are_kept_by_the_append(db, ids):
+    r = db.append_entries(
+        [model_step("openai:gpt-4o-mini", 1000, 200, cached=400), entry("tool")],
+        thread_id=ids("th"),
+        user_id="ana",
+    )
+    db.append_entries([model_step("gpt-4o-mini-2024-07-18", 500, 100)], trace_id=r.trace_id)
+    s = db.get_summary(r.trace_id)
+    assert (s.input_tokens, s.output_tokens, s.total_tokens) == (1500, 300, 1800)
+    # (600 fresh * 0.15 + 400 cached * 0.075 + 200 * 0.60) + (500 * 0.15 + 100 * 0.60), per million
+    assert s.cost_usd == pytest.approx((90 + 30 + 120 + 75 + 60) / 1e6)
+    rows = db.get_entries(r.trace_id)
+    assert [row["model"] for row in rows] == ["openai:gpt-4o-mini", None, "gpt-4o-mini-2024-07-18"]
+    assert [row["total_tokens"] for row in rows] == [1200, None, 600]
+    plain = db.save_trace("ana", None, ids("th"), [entry("x")])
+    s = db.get_summary(plain)
+    assert s.total_tokens is None and s.cost_usd is None  # unknown, not zero
+    unknown = db.save_trace("ana", None, ids("th"), [model_step("some-private-model", 10, 5)])
+    s = db.get_summary(unknown)
+    assert s.total_tokens == 15 and s.cost_usd is None
+
+
+def test_a_price_table_of_ones_own(db, ids, tmp_path, monkeypatch):
+    from tracedb import usage
+
+    table = tmp_path / "prices.json"
+    table.write_text('{"house-model": {"input": 1.0, "output": 2.0}}')
+    monkeypatch.setenv(usage.PRICES_ENV, str(table))
+    tid = db.save_trace("ana", None, ids("th"), [model_step("house-model", 1_000_000, 500_000)])
+    assert db.get_summary(tid).cost_usd == pytest.approx(2.0)
+    table.write_text("not json")
+    monkeypatch.setenv(usage.PRICES_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(InvalidTraceData, match="price table"):
+        db.save_trace("ana", None, ids("th"), [model_step("house-model", 1, 1)])
+
+
+# -- limits are input rules -------------------------------------------------------------
+
+
+def test_limits_are_checked_in_bytes_before_the_database(db, ids):
+    astral = "\U0001f600" * 300  # 300 characters, 1,200 bytes
+    for field in ("user_id", "thread_id", "name", "provider_id"):
+        kwargs = {
+            "user_id": "ana",
+            "provider_id": None,
+            "thread_id": ids("th"),
+            "trace_data": [],
+            "name": None,
+        }
+        kwargs[field] = astral
+        with pytest.raises(InvalidTraceData, match=f"{field} is 1,200 bytes"):
+            db.save_trace(**kwargs)
+    # a node name of 3,000 CJK characters is kept whole in the entry and cut in the columns
+    long_node = "\u6f22" * 3000
+    tid = db.save_trace("ana", None, ids("th"), [{"node": long_node, "kind": "x" * 5000}])
+    row = db.get_entries(tid)[0]
+    assert row["data"]["node"] == long_node and len(row["node"]) == 200 and len(row["kind"]) == 200
+    assert db.get_summary(tid).nodes == ["\u6f22" * 200]
+
+
+# -- deleting: guards and retention ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        TraceFilter(contains={}),
+        TraceFilter(text="-zzzz"),
+        TraceFilter(text="-a or b"),
+        TraceFilter(name="  "),
+    ],
+)
+def test_a_filter_that_can_match_everything_needs_allow_all(db, flt):
+    with pytest.raises(InvalidTraceData, match="allow_all"):
+        db.delete_traces(flt)
+
+
+def test_prune_deletes_old_traces_and_keeps_the_newest(db, ids):
+    user = ids("prune")
+    now = datetime.now(UTC)
+    made = []
+    for _ in range(6):
+        made.append(db.save_trace(user, None, ids("th"), [entry("a")]))
+    db.set_status(made[4], "failed")  # (before the times: a status change moves updated_at)
+    times = [
+        (tid, now - timedelta(days=40 + i), now - timedelta(days=40 + i)) for i, tid in enumerate(made[:5])
+    ]
+    db.set_trace_times(times)
+    mine = db.as_user(user)
+    assert mine.prune(timedelta(days=30), dry_run=True) == 5
+    assert mine.prune(timedelta(days=30), status="failed") == 1
+    assert db.get_summary(made[4]) is None
+    # keep the 2 most recent of the user: made[5] (new) and made[0] (newest of the old ones)
+    assert mine.prune(timedelta(days=30), keep_last=2) == 3
+    assert {s.id for s in mine.list_traces().items} == {made[0], made[5]}
+    with pytest.raises(InvalidTraceData, match="older_than"):
+        mine.prune(timedelta(0))
+
+
+# -- search behind the writes -----------------------------------------------------------
+
+
+def test_entries_are_found_before_and_after_they_are_indexed(db, db_url, ids):
+    first, second = f"zq{uuid.uuid4().hex[:10]}", f"zq{uuid.uuid4().hex[:10]}"
+    r = db.append_entries([entry("a", output=f"one {first}")], thread_id=ids("th"), user_id="ana")
+    db.append_entries([entry("b", output=f"two {second}")], trace_id=r.trace_id)  # not indexed yet
+    with psycopg.connect(db_url) as conn:
+        pending = conn.execute(
+            "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (r.trace_id,)
+        ).fetchone()
+    assert pending[0] and pending[1] < 2
+    assert [s.id for s in db.list_traces(TraceFilter(text=second)).items] == [r.trace_id]
+    assert db.count_traces(TraceFilter(text=f"{first} {second}")) == 0  # not in one entry
+    # the store's indexer catches up behind the writes, within a few seconds
+    deadline = time.monotonic() + 10
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT index_pending FROM automation_traces WHERE id = %s", (r.trace_id,)
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the background indexer did not index the trace"
+            time.sleep(0.1)
+    assert [s.id for s in db.list_traces(TraceFilter(text=second)).items] == [r.trace_id]
+    assert db.count_traces(TraceFilter(text=f'"two {second}"')) == 1
+    assert db.count_traces(TraceFilter(text=f'"{second} two"')) == 0
+
+
+def test_words_must_be_in_one_entry_and_so_must_containment(db, ids):
+    user = ids("u")
+    a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    split = db.save_trace(user, None, ids("th"), [entry("x", output=a), entry("y", output=b)])
+    together = db.save_trace(user, None, ids("th"), [entry("x", output=f"{a} {b}")])
+    mine = TraceFilter(user_id=user, text=f"{a} {b}")
+    assert [s.id for s in db.list_traces(mine).items] == [together]
+    assert db.count_traces(TraceFilter(user_id=user, text=f"{a} or {b}")) == 2
+    assert db.count_traces(TraceFilter(user_id=user, contains={"name": "x", "output": b})) == 0
+    assert db.count_traces(TraceFilter(user_id=user, contains={"name": "y", "output": b})) == 1
+    assert split
+
+
+def test_an_entry_too_wordy_for_a_search_vector_breaks_no_search(db_url, open_store, ids):
+    with open_store(db_url, max_entry_bytes=4 * 1024 * 1024) as db:
+        user = ids("u")
+        words = " ".join(f"w{i:x}z" for i in range(150_000))  # ~1 MB, 150,000 distinct words
+        big = db.save_trace(user, None, ids("th"), [{"node": "tools", "output": words}])
+        other = db.save_trace(user, None, ids("th"), [{"node": "tools", "output": "plain words"}])
+        assert db.count_traces(TraceFilter(user_id=user, text="plain")) == 1
+        assert [s.id for s in db.list_traces(TraceFilter(user_id=user, text="w1f3z")).items] == [big]
+        assert db.count_traces(TraceFilter(user_id=user, text="nothere")) == 0
+        assert other
+
+
+def test_unknown_trace_for_an_append(db):
+    with pytest.raises(TraceNotFound):
+        db.append_entries([entry("a")], trace_id=str(uuid.uuid4()))
+
+
+def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
+    word = f"zq{uuid.uuid4().hex[:10]}"
+    payload = json.dumps([{"d": entry("a", output=word), "n": "tools"}])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # a writer that appended and died before its indexer ran: no store here knows it
+        tid = conn.execute(
+            "SELECT trace_id FROM tracedb_append(NULL, 'ana', NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)",
+            (ids("th"), payload),
+        ).fetchone()[0]
+
+        def state() -> tuple[bool, int]:
+            return conn.execute(
+                "SELECT index_pending, (SELECT count(*) FROM automation_trace_search s WHERE s.trace_id = t.id)"
+                " FROM automation_traces t WHERE id = %s",
+                (tid,),
+            ).fetchone()
+
+        assert state() == (True, 0)
+        assert db.count_traces(TraceFilter(text=word)) == 1  # found through the pending path
+        assert db.index_pending() >= 1
+        assert state() == (False, 1)
+    assert db.count_traces(TraceFilter(text=word)) == 1

@@ -1,0 +1,110 @@
+"""Search indexing behind the writes.
+
+An append only marks its trace ``index_pending``: building a trace's search rows costs more
+than writing its entries, and a recording must not wait for it. Each store runs one
+``Indexer``: a daemon thread with a connection of its own that, about once a second, indexes
+the traces the store wrote since (``tracedb_index_traces``), and now and then the traces any
+writer left pending (a crashed process, a client that went away). Until a trace is indexed,
+searches treat it as a candidate and confirm it against its entries, so results never
+depend on the indexer's lag, only their speed does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger("tracedb.indexer")
+
+INTERVAL_S = 1.0
+# Traces left pending by others are looked for this often, and this many at a time.
+STALE_EVERY_S = 30.0
+STALE_LIMIT = 100
+
+INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[]) AS id"
+INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s) AS n"
+
+
+class Indexer:
+    """Indexes, in the background, the traces one store wrote.
+
+    Args:
+        connect: opens the indexer's own connection (autocommit).
+        interval: seconds between rounds.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], interval: float = INTERVAL_S) -> None:
+        self._connect = connect
+        self.interval = interval
+        self._lock = threading.Condition()
+        self._ids: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._conn: psycopg.Connection[Any] | None = None
+        self._last_stale = 0.0
+        self.rounds = 0
+
+    def written(self, trace_id: str) -> None:
+        """A trace got entries that are not indexed yet."""
+        with self._lock:
+            if self._closed:
+                return
+            self._ids.add(trace_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="tracedb-indexer", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._closed:
+                    self._lock.wait(self.interval)
+                closed = self._closed
+            self.run_once()
+            if closed:
+                break
+        if self._conn is not None:
+            self._conn.close()
+
+    def run_once(self) -> None:
+        """One round: the traces written since the last round, and now and then stale ones."""
+        with self._lock:
+            ids, self._ids = self._ids, set()
+        try:
+            conn = self._connection()
+            if ids:
+                left = conn.execute(INDEX_TRACES, {"ids": sorted(ids)}).fetchall()
+                ids = {str(row[0]) for row in left}  # still pending: a writer held them
+            if time.monotonic() - self._last_stale >= STALE_EVERY_S:
+                conn.execute(INDEX_STALE, {"limit": STALE_LIMIT})
+                self._last_stale = time.monotonic()
+            self.rounds += 1
+        except psycopg.Error as exc:
+            # The database is away: keep the ids for the next round; searches stay exact.
+            log.debug("search indexing postponed: %s", exc)
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        finally:
+            if ids:
+                with self._lock:
+                    self._ids |= ids
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self, timeout: float = 5.0) -> None:
+        """A last round for what is pending, then stop."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._lock.notify_all()
+        if thread is not None:
+            thread.join(timeout)
