@@ -78,3 +78,31 @@ def test_runs_as_a_module(db_url, seeded, tmp_path):
     )
     assert "exported 2 traces" in proc.stderr
     assert out.read_text().count("\n") == 3
+
+
+def test_prune_and_index(db, db_url, ids, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    user = ids("prune")
+    old = db.save_trace(user, None, ids("th"), [{"node": "a"}])
+    new = db.save_trace(user, None, ids("th"), [{"node": "a"}])
+    long_ago = datetime.now(UTC) - timedelta(days=45)
+    db.set_trace_times([(old, long_ago, long_ago)])
+    assert main(["--url", db_url, "prune", "--older-than", "30d", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would delete 1 trace ")
+    assert db.get_summary(old) is not None
+    assert main(["--url", db_url, "prune", "--older-than", "30d", "--status", "completed"]) == 0
+    assert "deleted 1 trace" in capsys.readouterr().out
+    assert db.get_summary(old) is None and db.get_summary(new) is not None
+    with pytest.raises(SystemExit):
+        main(["--url", db_url, "prune", "--older-than", "soon"])
+    assert "not an age" in capsys.readouterr().err
+    assert main(["--url", db_url, "index"]) == 0
+    assert capsys.readouterr().out.startswith("indexed ")
+
+
+@pytest.mark.parametrize("flt", [["--contains", "{}"], ["--text=-zzzz"]])
+def test_a_filter_that_matches_everything_needs_all_to_delete(db_url, seeded, capsys, flt):
+    assert main(["--url", db_url, "delete", *flt, "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert "allow_all" in err and "Traceback" not in err

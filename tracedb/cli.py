@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import TraceDBError
@@ -50,6 +51,18 @@ def filter_from_args(args: argparse.Namespace) -> TraceFilter:
     )
 
 
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """An age such as ``30d``, ``12h``, ``90m``, ``45s`` or ``2w``."""
+    match = _AGE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m, 45s or 2w")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tracedb", description=__doc__)
     parser.add_argument("--url", help="libpq URL (default: TRACEDB_URL, else the embedded server)")
@@ -77,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(p)
     p.add_argument("--all", action="store_true", help="allow deleting with no filter at all")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("prune", help="delete traces not updated for a while (retention)")
+    p.add_argument("--older-than", required=True, type=parse_age, help="age such as 30d, 12h, 90m")
+    p.add_argument("--keep-last", type=int, default=0, help="keep each user's N most recent traces")
+    p.add_argument("--status", action="append", help="only traces of this status; repeat for several")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    sub.add_parser("index", help="index for search what writers left unindexed")
     p = sub.add_parser("serve", help="serve the REST API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -156,6 +175,13 @@ def _run(db: Any, args: argparse.Namespace) -> int:
             return 1
     elif args.command == "delete":
         return _delete(db, args)
+    elif args.command == "prune":
+        status = tuple(args.status) if args.status else None
+        n = db.prune(args.older_than, keep_last=args.keep_last, status=status, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {n} trace{'s' if n != 1 else ''} not updated for {args.older_than}")
+    elif args.command == "index":
+        print(f"indexed {db.index_pending()} traces for search")
     elif args.command == "serve":
         from .api import serve
 

@@ -201,6 +201,10 @@ def _abandon_after() -> float:
 
 def _running_param(start: Mapping[str, Any] | None, end: list[str] | None) -> Jsonb | None:
     """The ``p_running`` of an append: markers of nodes that started, ids of tasks that ended."""
+    if start is not None and not isinstance(start, Mapping):
+        raise InvalidTraceData("running_start must be a dict of task id to marker")
+    if end is not None and (isinstance(end, (str, bytes)) or not isinstance(end, (list, tuple))):
+        raise InvalidTraceData("running_end must be a list of task ids")
     if not start and not end:
         return None
     markers: dict[str, Any] = {}
@@ -623,7 +627,11 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return []
-        params = self._by_id(trace_id=tid, after_seq=int(after_seq), limit=int(limit))
+        params = self._by_id(
+            trace_id=tid,
+            after_seq=q.require_int("after_seq", after_seq, minimum=-1),
+            limit=q.require_int("limit", limit, minimum=1),
+        )
         rows = yield _all(q.ENTRIES, params)
         if running:
             rows = rows + self._running_rows((yield _all(q.RUNNING, params)), with_data=True)
@@ -641,7 +649,11 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None:
             return columns
-        params = self._by_id(trace_id=tid, after_seq=int(after_seq), limit=int(limit))
+        params = self._by_id(
+            trace_id=tid,
+            after_seq=q.require_int("after_seq", after_seq, minimum=-1),
+            limit=q.require_int("limit", limit, minimum=1),
+        )
         rows = yield _all(q.ENTRY_COLUMNS, params, rows="tuple", timeout_ms=DASHBOARD_TIMEOUT_MS)
         if rows:
             columns = {
@@ -660,10 +672,9 @@ class StoreOperations:
         tid = q.parse_uuid(trace_id)
         if tid is None or not seqs:
             return []
-        try:
-            clean = [int(s) for s in seqs]
-        except (TypeError, ValueError) as exc:
-            raise InvalidTraceData(f"seqs must be integers: {exc}") from exc
+        if not isinstance(seqs, (list, tuple)):
+            raise InvalidTraceData(f"seqs must be a list of integers, got {type(seqs).__name__}")
+        clean = [q.require_int("seq", s, minimum=0) for s in seqs]
         rows = yield _all(q.ENTRIES_BY_SEQ, self._by_id(trace_id=tid, seqs=clean))
         return rows
 
@@ -679,7 +690,7 @@ class StoreOperations:
     @operation
     def filter_choices(self, limit: int = MAX_CHOICES) -> Op[dict[str, list[str]]]:
         """Users and node names to offer in filter widgets (bounded, fast on large tables)."""
-        params = {"limit": limit, "scope": self._scope}
+        params = {"limit": q.require_int("limit", limit, minimum=1, maximum=10_000), "scope": self._scope}
         nodes = yield _all(q.RECENT_NODES, params, timeout_ms=DASHBOARD_TIMEOUT_MS)
         if self._scope is not None:
             users = [self._scope]
@@ -713,7 +724,7 @@ class StoreOperations:
             "since": since,
             "until": until,
             "user_id": user_id or None,
-            "top": int(top_users),
+            "top": q.require_int("top_users", top_users, minimum=1, maximum=1000),
             "abandon_after": self.abandon_after,
         }
         limit = DASHBOARD_TIMEOUT_MS
@@ -755,8 +766,7 @@ class StoreOperations:
     ) -> Op[tuple[int, bool]]:
         """``(n, True)`` when the exact count takes at most ``budget_ms``, else the planner's
         estimate as ``(n, False)``: for a page that must answer at once on any table size."""
-        if isinstance(budget_ms, bool) or not isinstance(budget_ms, int) or budget_ms < 1:
-            raise InvalidTraceData(f"budget_ms must be a positive integer, got {budget_ms!r}")
+        budget_ms = q.require_int("budget_ms", budget_ms, minimum=1, maximum=3_600_000)
         query, params = q.count_query(filter, self._scope, self.abandon_after)
         try:
             row = yield _one(query, params, prepare=False, timeout_ms=budget_ms)
@@ -882,6 +892,8 @@ class StoreOperations:
         Only these rows are locked, and only for this transaction; no table-owner rights
         are needed.
         """
+        if not isinstance(times, (list, tuple)):
+            raise InvalidTraceData("times must be a list of (trace id, created, updated)")
         if not times:
             return 0
         ids, created, updated = [], [], []

@@ -432,6 +432,14 @@ def require_status(status: Any, *, readable: bool = False) -> str:
     return status
 
 
+def require_int(name: str, value: Any, *, minimum: int | None = None, maximum: int = 2**31 - 1) -> int:
+    """An integer argument (not a bool) within [minimum, maximum]."""
+    low = -(2**31) if minimum is None else minimum
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= maximum:
+        raise InvalidTraceData(f"{name} must be an integer from {low:,} to {maximum:,}, got {value!r}")
+    return value
+
+
 def require_limit(limit: Any, offset: Any = 0) -> tuple[int, int]:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIMIT:
         raise InvalidTraceData(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
