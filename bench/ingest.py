@@ -268,6 +268,26 @@ def run_recorder(db: AutomationTraceDB, entries: list[dict[str, Any]]) -> Way | 
     return way
 
 
+def run_writers(args: argparse.Namespace) -> int:
+    """The many-writers run alone (see bench.writers)."""
+    from bench import writers
+
+    try:
+        counts = [int(n) for n in args.writers.split(",") if n.strip()]
+    except ValueError:
+        print(f"--writers must be numbers, e.g. 1,8,32; got {args.writers!r}", file=sys.stderr)
+        return 2
+    seconds = 2.0 if args.smoke else args.writer_seconds
+    with temp_database(admin_url(args.url), "writers") as url:
+        AutomationTraceDB(url).close()  # the schema
+        rows = writers.run(url, counts, seconds)
+    if args.json:
+        print(json.dumps({"writers": rows, "writer_seconds": seconds}))
+    else:
+        writers.print_table(rows, seconds)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table (or one JSON line with ``--json``)."""
     parser = argparse.ArgumentParser(
@@ -284,9 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         default=3000,
         help="seed-style upserts of a growing trace for the upsert growth check",
     )
+    parser.add_argument(
+        "--writers",
+        help="only the many-writers run, for these writer counts (comma separated, e.g. 1,8,32)",
+    )
+    parser.add_argument("--writer-seconds", type=float, default=8.0, help="seconds of each many-writers run")
     parser.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
+    if args.writers:
+        return run_writers(args)
     if args.smoke:
         args.events, args.growth_events, args.upsert_events = 200, 400, 400
 

@@ -121,7 +121,6 @@ def test_any_argument_to_any_method_is_a_result_or_a_named_error(db, known, a, b
             call()
         except TraceDBError:
             pass
-    # refused or harmless: the kept trace is as it was, unless a call above legitimately
-    # renamed or changed it (only with its own id, which hypothesis cannot guess)
-    current = db.load_trace_by_id(known["id"])
-    assert current.entry_count >= known["before"].entry_count
+    # the calls aimed at the kept trace may change it when their arguments are valid; it is
+    # still there and still readable
+    assert db.load_trace_by_id(known["id"]) is not None

@@ -520,14 +520,17 @@ class Params(dict[str, Any]):
 # each at the position of its entry in the block. A match there only makes a trace a
 # candidate; each candidate is confirmed against its entries, so the meaning stays "an
 # entry matches". The confirmation is a scalar subquery so that it stays a per-row check of
-# the candidates, never a join over every entry. Candidates of every query: blocks that
-# could not be indexed whole (complete = false) and traces whose newest entries are not
-# indexed yet (index_pending: the search rows are filled behind the writes).
+# the candidates, never a join over every entry. Blocks that could not be indexed whole
+# (complete = false) are candidates of every query.
 # The candidate query asks for its terms in one entry ("a <0> b": the same position); a
 # phrase is asked for as its words in one entry, which the confirmation narrows to the phrase.
+#
+# Traces whose newest entries are not indexed yet (index_pending: search rows are filled
+# behind the writes) are candidates too, but in a branch of their own (see FilterSQL): an
+# OR or a UNION inside this IN would stop the planner from probing the search rows of one
+# trace at a time, the plan that makes common words fast.
 _CANDIDATES = (
-    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete"
-    " UNION ALL SELECT p.id FROM automation_traces p WHERE p.index_pending)"
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete)"
 )
 _PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
@@ -626,27 +629,45 @@ _TRACE_ID = sql.SQL("t.id")
 
 @dataclass
 class FilterSQL:
-    """A TraceFilter as SQL: conditions indexes can answer, and confirmations to check per
-    candidate trace (each a function of the SQL expression of that trace's id), sharing one
-    set of named parameters."""
+    """A TraceFilter as SQL: conditions indexes can answer, search candidates (through the
+    search rows), and confirmations to check per candidate trace (each a function of the SQL
+    expression of that trace's id), sharing one set of named parameters.
+
+    With search candidates a query runs in two branches that never overlap: the indexed
+    traces that the search rows name, and the traces with entries not indexed yet
+    (``index_pending``, few: the ones being written), which are confirmed directly. Each
+    branch gets its own plan.
+    """
 
     params: Params = field(default_factory=Params)
     conditions: list[sql.Composable] = field(default_factory=list)
+    search: list[sql.Composable] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
     narrowing: bool = False
 
-    def where(self, *, with_confirms: bool = True) -> sql.Composable:
-        """The WHERE condition (without the keyword); TRUE when there is none."""
+    @property
+    def branches(self) -> list[str]:
+        """The branches a query over this filter runs: "all", or "indexed" and "pending"."""
+        return ["indexed", "pending"] if self.search else ["all"]
+
+    def where(self, branch: str = "all", *, with_confirms: bool = True) -> sql.Composable:
+        """The WHERE condition of a branch (without the keyword); TRUE when there is none."""
         parts = list(self.conditions) + ([self.scope] if self.scope is not None else [])
+        if branch in ("all", "indexed"):
+            parts += self.search
+        if branch == "indexed":
+            parts.append(sql.SQL("NOT t.index_pending"))
+        elif branch == "pending":
+            parts.append(sql.SQL("t.index_pending"))
         if with_confirms:
             parts += [confirm(_TRACE_ID) for confirm in self.confirms]
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
     @property
     def empty(self) -> bool:
-        return not self.conditions and not self.confirms
+        return not self.conditions and not self.search and not self.confirms
 
     @property
     def narrows(self) -> bool:
@@ -703,7 +724,7 @@ def compile_filter(
                 words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
             else:
                 words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", literal))
-            cond.append(sql.SQL(_CANDIDATES).format(words=words))
+            out.search.append(sql.SQL(_CANDIDATES).format(words=words))
             out.narrowing = True
         # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
@@ -719,7 +740,7 @@ def compile_filter(
             literal = contains_tsquery(contained)
             if literal is not None:
                 words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", literal))
-                cond.append(sql.SQL(_CANDIDATES).format(words=words))
+                out.search.append(sql.SQL(_CANDIDATES).format(words=words))
                 out.narrowing = True
             # else ({} or only empty values) every trace with an entry matches
             value = p.add("contains", Jsonb(contained))
@@ -773,6 +794,12 @@ def is_empty_filter(flt: TraceFilter | None) -> bool:
 _ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
 
 
+def _union(f: FilterSQL, branch_query: Callable[[str], sql.Composable]) -> sql.Composable:
+    """The branches of a query over ``f`` (see FilterSQL), joined by UNION ALL."""
+    parts = [sql.SQL("({})").format(branch_query(b)) for b in f.branches]
+    return sql.SQL(" UNION ALL ").join(parts)
+
+
 def list_query(
     flt: TraceFilter | None,
     limit: int,
@@ -786,7 +813,8 @@ def list_query(
     that only as many candidates are confirmed as the page needs rather than every candidate
     before the sort. The outer query has no ORDER BY of its own: with one, PostgreSQL would
     plan the inner query for all its rows instead of the few the LIMIT needs; a filter over
-    a subquery scan keeps the subquery's order.
+    a subquery scan keeps the subquery's order. With search candidates, the inner query
+    merges its two branches (indexed, pending) in order.
     """
     f = compile_filter(flt, scope, abandon_after)
     if cursor:
@@ -796,19 +824,53 @@ def list_query(
                 f.params.add("after_time", when), f.params.add("after_id", tid)
             )
         )
-    where = f.where(with_confirms=False)
     limit_ = f.params.add("limit", limit + 1)
     if not f.confirms:
         query = sql.SQL("SELECT {columns} FROM automation_traces t WHERE {where} {order} LIMIT {limit}")
-        return query.format(columns=SUMMARY, where=where, order=_ORDER, limit=limit_), f.params
+        return query.format(
+            columns=SUMMARY, where=f.where(with_confirms=False), order=_ORDER, limit=limit_
+        ), f.params
     checks = sql.SQL(" AND ").join(confirm(sql.SQL("c.uid")) for confirm in f.confirms)
-    query = sql.SQL(
-        "SELECT {names} FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
-        " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit}"
-    )
-    return query.format(
-        names=SUMMARY_NAMES, columns=SUMMARY, where=where, order=_ORDER, checks=checks, limit=limit_
-    ), f.params
+
+    def branch(b: str) -> sql.Composable:
+        # each branch confirms its own ordered candidates up to the page size, so that each
+        # is planned for the few rows it needs (a LIMIT does not reach into UNION branches)
+        return sql.SQL(
+            "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
+            " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit}"
+        ).format(
+            names=SUMMARY_NAMES,
+            columns=SUMMARY,
+            where=f.where(b, with_confirms=False),
+            order=_ORDER,
+            checks=checks,
+            limit=limit_,
+        )
+
+    if f.branches == ["all"]:
+        return sql.SQL("SELECT {names} FROM ({b}) p").format(names=SUMMARY_NAMES, b=branch("all")), f.params
+    query = sql.SQL("SELECT {names} FROM ({union}) p ORDER BY p.updated_at DESC, p.uid DESC LIMIT {limit}")
+    return query.format(names=SUMMARY_NAMES, union=_union(f, branch), limit=limit_), f.params
+
+
+def _delete_batch(f: FilterSQL, batch: int) -> sql.Composed:
+    # ARRAY(...) is computed once, then each id is found through the primary key; with
+    # IN (...) the planner may hash the batch and scan the whole table for every batch.
+    batch_ = f.params.add("batch", batch)
+
+    def branch(b: str) -> sql.Composable:
+        return sql.SQL("SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}").format(
+            where=f.where(b), batch=batch_
+        )
+
+    return sql.SQL("DELETE FROM automation_traces WHERE id = ANY(ARRAY({ids}))").format(ids=_union(f, branch))
+
+
+def _count(f: FilterSQL) -> sql.Composed:
+    def branch(b: str) -> sql.Composable:
+        return sql.SQL("SELECT 1 FROM automation_traces t WHERE {}").format(f.where(b))
+
+    return sql.SQL("SELECT count(*) AS n FROM ({union}) x").format(union=_union(f, branch))
 
 
 def prune_query(
@@ -833,34 +895,22 @@ def prune_query(
                 " WHERE (t.updated_at, t.id) < (k.updated_at, k.id))"
             ).format(keep=keep)
         )
-    if dry_run:
-        return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
-    query = sql.SQL(
-        "DELETE FROM automation_traces WHERE id = ANY(ARRAY("
-        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}))"
-    )
-    return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
+    return (_count(f) if dry_run else _delete_batch(f, batch)), f.params
 
 
 def count_query(
     flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
 ) -> tuple[sql.Composed, Params]:
     f = compile_filter(flt, scope, abandon_after)
-    return sql.SQL("SELECT count(*) AS n FROM automation_traces t WHERE {}").format(f.where()), f.params
+    return _count(f), f.params
 
 
 def delete_batch_query(
     flt: TraceFilter | None, batch: int, scope: str | None = None, abandon_after: float = ABANDON_AFTER
 ) -> tuple[sql.Composed, Params]:
-    """Delete up to ``batch`` matching traces (entries go by cascade)."""
+    """Delete up to ``batch`` matching traces of each branch (entries go by cascade)."""
     f = compile_filter(flt, scope, abandon_after)
-    # ARRAY(...) is computed once, then each id is found through the primary key; with
-    # IN (...) the planner may hash the batch and scan the whole table for every batch.
-    query = sql.SQL(
-        "DELETE FROM automation_traces WHERE id = ANY(ARRAY("
-        "SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}))"
-    )
-    return query.format(where=f.where(), batch=f.params.add("batch", batch)), f.params
+    return _delete_batch(f, batch), f.params
 
 
 def count_estimate_query(

@@ -1,0 +1,215 @@
+"""Many writers at once: concurrent recorders, each on its own thread of conversation, next
+to the same number of clients doing single-row INSERTs (the pgbench-style ceiling), in one run.
+
+Each writer is a process with its own store and connection, shaped like the recorder's
+writer: it sends what has accumulated since its last call in one ``append_entries`` call
+with a batch id. Flat out, entries are always waiting (up to FLAT_BATCH per call: what a
+fast graph accumulates during one round trip); paced, a producer makes one entry every
+STEP_S (a busy agent) and the writer thread sends them as they come. Entries are about
+400 B. Write latency is the time of each call. The INSERT clients write one row per
+transaction into a plain table, flat out.
+
+Run: ``python -m bench.ingest --writers 1,8,32 [--writer-seconds 8] [--json]``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench.common import make_entry, percentile
+
+RAW_TABLE = """
+CREATE TABLE IF NOT EXISTS raw_writers (
+    trace_id uuid NOT NULL, seq integer NOT NULL, node text, kind text, name text, status text,
+    started_at timestamptz, ended_at timestamptz, duration_ms double precision, data jsonb NOT NULL,
+    PRIMARY KEY (trace_id, seq)
+)
+"""
+RAW_INSERT = """
+INSERT INTO raw_writers (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+# A realistic agent step rate per writer: a step every 40 ms (model and tool calls are slower;
+# this is a busy agent).
+STEP_S = 0.04
+FLAT_BATCH = 16
+
+
+@dataclass
+class Result:
+    """What one kind of run of n writers did."""
+
+    writers: int
+    entries: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_s(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+    def ms(self, pct: float) -> float:
+        return percentile(self.latencies, pct) * 1000 if self.latencies else float("nan")
+
+
+def _recorder_process(url: str, seconds: float, step_s: float, seed: int, out: Any, start: Any) -> None:
+    from tracedb import AutomationTraceDB
+
+    rng = random.Random(seed)
+    entries = [make_entry(i, rng, size=400) for i in range(256)]
+    latencies: list[float] = []
+    pending: list[dict[str, Any]] = []
+    cond = threading.Condition()
+    done = threading.Event()
+    written = 0
+    with AutomationTraceDB(url, min_size=1, max_size=1) as db:
+        trace_id = db.append_entries(
+            [], thread_id=f"writer-{uuid.uuid4().hex[:8]}", user_id="bench", status="running"
+        ).trace_id
+
+        def write() -> None:
+            nonlocal written
+            while True:
+                with cond:
+                    while not pending and not done.is_set():
+                        cond.wait(0.05)
+                    if not pending and done.is_set():
+                        return
+                    batch = pending[:]
+                    pending.clear()
+                t0 = time.perf_counter()
+                db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
+                latencies.append(time.perf_counter() - t0)
+                written += len(batch)
+
+        start.wait()
+        t0 = time.perf_counter()
+        if not step_s:  # flat out: a batch is always waiting
+            i = 0
+            while time.perf_counter() - t0 < seconds:
+                batch = [entries[(i + k) % len(entries)] for k in range(FLAT_BATCH)]
+                t1 = time.perf_counter()
+                db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
+                latencies.append(time.perf_counter() - t1)
+                written += len(batch)
+                i += FLAT_BATCH
+        else:
+            thread = threading.Thread(target=write, daemon=True)
+            thread.start()
+            i = 0
+            while time.perf_counter() - t0 < seconds:
+                with cond:
+                    pending.append(entries[i % len(entries)])
+                    cond.notify()
+                i += 1
+                time.sleep(step_s)
+            done.set()
+            thread.join()
+        elapsed = time.perf_counter() - t0
+        db.append_entries([], trace_id=trace_id, status="completed")
+    out.put((written, elapsed, latencies))
+
+
+def _insert_process(url: str, seconds: float, seed: int, out: Any, start: Any) -> None:
+    rng = random.Random(seed)
+    entries = [make_entry(i, rng, size=400) for i in range(256)]
+    trace_id = uuid.uuid4()
+    latencies: list[float] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        start.wait()
+        t0 = time.perf_counter()
+        i = 0
+        while time.perf_counter() - t0 < seconds:
+            e = entries[i % len(entries)]
+            t1 = time.perf_counter()
+            conn.execute(
+                RAW_INSERT,
+                (
+                    trace_id,
+                    i,
+                    e["node"],
+                    e["kind"],
+                    e["name"],
+                    e["status"],
+                    e["started_at"],
+                    e["ended_at"],
+                    e["duration_ms"],
+                    Jsonb(e),
+                ),
+            )
+            latencies.append(time.perf_counter() - t1)
+            i += 1
+        elapsed = time.perf_counter() - t0
+    out.put((i, elapsed, latencies))
+
+
+def _run(target: Any, n: int, args: tuple[Any, ...]) -> Result:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start = ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, w, out, start)) for w in range(n)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0 + 0.05 * n)  # every process connected and ready
+    start.set()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    entries = sum(r[0] for r in results)
+    seconds = max(r[1] for r in results)
+    latencies = [x for r in results for x in r[2]]
+    return Result(n, entries, seconds, latencies)
+
+
+def run(url: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+    """For each writer count: INSERT clients flat out, recorders flat out, recorders at a
+    realistic step rate. Returns one dict per count."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RAW_TABLE)
+    rows = []
+    for n in counts:
+        insert = _run(_insert_process, n, (url, seconds))
+        flat = _run(_recorder_process, n, (url, seconds, 0.0))
+        paced = _run(_recorder_process, n, (url, seconds, STEP_S))
+        rows.append(
+            {
+                "writers": n,
+                "entries_per_s": round(flat.per_s, 1),
+                "insert_per_s": round(insert.per_s, 1),
+                "ratio": round(flat.per_s / insert.per_s, 2) if insert.per_s else None,
+                "p50_ms": round(flat.ms(50), 2),
+                "p99_ms": round(flat.ms(99), 2),
+                "insert_p99_ms": round(insert.ms(99), 2),
+                "paced_entries_per_s": round(paced.per_s, 1),
+                "paced_p50_ms": round(paced.ms(50), 2),
+                "paced_p99_ms": round(paced.ms(99), 2),
+                "entries_per_call": round(flat.entries / max(len(flat.latencies), 1), 1),
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], seconds: float) -> None:
+    print(
+        f"\nmany writers, {seconds:g} s per run: recorders (flat out, and one step every "
+        f"{STEP_S * 1000:.0f} ms) vs single-row INSERT clients (flat out)"
+    )
+    print(
+        f"{'writers':>7} {'INSERT/s':>9} {'entries/s':>10} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'per call':>8} {'paced/s':>8} {'paced p50':>9} {'paced p99':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['writers']:>7} {r['insert_per_s']:>9,.0f} {r['entries_per_s']:>10,.0f} {r['ratio']:>6} "
+            f"{r['p50_ms']:>7} {r['p99_ms']:>7} {r['entries_per_call']:>8} {r['paced_entries_per_s']:>8,.0f} "
+            f"{r['paced_p50_ms']:>9} {r['paced_p99_ms']:>9}"
+        )
