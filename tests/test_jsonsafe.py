@@ -67,12 +67,36 @@ def test_prepare_entries_wraps_times_and_errors():
 
 
 def test_errors_name_the_position():
-    with pytest.raises(InvalidTraceData, match=r"trace_data\[1\]"):
-        check_trace_data([{}, 3])
-    with pytest.raises(InvalidTraceData, match=r"trace_data\[7\]"):
-        prepare_entries([{}, "x"], start_index=6)
+    with pytest.raises(EntryTooLarge, match=r"trace_data\[7\]"):
+        prepare_entries([{}, "x" * 100], start_index=6, max_entry_bytes=50)
     with pytest.raises(EntryTooLarge, match=r"trace_data\[0\].*max_entry_bytes"):
         prepare_entries([{"x": "y" * 100}], max_entry_bytes=50)
+
+
+def test_trace_shapes_the_seed_stored():
+    entries = [{"node": "a"}, 3, "text", None, [1, {"b": 2}], True]
+    assert check_trace_data(entries) is entries
+    assert check_trace_data({"automation_trace": entries}) is entries
+    assert check_trace_data({"automation_trace": []}) == []
+    rows = json.loads(prepare_entries(entries))
+    assert [r["d"] for r in rows] == entries
+    assert all(r["a"] is None and r["e"] is False for r in rows[1:])
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (None, "got NoneType"),
+        ("text", "got str"),
+        ({"node": "x"}, "a dict with the keys"),
+        ({"automation_trace": [], "messages": []}, "also holds \\['messages'\\]"),
+        ({"automation_trace": "x"}, "must be a list, got str"),
+        (({"a": 1},), "got tuple"),
+    ],
+)
+def test_other_shapes_are_named_errors(bad, message):
+    with pytest.raises(InvalidTraceData, match=message):
+        check_trace_data(bad)
 
 
 @pytest.mark.parametrize(

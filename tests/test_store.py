@@ -189,8 +189,10 @@ def test_error_entries_counted(db, ids):
 # -- bad input ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [None, "text", {"node": "x"}, 42, [1, 2], [{"ok": 1}, None], ({"a": 1},)])
-def test_trace_data_must_be_a_list_of_dicts(db, ids, bad):
+@pytest.mark.parametrize(
+    "bad", [None, "text", {"node": "x"}, 42, ({"a": 1},), {"automation_trace": [], "messages": []}]
+)
+def test_trace_data_must_be_a_list(db, ids, bad):
     thread = ids("th")
     with pytest.raises(InvalidTraceData, match="trace_data"):
         db.save_trace("ana", None, thread, bad)

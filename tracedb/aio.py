@@ -70,6 +70,7 @@ class AsyncAutomationTraceDB(StoreOperations):
         self._apply_migrations = apply_migrations
         self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool: AsyncConnectionPool | None = None
+        self._open_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str | None = None, **kwargs: Any) -> AsyncAutomationTraceDB:
@@ -81,7 +82,7 @@ class AsyncAutomationTraceDB(StoreOperations):
     async def connect(self) -> None:
         """Open the pool (starting the embedded server if needed) and apply migrations."""
         self.server = await asyncio.to_thread(resolve_url, self._url)
-        self.pool = AsyncConnectionPool(
+        pool = AsyncConnectionPool(
             self.server.url,
             min_size=self._sizes[0],
             max_size=self._sizes[1],
@@ -92,9 +93,9 @@ class AsyncAutomationTraceDB(StoreOperations):
             reconnect_timeout=RECONNECT_TIMEOUT,
         )
         try:
-            await self.pool.open(wait=True, timeout=self.timeout)
+            await pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout as exc:
-            await self.pool.close()
+            await pool.close()
             raise DatabaseUnavailable(
                 f"cannot connect to {self.server.label} within {self.timeout:g} s"
             ) from exc
@@ -110,16 +111,25 @@ class AsyncAutomationTraceDB(StoreOperations):
             try:
                 await asyncio.to_thread(_migrate)
             except BaseException as exc:
-                await self.pool.close()
+                await pool.close()
                 if isinstance(exc, psycopg.Error):
                     raise translate(exc) from exc
                 raise
+        # Only a pool that opened and migrated is used: a failed open leaves the store closed.
+        self.pool = pool
 
     async def _run(self, op: Op[Any], transaction: bool) -> Any:
         """Drive an operation as :meth:`AutomationTraceDB._run` does, awaiting each statement."""
         if self.pool is None:
-            op.close()
-            raise DatabaseUnavailable("the store is not open: await db.connect() first")
+            # The seed's class was used without opening it (``db = AutomationTraceDB()`` and
+            # then ``await db.save_trace(...)``): open on first use, once.
+            try:
+                async with self._open_lock:
+                    if self.pool is None:
+                        await self.connect()
+            except BaseException:
+                op.close()
+                raise
         try:
             async with AsyncExitStack() as stack:
                 conn: psycopg.AsyncConnection[Any] | None = None
@@ -160,3 +170,8 @@ class AsyncAutomationTraceDB(StoreOperations):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+# The seed's asynchronous class under its own name: code written for it changes only its
+# import line (``from tracedb.aio import AutomationTraceDB``).
+AutomationTraceDB = AsyncAutomationTraceDB

@@ -217,7 +217,10 @@ def _running_param(start: Mapping[str, Any] | None, end: list[str] | None) -> Js
     return Jsonb({"start": markers, "end": ended})
 
 
-class StoreOperations:
+from .keys import KeyOperations  # noqa: E402 - keys.py builds on operation and Statement above
+
+
+class StoreOperations(KeyOperations):
     """Every store operation. Subclasses provide ``_run`` (how a generator is driven),
     ``server``, and the connection handling."""
 
@@ -342,11 +345,16 @@ class StoreOperations:
         return q.trace_from_row(row) if row else None
 
     @operation
-    def get_user_traces(self, user_id: str, limit: int = 50, offset: int = 0) -> Op[list[TraceSummary]]:
-        """A user's traces, most recently updated first, without entries."""
+    def get_user_traces(
+        self, user_id: str, provider_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> Op[list[TraceSummary]]:
+        """A user's traces (of one provider, if given), most recently updated first, without
+        entries."""
         q.require_text("user_id", user_id)
+        q.require_text("provider_id", provider_id, optional=True)
         limit, offset = q.require_limit(limit, offset)
-        rows = yield _all(q.USER_TRACES, self._by_id(user_id=user_id, limit=limit, offset=offset))
+        params = self._by_id(user_id=user_id, provider_id=provider_id, limit=limit, offset=offset)
+        rows = yield _all(q.USER_TRACES, params)
         return [q.summary_from_row(r) for r in rows]
 
     @operation(transaction=True)
@@ -380,6 +388,38 @@ class StoreOperations:
             self._wrote((yield _one(q.APPEND, params)))
             self._sent.forget_trace(tid)
         return True
+
+    @operation(transaction=True)
+    def patch_trace(
+        self,
+        trace_id: str,
+        *,
+        name: str | None = None,
+        trace_data: list[Any] | None = None,
+        status: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Op[TraceSummary | None]:
+        """Rename, replace the entries, set the status and merge metadata in one transaction:
+        every value is checked before anything is written, so one bad field changes nothing.
+        Returns the trace's header afterwards, or None when it does not exist.
+
+        Raises:
+            InvalidTraceData: a value cannot be stored (nothing is changed).
+        """
+        if status is not None:
+            q.require_status(status)
+        meta = q.metadata_param(metadata) if metadata is not None else None
+        # The rename and the replacement are update_trace's, run in this transaction.
+        found = yield from type(self).update_trace.fn(self, trace_id, name, trace_data)
+        if not found:
+            return None
+        tid = q.parse_uuid(trace_id)
+        if status is not None:
+            yield _count(q.SET_STATUS, self._by_id(status=status, id=tid))
+        if meta is not None:
+            yield _count(q.MERGE_METADATA, self._by_id(metadata=meta, id=tid))
+        row = yield _one(q.SUMMARY_BY_ID, self._by_id(id=tid))
+        return q.summary_from_row(row) if row else None
 
     @operation
     def delete_trace(self, trace_id: str) -> Op[bool]:
@@ -523,7 +563,7 @@ class StoreOperations:
             InvalidTraceData: bad arguments or entries (nothing is written).
             TraceNotFound: ``trace_id`` does not exist (or this view may not see it).
         """
-        check_trace_data(entries)
+        entries = check_trace_data(entries)
         if status is not None:
             q.require_status(status)
         q.require_text("name", name, optional=True)
@@ -739,15 +779,20 @@ class StoreOperations:
 
     @operation
     def list_traces(
-        self, filter: TraceFilter | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        filter: TraceFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        offset: int = 0,
     ) -> Op[TracePage]:
         """One page of matching traces, most recently updated first.
 
         Pass the returned ``next_cursor`` back for the next page; keyset pagination makes a
-        deep page as fast as the first.
+        deep page as fast as the first. ``offset`` skips that many matches (as the seed's
+        listing did); it costs what it skips.
         """
-        limit, _ = q.require_limit(limit)
-        query, params = q.list_query(filter, limit, cursor, self._scope, self.abandon_after)
+        limit, offset = q.require_limit(limit, offset)
+        query, params = q.list_query(filter, limit, cursor, self._scope, self.abandon_after, offset=offset)
         # Never prepared: a prepared statement soon gets a generic plan that cannot see the
         # filter's values, and the best plan here depends on them (how rare a word is).
         rows = yield _all(query, params, prepare=False)
@@ -931,8 +976,12 @@ class StoreOperations:
             raise AccessDenied("the server status covers every user's traces")
         version = (yield _one(q.STATUS_VERSION))["version"]
         migrations = [r["name"] for r in (yield _all(q.STATUS_MIGRATIONS))]
+        columns: dict[str, list[str]] = {}
+        every_table = list(q.STATUS_TABLES + q.OPTIONAL_STATUS_TABLES)
+        for r in (yield _all(q.STATUS_COLUMNS, {"tables": every_table})):
+            columns.setdefault(r["table_name"], []).append(r["col"])
         tables = {}
-        for table in q.STATUS_TABLES:
+        for table in q.STATUS_TABLES + tuple(t for t in q.OPTIONAL_STATUS_TABLES if t in columns):
             tables[table] = int((yield _one(q.count_rows(table)))["n"])
         indexes = yield _all(q.STATUS_INDEXES, {"tables": list(q.STATUS_TABLES)})
         functions = yield _all(q.STATUS_FUNCTIONS, {})
@@ -943,4 +992,5 @@ class StoreOperations:
             tables=tables,
             indexes=[r["indexname"] for r in indexes],
             functions=[r["function"] for r in functions],
+            columns=columns,
         )

@@ -18,7 +18,13 @@ Rules (applied to every entry before it is stored; documented in the README):
 
 Limits: an entry nested deeper than ``max_depth`` (default 64) or larger than
 ``max_entry_bytes`` once encoded (default 1 MiB) raises :class:`EntryTooLarge`; cycles count
-as too deep. Entries must be dicts; the trace must be a list.
+as too deep.
+
+Shapes: the trace is a list (or a dict holding that list under ``automation_trace``, as a
+LangGraph state does); its entries may be any JSON values. Entries are stored as they are,
+as the seed's JSONB document stored them: a dict gets its node, kind, timings and status
+read into columns, any other value (a string, a number, a list, ``None``) is kept as it is
+with empty columns.
 """
 
 from __future__ import annotations
@@ -172,30 +178,49 @@ def is_error_entry(entry: Mapping[str, Any]) -> bool:
     return err not in (None, "", False, {}, [])
 
 
+TRACE_KEY = "automation_trace"
+
+
 def unwrap_trace_data(trace_data: Any) -> list[Any]:
-    """The list of entries a ``trace_data`` argument holds, without looking at the entries
-    (they are checked one by one when they are prepared).
+    """The list of entries ``trace_data`` holds: the list itself, or the list a dict holds
+    under ``automation_trace`` (and nothing else). Entries may be any JSON values; they are
+    checked one by one when they are prepared, so this costs O(1).
 
     Raises:
-        InvalidTraceData: ``trace_data`` holds no list of entries.
+        InvalidTraceData: ``trace_data`` holds no list of entries, naming what is wrong.
     """
-    if not isinstance(trace_data, list):
-        raise InvalidTraceData(f"trace_data must be a list of dicts, got {type(trace_data).__name__}")
-    return trace_data
+    if isinstance(trace_data, list):
+        return trace_data
+    if isinstance(trace_data, Mapping):
+        if TRACE_KEY not in trace_data:
+            raise InvalidTraceData(
+                f"trace_data must be a list, or a dict holding the list under {TRACE_KEY!r}; "
+                f"got a dict with the keys {sorted(map(str, trace_data))[:10]}"
+            )
+        others = sorted(str(k) for k in trace_data if k != TRACE_KEY)
+        if others:
+            # Dropping them silently would lose data the caller meant to keep.
+            raise InvalidTraceData(
+                f"trace_data as a dict may hold only {TRACE_KEY!r}; it also holds {others[:10]} "
+                "(store those in metadata, or pass the list alone)"
+            )
+        inner = trace_data[TRACE_KEY]
+        if not isinstance(inner, list):
+            raise InvalidTraceData(f"trace_data[{TRACE_KEY!r}] must be a list, got {type(inner).__name__}")
+        return inner
+    raise InvalidTraceData(
+        f"trace_data must be a list, or a dict holding the list under {TRACE_KEY!r}; "
+        f"got {type(trace_data).__name__}"
+    )
 
 
 def check_trace_data(trace_data: Any) -> list[Any]:
-    """Check that ``trace_data`` is a list of dicts; return it.
+    """The list of entries ``trace_data`` holds (see :func:`unwrap_trace_data`).
 
     Raises:
-        InvalidTraceData: naming what is wrong and where.
+        InvalidTraceData: naming what is wrong.
     """
-    if not isinstance(trace_data, list):
-        raise InvalidTraceData(f"trace_data must be a list of dicts, got {type(trace_data).__name__}")
-    for i, entry in enumerate(trace_data):
-        if not isinstance(entry, Mapping):
-            raise InvalidTraceData(f"trace_data[{i}] must be a dict, got {type(entry).__name__}")
-    return trace_data
+    return unwrap_trace_data(trace_data)
 
 
 # Longest node, kind, name or status kept in an entry's columns (the entry's data keeps the
@@ -252,17 +277,14 @@ def prepare_entries(
     and cost (see :mod:`tracedb.usage`)}``, so the database never parses user-supplied
     time formats.
 
+    An entry that is not a dict (any JSON value) is stored as it is, with empty columns.
+
     Raises:
-        InvalidTraceData: an element is not a dict.
         EntryTooLarge: an entry exceeds ``max_entry_bytes`` or ``max_depth``.
     """
     parts: list[str] = []
     digests: list[str] = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, Mapping):
-            raise InvalidTraceData(
-                f"trace_data[{start_index + i}] must be a dict, got {type(entry).__name__}"
-            )
         try:
             data = to_jsonable(entry, max_depth=max_depth)
         except RecursionError as exc:
@@ -280,33 +302,44 @@ def prepare_entries(
             )
         digest = hashlib.md5(raw).hexdigest()
         digests.append(digest)
-        started = _parse_time(entry.get("started_at"))
-        ended = _parse_time(entry.get("ended_at"))
-        ms = _number(entry.get("duration_ms"))
-        if ms is None and started and ended:
-            ms = (ended - started).total_seconds() * 1000.0
-        error = is_error_entry(entry)
-        wrapper: dict[str, Any] = {
-            "n": _label(data.get("node")),
-            "k": _label(data.get("kind")),
-            "nm": _label(data.get("name")),
-            "s": "error" if error else _label(data.get("status")),
-            "a": started.isoformat() if started else None,
-            "b": ended.isoformat() if ended else None,
-            "ms": ms,
-            "e": error,
-            "h": digest,
-        }
+        wrapper = entry_columns(entry, data)
+        wrapper["h"] = digest
         if checkpoint_ids is not None and i < len(checkpoint_ids) and checkpoint_ids[i]:
             wrapper["c"] = _label(str(checkpoint_ids[i]))
-        used = usage_of(data)
-        if used is not None:
-            wrapper.update(
-                m=used.model,
-                it=used.input_tokens,
-                ot=used.output_tokens,
-                tt=used.total_tokens,
-                usd=used.cost_usd,
-            )
         parts.append('{"d":' + text + "," + dumps(wrapper)[1:])
     return PreparedEntries(parts, digests)
+
+
+def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:
+    """What ``tracedb_append`` reads into an entry's columns besides the entry itself: node,
+    kind, name, status, times, duration, error flag, model and usage. ``data`` is the entry
+    as converted (default: ``entry``). Empty for an entry that is not a dict."""
+    if not isinstance(entry, Mapping):
+        return {"e": False}
+    data = entry if data is None else data
+    started = _parse_time(entry.get("started_at"))
+    ended = _parse_time(entry.get("ended_at"))
+    ms = _number(entry.get("duration_ms"))
+    if ms is None and started and ended:
+        ms = (ended - started).total_seconds() * 1000.0
+    error = is_error_entry(entry)
+    wrapper: dict[str, Any] = {
+        "n": _label(data.get("node")),
+        "k": _label(data.get("kind")),
+        "nm": _label(data.get("name")),
+        "s": "error" if error else _label(data.get("status")),
+        "a": started.isoformat() if started else None,
+        "b": ended.isoformat() if ended else None,
+        "ms": ms,
+        "e": error,
+    }
+    used = usage_of(data)
+    if used is not None:
+        wrapper.update(
+            m=used.model,
+            it=used.input_tokens,
+            ot=used.output_tokens,
+            tt=used.total_tokens,
+            usd=used.cost_usd,
+        )
+    return wrapper

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
+
+# The seed's row, in its order: what to_dict() starts with and what HTTP returns.
+SEED_FIELDS = ("id", "user_id", "provider_id", "thread_id", "name", "trace_data", "created_at", "updated_at")
 
 # What a trace can be set to.
 WRITABLE_STATUSES = ("running", "completed", "failed", "interrupted")
@@ -55,15 +59,62 @@ class TraceSummary:
         turns; None when no step recorded a duration."""
         return self.total_duration_ms or None
 
+    def keys(self) -> list[str]:
+        """The keys of :meth:`to_dict`: the seed's row first, then tracedb's fields."""
+        names = [f.name for f in fields(self)]
+        seed = [n for n in SEED_FIELDS if n in names]
+        return seed + [n for n in names if n not in SEED_FIELDS] + ["duration_ms", "work_ms"]
+
+    def _value(self, key: str) -> Any:
+        value = getattr(self, key)
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, list):
+            return list(value)  # a copy: the row must not change this frozen object
+        if isinstance(value, dict):
+            return dict(value)
+        return value
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO 8601 strings)."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, datetime):
-                out[key] = value.isoformat()
-        out["duration_ms"] = self.duration_ms
-        out["work_ms"] = self.work_ms
-        return out
+        """The seed's row as a JSON-ready dict: ``id, user_id, provider_id, thread_id, name,
+        trace_data`` (a :class:`Trace` only) ``, created_at, updated_at`` (ISO 8601 strings),
+        then tracedb's fields (status, counts, nodes, metadata, timings, usage, durations)."""
+        return {key: self._value(key) for key in self.keys()}
+
+    def __getitem__(self, key: str) -> Any:
+        """``trace["trace_data"]``, ``trace["id"]``: the row's values, as the seed's dict rows
+        gave them (times as ISO 8601 strings).
+
+        Raises:
+            KeyError: not a key of :meth:`to_dict`.
+        """
+        if not isinstance(key, str) or key not in self.keys():
+            raise KeyError(key)
+        return self._value(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``row.get(key, default)``, as on the seed's dict rows."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """``(key, value)`` pairs of :meth:`to_dict`."""
+        return iter(self.to_dict().items())
+
+    def values(self) -> Iterator[Any]:
+        """The values of :meth:`to_dict`."""
+        return iter(self.to_dict().values())
 
 
 @dataclass(frozen=True)
@@ -103,6 +154,7 @@ class TraceFilter:
         text: full-text search over the strings of the entries (websearch syntax).
         contains: JSON containment, an entry whose data contains this object.
         trace_ids: only these ids.
+        provider_id: exact provider.
     """
 
     user_id: str | None = None
@@ -115,6 +167,7 @@ class TraceFilter:
     text: str | None = None
     contains: dict[str, Any] | list[Any] | None = None
     trace_ids: tuple[str, ...] | list[str] | None = None
+    provider_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,3 +213,4 @@ class ServerStatus:
     tables: dict[str, int]
     indexes: list[str]
     functions: list[str]
+    columns: dict[str, list[str]] = field(default_factory=dict)

@@ -155,6 +155,7 @@ LOAD_BY_THREAD = _scoped(
 )
 USER_TRACES = _scoped(
     "SELECT {columns} FROM automation_traces t WHERE t.user_id = %(user_id)s AND {scoped}"
+    " AND (%(provider_id)s::text IS NULL OR t.provider_id = %(provider_id)s)"
     " ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s OFFSET %(offset)s"
 )
 LOCK_TRACE = _scoped("SELECT t.id FROM automation_traces t WHERE t.id = %(id)s AND {scoped} FOR UPDATE")
@@ -367,8 +368,23 @@ STATUS_TABLES = (
     "automation_traces",
     "automation_trace_entries",
     "automation_trace_search",
+    "tracedb_api_keys",
     "tracedb_migrations",
 )
+# Reported when present: the seed's table, kept renamed after its rows were converted
+# (tracedb/migrations.py), and the conversion's progress.
+OPTIONAL_STATUS_TABLES = ("automation_traces_seed", "tracedb_seed_conversion")
+STATUS_COLUMNS = """
+SELECT c.relname AS table_name,
+       a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END AS col
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = current_schema() AND c.relname = ANY(%(tables)s) AND c.relkind = 'r'
+   AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY c.relname, a.attnum
+"""
 STATUS_VERSION = "SELECT version() AS version"
 STATUS_MIGRATIONS = "SELECT name FROM tracedb_migrations ORDER BY version"
 STATUS_INDEXES = """
@@ -384,7 +400,7 @@ SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS f
 
 def count_rows(table: str) -> sql.Composed:
     """``SELECT count(*)`` of one of :data:`STATUS_TABLES`."""
-    if table not in STATUS_TABLES:
+    if table not in STATUS_TABLES + OPTIONAL_STATUS_TABLES:
         raise InvalidTraceData(f"unknown table {table!r}")
     return sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
 
@@ -697,6 +713,7 @@ def compile_filter(
         out.scope = sql.SQL("t.user_id = {}").format(p.add("scope", scope))
     user_id = _optional_text("user_id", flt.user_id)
     thread_id = _optional_text("thread_id", flt.thread_id)
+    provider_id = _optional_text("provider_id", flt.provider_id)
     name = _optional_text("name", flt.name)
     node = _optional_text("node", flt.node)
     text = _optional_text("text", flt.text)
@@ -704,6 +721,8 @@ def compile_filter(
         cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", user_id)))
     if thread_id:
         cond.append(sql.SQL("t.thread_id = {}").format(p.add("thread_id", thread_id)))
+    if provider_id:
+        cond.append(sql.SQL("t.provider_id = {}").format(p.add("provider_id", provider_id)))
     if name:
         cond.append(sql.SQL("lower(t.name) LIKE {}").format(p.add("name", _like_prefix(name))))
     if flt.status:
@@ -806,8 +825,10 @@ def list_query(
     cursor: str | None,
     scope: str | None = None,
     abandon_after: float = ABANDON_AFTER,
+    offset: int = 0,
 ) -> tuple[sql.Composed, Params]:
-    """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``.
+    """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``,
+    skipping ``offset`` of them.
 
     Confirmations are applied to the ordered candidates, outside an ``OFFSET 0`` fence, so
     that only as many candidates are confirmed as the page needs rather than every candidate
@@ -825,32 +846,43 @@ def list_query(
             )
         )
     limit_ = f.params.add("limit", limit + 1)
+    offset_ = f.params.add("offset", offset)
     if not f.confirms:
-        query = sql.SQL("SELECT {columns} FROM automation_traces t WHERE {where} {order} LIMIT {limit}")
+        query = sql.SQL(
+            "SELECT {columns} FROM automation_traces t WHERE {where} {order} LIMIT {limit} OFFSET {offset}"
+        )
         return query.format(
-            columns=SUMMARY, where=f.where(with_confirms=False), order=_ORDER, limit=limit_
+            columns=SUMMARY, where=f.where(with_confirms=False), order=_ORDER, limit=limit_, offset=offset_
         ), f.params
     checks = sql.SQL(" AND ").join(confirm(sql.SQL("c.uid")) for confirm in f.confirms)
 
-    def branch(b: str) -> sql.Composable:
+    # each branch of a union must hold the skipped rows too
+    branch_limit = f.params.add("branch_limit", limit + 1 + offset)
+    zero = f.params.add("no_offset", 0)
+
+    def branch(b: str, rows: sql.Composable = branch_limit, skip: sql.Composable = zero) -> sql.Composable:
         # each branch confirms its own ordered candidates up to the page size, so that each
         # is planned for the few rows it needs (a LIMIT does not reach into UNION branches)
         return sql.SQL(
             "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
-            " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit}"
+            " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit} OFFSET {offset}"
         ).format(
             names=SUMMARY_NAMES,
             columns=SUMMARY,
             where=f.where(b, with_confirms=False),
             order=_ORDER,
             checks=checks,
-            limit=limit_,
+            limit=rows,
+            offset=skip,
         )
 
     if f.branches == ["all"]:
-        return sql.SQL("SELECT {names} FROM ({b}) p").format(names=SUMMARY_NAMES, b=branch("all")), f.params
-    query = sql.SQL("SELECT {names} FROM ({union}) p ORDER BY p.updated_at DESC, p.uid DESC LIMIT {limit}")
-    return query.format(names=SUMMARY_NAMES, union=_union(f, branch), limit=limit_), f.params
+        only = branch("all", limit_, offset_)
+        return sql.SQL("SELECT {names} FROM ({b}) p").format(names=SUMMARY_NAMES, b=only), f.params
+    query = sql.SQL(
+        "SELECT {names} FROM ({union}) p ORDER BY p.updated_at DESC, p.uid DESC LIMIT {limit} OFFSET {offset}"
+    )
+    return query.format(names=SUMMARY_NAMES, union=_union(f, branch), limit=limit_, offset=offset_), f.params
 
 
 def _delete_batch(f: FilterSQL, batch: int) -> sql.Composed:
@@ -941,3 +973,42 @@ def page_from_rows(rows: list[dict[str, Any]], limit: int) -> TracePage:
     items = [summary_from_row(r) for r in rows[:limit]]
     nxt = encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
     return TracePage(items, nxt)
+
+
+# -- API keys (tracedb/keys.py) ---------------------------------------------------------
+
+_KEY_COLUMNS = sql.SQL("id::text AS id, user_id, admin, label, created_at, last_used_at, revoked_at")
+
+
+def _keys(text: str) -> sql.Composed:
+    return sql.SQL(text).format(columns=_KEY_COLUMNS)
+
+
+INSERT_KEY = _keys(
+    """
+INSERT INTO tracedb_api_keys (id, user_id, admin, label, secret_hash)
+VALUES (%(id)s, %(user_id)s, %(admin)s, %(label)s, %(secret_hash)s)
+RETURNING {columns}
+"""
+)
+LIST_KEYS = _keys(
+    """
+SELECT {columns} FROM tracedb_api_keys
+ WHERE (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+ ORDER BY user_id, created_at, id
+"""
+)
+REVOKE_KEY = """
+UPDATE tracedb_api_keys SET revoked_at = now()
+ WHERE id = %(id)s AND revoked_at IS NULL AND (%(scope)s::text IS NULL OR user_id = %(scope)s)
+"""
+FIND_KEY = _keys(
+    "SELECT {columns} FROM tracedb_api_keys WHERE secret_hash = %(secret_hash)s AND revoked_at IS NULL"
+)
+# last_used_at is a hint for `api-key list`, not an audit log: written at most once a minute
+# per key, so that a busy key does not turn every request into a write.
+TOUCH_KEY = """
+UPDATE tracedb_api_keys SET last_used_at = now()
+ WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+"""
+ANY_ACTIVE_KEY = "SELECT EXISTS (SELECT 1 FROM tracedb_api_keys WHERE revoked_at IS NULL) AS found"
