@@ -106,3 +106,93 @@ def test_a_filter_that_matches_everything_needs_all_to_delete(db_url, seeded, ca
     assert main(["--url", db_url, "delete", *flt, "--yes"]) == 2
     err = capsys.readouterr().err
     assert "allow_all" in err and "Traceback" not in err
+
+
+def test_status_lists_each_tables_columns(db_url, capsys):
+    assert main(["--url", db_url, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "tracedb_api_keys" in out
+    assert "      trace_data" not in out  # tracedb has no such column; the seed's table had
+    assert "      seq integer not null" in out and "      nodes text[] not null" in out
+
+
+def test_api_keys_from_the_command_line(db, db_url, capsys, ids):
+    user = ids("cli")
+    assert main(["--url", db_url, "api-key", "create", "--user", user, "--label", "ci"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    secret = out[-1]
+    assert secret.startswith("tdb_") and " " not in secret
+    key = db.authenticate(secret)
+    assert key is not None and key.user_id == user and not key.admin and key.label == "ci"
+    assert main(["--url", db_url, "api-key", "create", "--user", user, "--admin"]) == 0
+    admin_secret = capsys.readouterr().out.strip().splitlines()[-1]
+    assert db.authenticate(admin_secret).admin is True
+    assert main(["--url", db_url, "api-key", "list", "--user", user]) == 0
+    listed = capsys.readouterr().out
+    assert key.id in listed and secret not in listed and "admin" in listed
+    assert main(["--url", db_url, "api-key", "revoke", key.id]) == 0
+    assert db.authenticate(secret) is None
+    assert main(["--url", db_url, "api-key", "revoke", key.id]) == 1
+    assert main(["--url", db_url, "api-key", "create", "--user", ""]) == 2
+    assert "user_id" in capsys.readouterr().err
+
+
+def test_openapi_needs_no_database(capsys):
+    assert main(["--url", "postgresql://nobody@127.0.0.1:1/none", "openapi"]) == 0
+    spec = json.loads(capsys.readouterr().out)
+    assert "/automation/traces/thread/{thread_id}" in spec["paths"]
+
+
+def test_serve_refuses_other_addresses_without_a_key(pg_admin_url):
+    from api_support import scratch_database
+
+    with scratch_database(pg_admin_url, "serve") as url:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tracedb", "--url", url, "serve", "--host", "0.0.0.0", "--port", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert "no API key is configured" in proc.stderr and "--no-auth" in proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["serve", "uvicorn"])
+def test_the_server_starts_both_ways(db, db_url, ids, how):
+    import os
+    import time
+
+    import httpx
+
+    port = _free_port()
+    if how == "serve":
+        cmd = [sys.executable, "-m", "tracedb", "--url", db_url, "serve", "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "tracedb.api:app", "--port", str(port)]
+    secret = db.create_api_key(ids("srv"))[1]
+    env = {**os.environ, "TRACEDB_URL": db_url}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.2)
+        assert health.json() == {"ok": True}
+        headers = {"Authorization": f"Bearer {secret}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/automation/traces", headers=headers).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/automation/traces").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

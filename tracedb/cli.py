@@ -96,9 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="only traces of this status; repeat for several")
     p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     sub.add_parser("index", help="index for search what writers left unindexed")
-    p = sub.add_parser("serve", help="serve the REST API")
-    p.add_argument("--host", default="127.0.0.1")
+    p = sub.add_parser("serve", help="serve the HTTP API (/automation/traces)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="with no API key configured, serve other addresses too (as the local user)",
+    )
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 16 MiB)")
+    p = sub.add_parser("api-key", help="make, list or revoke API keys of the HTTP API")
+    keys = p.add_subparsers(dest="key_command", required=True)
+    k = keys.add_parser("create", help="make a key; prints the secret (shown only now) on the last line")
+    k.add_argument("--user", required=True, help="the user whose traces the key reads and changes")
+    k.add_argument("--admin", action="store_true", help="the key sees every user's traces")
+    k.add_argument("--label", help="what the key is for")
+    k = keys.add_parser("list", help="list keys (never their secrets)")
+    k.add_argument("--user", help="only this user's keys")
+    k = keys.add_parser("revoke", help="revoke a key: requests with it are refused from now on")
+    k.add_argument("key_id")
+    sub.add_parser("openapi", help="print the HTTP API's OpenAPI document (no database needed)")
     p = sub.add_parser("demo", help="load realistic demo traces")
     p.add_argument("--traces", type=int, default=300)
     p.add_argument("--seed", type=int, default=7)
@@ -113,6 +130,8 @@ def _print_status(db: Any) -> None:
     print("tables:")
     for name, rows in st.tables.items():
         print(f"  {name:<32} {rows:>12,} rows")
+        for column in st.columns.get(name, []):
+            print(f"      {column}")
     print("indexes:")
     for name in st.indexes:
         print(f"  {name}")
@@ -126,12 +145,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .store import AutomationTraceDB
 
+    if args.command == "openapi":
+        from .api import create_app
+
+        print(json.dumps(create_app(args.url).openapi(), indent=2, ensure_ascii=False))
+        return 0
     try:
         with AutomationTraceDB(args.url) as db:
+            if args.command == "serve":
+                return _serve(db, args)
             return _run(db, args)
     except TraceDBError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _serve(db: Any, args: argparse.Namespace) -> int:
+    """Check who the server may answer before serving: with no API key configured, only this
+    machine (unless --no-auth)."""
+    from .api import serve
+
+    loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
+    if not loopback and not args.no_auth and not db.has_api_keys():
+        print(
+            f"error: no API key is configured, so the API serves only 127.0.0.1, not {args.host}: "
+            "make a key with `python -m tracedb api-key create --user <user>`, "
+            "or pass --no-auth to serve every address as the local user",
+            file=sys.stderr,
+        )
+        return 2
+    url = db.server.url
+    db.close()  # the server opens its own async store
+    serve(args.host, args.port, url=url, no_auth=args.no_auth, max_body_bytes=args.max_body_bytes)
+    return 0
+
+
+def _api_key(db: Any, args: argparse.Namespace) -> int:
+    if args.key_command == "create":
+        key, secret = db.create_api_key(args.user, admin=args.admin, label=args.label)
+        kind = "admin key (every user's traces)" if key.admin else f"key for the traces of {key.user_id!r}"
+        print(f"created {kind}, id {key.id}")
+        print("the secret is shown only now; send it as: Authorization: Bearer <secret>")
+        print(secret)
+    elif args.key_command == "list":
+        for key in db.list_api_keys(args.user):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            print(
+                f"{key.id}  {key.user_id:<20} {'admin' if key.admin else 'user':<5}  {state:<24} "
+                f"created {key.created_at:%Y-%m-%d %H:%M}  used {used}  {key.label or ''}"
+            )
+    elif args.key_command == "revoke":
+        if not db.revoke_api_key(args.key_id):
+            print(f"error: no active key has the id {args.key_id!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+    return 0
 
 
 def _run(db: Any, args: argparse.Namespace) -> int:
@@ -182,10 +251,8 @@ def _run(db: Any, args: argparse.Namespace) -> int:
         print(f"{verb} {n} trace{'s' if n != 1 else ''} not updated for {args.older_than}")
     elif args.command == "index":
         print(f"indexed {db.index_pending()} traces for search")
-    elif args.command == "serve":
-        from .api import serve
-
-        serve(db, args.host, args.port)
+    elif args.command == "api-key":
+        return _api_key(db, args)
     elif args.command == "demo":
         from .demo import load_demo
 

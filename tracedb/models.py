@@ -205,7 +205,8 @@ class Overview:
 @dataclass(frozen=True)
 class ServerStatus:
     """What ``python -m tracedb status`` prints: where the server is, its version, the
-    migrations applied, exact row counts per table, indexes and functions."""
+    migrations applied, exact row counts per table, each table's columns (``"name type"``),
+    indexes and functions."""
 
     label: str
     version: str
