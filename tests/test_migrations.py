@@ -7,6 +7,7 @@ import threading
 import psycopg
 import pytest
 
+from tracedb import TraceFilter
 from tracedb.migrations import load_migrations, migrate
 
 
@@ -75,4 +76,220 @@ def test_a_migration_changed_after_it_ran_is_a_clear_error(fresh_db_url):
         migrate(conn)
         conn.execute("UPDATE tracedb_migrations SET checksum = 'old' WHERE version = 1")
         with pytest.raises(MigrationChanged, match="001_tables.sql differs"):
+            migrate(conn)
+
+
+# -- a database of the seed's ------------------------------------------------------------------
+
+# The seed's table as its own SQL made it (plus an extra column, as later versions had, and
+# trace_data nullable, to test a NULL document).
+SEED_DDL = """
+CREATE TABLE automation_traces (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id VARCHAR(255) NOT NULL,
+    provider_id VARCHAR(255) NOT NULL,
+    thread_id VARCHAR(255) NOT NULL,
+    name VARCHAR(255),
+    trace_data JSONB,
+    deployment_status VARCHAR(50) DEFAULT 'draft',
+    created_at TIMESTAMPTZ DEFAULT NOW(),
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+);
+CREATE INDEX IF NOT EXISTS idx_automation_traces_user_id ON automation_traces(user_id);
+CREATE INDEX IF NOT EXISTS idx_automation_traces_thread_id ON automation_traces(thread_id);
+CREATE INDEX IF NOT EXISTS idx_automation_traces_created_at ON automation_traces(created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_automation_traces_trace_data ON automation_traces USING GIN(trace_data);
+CREATE OR REPLACE FUNCTION update_updated_at_column() RETURNS TRIGGER AS $$
+BEGIN
+    NEW.updated_at = NOW();
+    RETURN NEW;
+END;
+$$ language 'plpgsql';
+CREATE TRIGGER update_automation_traces_updated_at BEFORE UPDATE ON automation_traces
+    FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
+"""
+
+DEEP = "[" * 3000 + "]" * 3000
+SEED_DOCS = {
+    "a list": '[{"timestamp": "2025-10-30T12:00:00Z", "node": "inputer_agent", "event": "routing_decision",'
+    ' "started_at": "2025-10-30T12:00:00Z", "ended_at": "2025-10-30T12:00:01.5Z"},'
+    ' {"node": "agent_tool_node", "tool": "send_gmail", "status": "error", "error": "quota"}]',
+    "a dict with automation_trace": '{"automation_trace": [{"node": "a"}, {"node": "b"}]}',
+    "a dict with more": '{"automation_trace": [{"node": "a"}], "messages": ["hi"]}',
+    "empty": "[]",
+    "json null": "null",
+    "sql null": None,
+    "any json": '[1, "two", null, [3, {"x": 1.00000000000000000001}], true, ' + "9" * 4000 + "]",
+    "too deep for python": f'[{{"node": "deep"}}, {DEEP}]',
+    "a scalar": '"just text"',
+    "a dict without the list": '{"steps": 3}',
+}
+
+
+def _make_seed(conn: psycopg.Connection, docs: dict[str, str | None], thread: str = "chat-1") -> None:
+    conn.execute(SEED_DDL)
+    for i, (name, doc) in enumerate(docs.items()):
+        conn.execute(
+            "INSERT INTO automation_traces (user_id, provider_id, thread_id, name, trace_data, created_at,"
+            " updated_at, deployment_status) VALUES (%s, %s, %s, %s, %s::jsonb,"
+            " '2025-10-30T12:00:00Z'::timestamptz + %s * interval '1 hour',"
+            " '2025-10-30T12:30:00Z'::timestamptz + %s * interval '1 hour', %s)",
+            ("user-1", "provider-1", thread, name, doc, i, i, "deployed" if i == 0 else None),
+        )
+
+
+# The entries each seed document should become, computed by the database from the original.
+EXPECTED_ENTRIES = """
+SELECT s.id, CASE WHEN jsonb_typeof(s.trace_data) = 'array' THEN s.trace_data
+                  WHEN jsonb_typeof(s.trace_data -> 'automation_trace') = 'array' THEN s.trace_data -> 'automation_trace'
+                  ELSE '[]'::jsonb END AS expected
+  FROM automation_traces_seed s
+"""
+
+
+def test_a_seed_database_is_converted_with_every_row_kept(fresh_db_url, caplog):
+    from tracedb import AutomationTraceDB
+    from tracedb.migrations import SEED_TABLE, seed_conversion
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        _make_seed(conn, SEED_DOCS)
+        seed_rows = conn.execute(
+            "SELECT id::text, user_id, provider_id, thread_id, name, created_at, updated_at"
+            " FROM automation_traces ORDER BY name"
+        ).fetchall()
+    with caplog.at_level("INFO", logger="tracedb"), AutomationTraceDB(fresh_db_url) as db:
+        pass
+    assert f"converted {len(SEED_DOCS)} of {len(SEED_DOCS)} rows" in caplog.text
+    with AutomationTraceDB(fresh_db_url) as db:
+        for sid, user, provider, thread, name, created, updated in seed_rows:
+            trace = db.get_summary(sid)  # entries are compared in SQL below
+            assert (trace.user_id, trace.provider_id, trace.thread_id, trace.name) == (
+                user,
+                provider,
+                thread,
+                name,
+            )
+            assert (trace.created_at, trace.updated_at) == (created, updated)
+        assert db.count_traces() == len(SEED_DOCS)  # one trace per row, rows of one thread not merged
+        listed = {s.name: s for s in db.list_traces(limit=100).items}
+        assert listed["a list"].error_count == 1 and listed["a list"].nodes == [
+            "agent_tool_node",
+            "inputer_agent",
+        ]
+        assert listed["a list"].total_duration_ms == pytest.approx(1500.0)
+        assert listed["a list"].metadata == {"seed_columns": {"deployment_status": "deployed"}}
+        assert listed["a dict with more"].metadata == {"seed_trace_data": {"messages": ["hi"]}}
+        assert listed["a scalar"].metadata == {"seed_trace_data": "just text"}
+        assert listed["a dict without the list"].metadata == {"seed_trace_data": {"steps": 3}}
+        assert listed["empty"].entry_count == 0 and listed["sql null"].entry_count == 0
+        assert listed["json null"].entry_count == 0 and listed["too deep for python"].entry_count == 2
+        assert db.load_trace_by_thread("chat-1").name == "a dict without the list"  # the newest
+        assert db.count_traces(TraceFilter(text="send_gmail")) == 1
+        status = db.server_status()
+        assert status.tables[SEED_TABLE] == len(SEED_DOCS)
+        assert "trace_data jsonb" in status.columns[SEED_TABLE]
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        # every entry exactly as the seed stored it, compared by the database (numbers included)
+        differ = conn.execute(
+            f"SELECT x.id FROM ({EXPECTED_ENTRIES}) x WHERE tracedb_trace_data(x.id) IS DISTINCT FROM x.expected"
+        ).fetchall()
+        assert differ == []
+        state = seed_conversion(conn)
+        assert (state.total, state.converted, state.finished) == (len(SEED_DOCS), len(SEED_DOCS), True)
+        # the original stays, renamed with its indexes; tracedb's indexes have their own names
+        indexes = {
+            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (SEED_TABLE,))
+        }
+        assert {"automation_traces_seed_pkey", "idx_automation_traces_seed_user_id"} <= indexes
+        assert conn.execute("SELECT count(*) FROM automation_traces_seed").fetchone()[0] == len(SEED_DOCS)
+
+
+def test_the_status_command_opens_a_seed_database(fresh_db_url, capsys):
+    from tracedb.cli import main
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        _make_seed(conn, {"one": "[1]"})
+    assert main(["--url", fresh_db_url, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "automation_traces_seed" in out and "      trace_data jsonb" in out
+    assert main(["--url", fresh_db_url, "init"]) == 0
+    assert "converted 1 of 1 rows" in capsys.readouterr().out
+
+
+def test_an_interrupted_conversion_goes_on_where_it_stopped(fresh_db_url, monkeypatch):
+    import functools
+
+    from tracedb import migrations
+
+    docs = {f"row {i}": f'[{{"i": {i}}}, {{"j": {i}}}]' for i in range(50)}
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        _make_seed(conn, docs)
+        real = migrations.convert_seed_table
+        monkeypatch.setattr(
+            migrations, "convert_seed_table", functools.partial(real, batch_size=7, max_batches=2)
+        )
+        migrate(conn)  # stops after two batches, as an interrupted process would
+        assert conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0] == 14
+        assert migrations.seed_conversion(conn).converted == 14
+        monkeypatch.setattr(migrations, "convert_seed_table", real)
+        migrate(conn)
+        migrate(conn)
+        assert conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0] == 50
+        assert conn.execute("SELECT count(*) FROM automation_trace_entries").fetchone()[0] == 100
+        state = migrations.seed_conversion(conn)
+        assert (state.converted, state.finished) == (50, True)
+        # a trace deleted after the conversion is not brought back by a later open
+        conn.execute("DELETE FROM automation_traces WHERE name = 'row 3'")
+        migrate(conn)
+        assert conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0] == 49
+
+
+def test_a_killed_conversion_loses_nothing_and_converts_nothing_twice(fresh_db_url, monkeypatch):
+    import functools
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tracedb import migrations
+
+    docs = {
+        f"row {i}": "[" + ", ".join(f'{{"n": {i}, "k": {k}}}' for k in range(5)) + "]" for i in range(3000)
+    }
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        _make_seed(conn, docs)
+        monkeypatch.setattr(
+            migrations, "convert_seed_table", functools.partial(migrations.convert_seed_table, max_batches=0)
+        )
+        migrate(conn)  # tables made, nothing converted yet
+        assert migrations.seed_conversion(conn).converted == 0
+        code = (
+            "import psycopg, sys; from tracedb.migrations import convert_seed_table\n"
+            "with psycopg.connect(sys.argv[1], autocommit=True) as c: convert_seed_table(c, batch_size=20)"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code, fresh_db_url])
+        deadline = time.monotonic() + 60
+        while migrations.seed_conversion(conn).converted < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = migrations.seed_conversion(conn).converted
+        assert 200 <= done < 3000, done
+        assert conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0] == done
+        monkeypatch.undo()
+        migrate(conn)
+        assert conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0] == 3000
+        assert conn.execute("SELECT count(*) FROM automation_trace_entries").fetchone()[0] == 15000
+        dupes = conn.execute(
+            "SELECT count(*) FROM (SELECT data FROM automation_trace_entries GROUP BY data HAVING count(*) > 1) d"
+        ).fetchone()[0]
+        assert dupes == 0
+
+
+def test_a_foreign_automation_traces_table_is_a_clear_error(fresh_db_url):
+    from tracedb.errors import TraceDBError
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE automation_traces (id int)")
+        with pytest.raises(TraceDBError, match="neither tracedb's nor the seed's"):
             migrate(conn)

@@ -140,6 +140,19 @@ def _print_status(db: Any) -> None:
         print(f"  {name}")
 
 
+def _print_seed_conversion(db: Any) -> None:
+    from .migrations import seed_conversion
+
+    with db.pool.connection() as conn:
+        state = seed_conversion(conn)
+    if state is not None:
+        print(
+            f"seed:     converted {state.converted:,} of {state.total:,} rows of the seed's automation_traces"
+            f"{'' if state.finished else ' so far'}; the original is kept as {state.table} "
+            "(drop it once you no longer need it)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
@@ -208,8 +221,10 @@ def _run(db: Any, args: argparse.Namespace) -> int:
 
     if args.command == "init":
         print(f"schema is up to date on {db.server.label}")
+        _print_seed_conversion(db)
     elif args.command == "status":
         _print_status(db)
+        _print_seed_conversion(db)
     elif args.command == "list":
         page = db.list_traces(filter_from_args(args), limit=args.limit, cursor=args.cursor)
         for s in page.items:
