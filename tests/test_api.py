@@ -415,3 +415,13 @@ def test_without_keys_another_address_needs_no_auth(keyless_url, no_auth, expect
     response = asyncio.run(from_elsewhere())
     assert response.status_code == expected, response.text
     assert_clean(response)
+
+
+def test_the_typescript_clients_openapi_document_is_current():
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parent.parent / "clients" / "typescript" / "openapi.json"
+    assert json.loads(committed.read_text()) == create_app().openapi(), (
+        "clients/typescript/openapi.json is stale: run `python -m tracedb openapi > clients/typescript/openapi.json`"
+        " and `npm run generate` in clients/typescript"
+    )

@@ -96,7 +96,7 @@ def test_update_trace_name_and_data(db, entries, ids):
 def test_update_with_bad_data_changes_nothing(db, entries, ids):
     tid = db.save_trace("ana", None, ids("th"), entries(3), name="keep")
     with pytest.raises(InvalidTraceData):
-        db.update_trace(tid, name="new", trace_data=[{"ok": 1}, "not a dict"])
+        db.update_trace(tid, name="new", trace_data=[{"ok": 1}, {"big": "x" * 2_000_000}])
     trace = db.load_trace_by_id(tid)
     assert trace.name == "keep" and trace.entry_count == 3
 

@@ -42,9 +42,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from pydantic import BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
+from starlette.routing import Match
 
 from . import api_models as m
 from .aio import AsyncAutomationTraceDB
@@ -57,7 +59,7 @@ from .errors import (
     TraceNotFound,
 )
 from .keys import ApiKey
-from .limits import MAX_LIMIT
+from .limits import MAX_LIMIT, MAX_TEXT_CHARS
 from .models import TraceFilter
 from .queries import is_empty_filter
 
@@ -307,6 +309,21 @@ def _validation_items(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    scope = {**request.scope, "method": "\x00"}  # no route has this method: path matches only
+    routes = [r for r in request.app.router.routes if r.matches(scope)[0] is Match.PARTIAL]
+    if not routes:
+        return []
+    # The first route on the path decides it, as routing does: /automation/traces/count is
+    # the count's path, not a trace id.
+    path = getattr(routes[0], "path", None)
+    methods: set[str] = set()
+    for route in routes:
+        if getattr(route, "path", None) == path:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TraceDBError)
     async def named_error(request: Request, exc: TraceDBError) -> Response:
@@ -321,7 +338,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONBody({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by several routes (GET, POST and DELETE /automation/traces) allows them all.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONBody({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -378,6 +400,25 @@ def only_params(*allowed: str) -> Callable[[Request], None]:
     return check
 
 
+def _iso_time(value: Any) -> Any:
+    # Only ISO 8601 text: pydantic would also read "0.5" as seconds since 1970.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00Z, or a date") from exc
+    return value
+
+
+IsoTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_time),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+    ),
+]
+
+
 def _aware(value: datetime | None) -> datetime | None:
     # A time without a zone is UTC (converting from the server's local zone could overflow
     # for year 1 or 9999).
@@ -403,11 +444,11 @@ async def trace_filter(
     provider_id: Annotated[str | None, Query(description="exact provider")] = None,
     thread_id: Annotated[str | None, Query(description="exact thread")] = None,
     name: Annotated[str | None, Query(description="case-insensitive prefix of the name")] = None,
-    status: Annotated[list[str] | None, Query(description="one status, or repeat for several")] = None,
+    status: Annotated[list[m.Status] | None, Query(description="one status, or repeat for several")] = None,
     since: Annotated[
-        datetime | None, Query(description="updated at or after (ISO 8601; UTC if no zone)")
+        IsoTime | None, Query(description="updated at or after (ISO 8601; UTC if no zone)")
     ] = None,
-    until: Annotated[datetime | None, Query(description="updated before (ISO 8601; UTC if no zone)")] = None,
+    until: Annotated[IsoTime | None, Query(description="updated before (ISO 8601; UTC if no zone)")] = None,
     node: Annotated[str | None, Query(description="an entry from this node")] = None,
     text: Annotated[
         str | None, Query(description="full-text search in the entries (web-search syntax)")
@@ -490,6 +531,9 @@ def create_app(
         summary="Automation traces of LangGraph agents, stored in PostgreSQL",
         lifespan=lifespan,
         default_response_class=JSONBody,
+        # Operation ids are the handlers' names (list_traces, save_trace, ...): stable names
+        # for the generated TypeScript types.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.router.route_class = JSONRoute
     if settings.cors_origins:
@@ -594,7 +638,9 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one function per route, f
         who: CallerDep,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="matches to skip")] = 0,
-        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=MAX_TEXT_CHARS, description="next_cursor of the previous page")
+        ] = None,
     ) -> Response:
         """Matching traces without entries, most recently updated first."""
         who.check_user(flt.user_id)

@@ -8,13 +8,20 @@ generated from) and check request bodies. Responses are built from the store's o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .limits import MAX_TEXT_CHARS
+from .models import STATUSES
 
 # trace_data as the seed sent it: a list of entries (any JSON values), or a dict holding that
 # list under "automation_trace".
 TraceData = list[Any] | dict[str, Any]
+# Ids and names as the store takes them: non-empty text of at most MAX_TEXT_CHARS characters
+# (the store also refuses blank text and NUL characters, and says so).
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
 
 
 class _Body(BaseModel):
@@ -25,22 +32,22 @@ class _Body(BaseModel):
 class SaveTraceBody(_Body):
     """``POST /automation/traces``: a new trace of a thread."""
 
-    thread_id: str = Field(description="the conversation thread the trace belongs to")
+    thread_id: Text = Field(description="the conversation thread the trace belongs to")
     trace_data: TraceData = Field(default_factory=list, description="the entries")
-    name: str | None = None
-    user_id: str | None = Field(
+    name: Text | None = None
+    user_id: Text | None = Field(
         default=None, description="must be the key's user (an admin key may name anyone); default: the key's"
     )
-    provider_id: str | None = None
+    provider_id: Text | None = None
 
 
 class UpsertTraceBody(_Body):
     """``PUT /automation/traces/thread/{thread_id}``: the thread's complete trace so far."""
 
     trace_data: TraceData = Field(description="the complete trace so far; the stored trace becomes this list")
-    name: str | None = Field(default=None, description="null keeps the stored name")
-    user_id: str | None = None
-    provider_id: str | None = None
+    name: Text | None = Field(default=None, description="null keeps the stored name")
+    user_id: Text | None = None
+    provider_id: Text | None = None
 
 
 class UpdateTraceBody(_Body):
@@ -49,9 +56,9 @@ class UpdateTraceBody(_Body):
     trace_id: str | None = Field(
         default=None, description="the seed sent it; when given, must be the path's id"
     )
-    name: str | None = None
+    name: Text | None = None
     trace_data: TraceData | None = Field(default=None, description="replaces every entry")
-    status: str | None = Field(default=None, description="running, completed, failed or interrupted")
+    status: Status | None = None
     metadata: dict[str, Any] | None = Field(default=None, description="keys merged into the trace's metadata")
 
 
@@ -59,7 +66,7 @@ class AppendEntriesBody(_Body):
     """``POST /automation/traces/{trace_id}/entries``: entries to add at the end."""
 
     entries: TraceData
-    status: str | None = Field(default=None, description="set in the same statement")
+    status: Status | None = Field(default=None, description="set in the same statement")
 
 
 class TraceSummaryRow(BaseModel):
