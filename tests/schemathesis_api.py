@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from api_support import live_server
 from hypothesis import HealthCheck, settings
+from schemathesis import checks
 
 from tracedb import AutomationTraceDB
 

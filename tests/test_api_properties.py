@@ -12,7 +12,19 @@ from api_support import assert_clean, live_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FILTERS = ("user_id", "provider_id", "thread_id", "name", "status", "since", "until", "node", "text", "contains", "trace_id")
+FILTERS = (
+    "user_id",
+    "provider_id",
+    "thread_id",
+    "name",
+    "status",
+    "since",
+    "until",
+    "node",
+    "text",
+    "contains",
+    "trace_id",
+)
 PAGING = ("limit", "offset", "cursor")
 AWKWARD = [
     "",
@@ -46,9 +58,13 @@ AWKWARD = [
     str(uuid.UUID(int=0)),
 ]
 text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
-values = st.one_of(st.sampled_from(AWKWARD), text, st.integers(min_value=-(10**20), max_value=10**20).map(str))
+values = st.one_of(
+    st.sampled_from(AWKWARD), text, st.integers(min_value=-(10**20), max_value=10**20).map(str)
+)
 params = st.dictionaries(
-    st.sampled_from(FILTERS + PAGING + ("usr", "all", "statuss")), st.lists(values, min_size=1, max_size=3), max_size=5
+    st.sampled_from(FILTERS + PAGING + ("usr", "all", "statuss")),
+    st.lists(values, min_size=1, max_size=3),
+    max_size=5,
 )
 SETTINGS = settings(
     max_examples=60,
@@ -81,7 +97,9 @@ def _stored(db, user) -> list[tuple]:
 
 def _make_traces(db, user) -> None:
     for i, status in enumerate(("running", "completed", "failed")):
-        db.save_trace(user, f"p{i}", f"thread-{i}", [{"node": "a", "text": f"word{i}"}, i, "two"], name=f"n{i}")
+        db.save_trace(
+            user, f"p{i}", f"thread-{i}", [{"node": "a", "text": f"word{i}"}, i, "two"], name=f"n{i}"
+        )
         if status != "completed":
             tid = db.get_user_traces(user, limit=1)[0].id
             db.set_status(tid, status)
