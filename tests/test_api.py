@@ -342,9 +342,6 @@ def test_patch_changes_everything_or_nothing(pair, ids):
     assert r.json()["trace"]["entry_count"] == 2 and r.json()["trace"]["metadata"] == {"k": "v"}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="upsert_trace_by_thread appends; replacing a diverging trace is still to come"
-)
 def test_the_stored_trace_is_the_last_list_put(pair, ids):
     _, c, _, _ = pair
     thread = ids("th")

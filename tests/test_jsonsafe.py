@@ -78,9 +78,9 @@ def test_trace_shapes_the_seed_stored():
     assert check_trace_data(entries) is entries
     assert check_trace_data({"automation_trace": entries}) is entries
     assert check_trace_data({"automation_trace": []}) == []
-    rows = json.loads(prepare_entries(entries))
+    rows = json.loads(prepare_entries(entries).payload())
     assert [r["d"] for r in rows] == entries
-    assert all(r["a"] is None and r["e"] is False for r in rows[1:])
+    assert all(r.get("a") is None and r["e"] is False and r["h"] for r in rows[1:])
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,7 @@ from .errors import (
     TraceNotFound,
 )
 from .keys import ApiKey
-from .limits import MAX_LIMIT, MAX_TEXT_CHARS
+from .limits import MAX_LIMIT, MAX_TEXT_BYTES
 from .models import TraceFilter
 from .queries import is_empty_filter
 
@@ -444,7 +444,9 @@ async def trace_filter(
     provider_id: Annotated[str | None, Query(description="exact provider")] = None,
     thread_id: Annotated[str | None, Query(description="exact thread")] = None,
     name: Annotated[str | None, Query(description="case-insensitive prefix of the name")] = None,
-    status: Annotated[list[m.Status] | None, Query(description="one status, or repeat for several")] = None,
+    status: Annotated[
+        list[m.ReadStatus] | None, Query(description="one status, or repeat for several")
+    ] = None,
     since: Annotated[
         IsoTime | None, Query(description="updated at or after (ISO 8601; UTC if no zone)")
     ] = None,
@@ -639,7 +641,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one function per route, f
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="matches to skip")] = 0,
         cursor: Annotated[
-            str | None, Query(max_length=MAX_TEXT_CHARS, description="next_cursor of the previous page")
+            str | None, Query(max_length=MAX_TEXT_BYTES, description="next_cursor of the previous page")
         ] = None,
     ) -> Response:
         """Matching traces without entries, most recently updated first."""

@@ -12,16 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .limits import MAX_TEXT_CHARS
-from .models import STATUSES
+from .limits import MAX_TEXT_BYTES
+from .models import STATUSES, WRITABLE_STATUSES
 
 # trace_data as the seed sent it: a list of entries (any JSON values), or a dict holding that
 # list under "automation_trace".
 TraceData = list[Any] | dict[str, Any]
-# Ids and names as the store takes them: non-empty text of at most MAX_TEXT_CHARS characters
-# (the store also refuses blank text and NUL characters, and says so).
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
-Status = Literal[STATUSES]  # type: ignore[valid-type]
+# Ids and names as the store takes them: non-empty text of at most MAX_TEXT_BYTES bytes as
+# UTF-8 (the store also refuses blank text, NUL characters and longer UTF-8, and says so).
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_BYTES)]
+# What a trace can be set to; and what it can read as (also "abandoned").
+Status = Literal[WRITABLE_STATUSES]  # type: ignore[valid-type]
+ReadStatus = Literal[STATUSES]  # type: ignore[valid-type]
 
 
 class _Body(BaseModel):
@@ -88,6 +90,13 @@ class TraceSummaryRow(BaseModel):
     last_ended_at: datetime | None
     total_duration_ms: float
     turns: int
+    dropped_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    running: list[dict[str, Any]]
+    heartbeat_at: datetime | None
     duration_ms: float | None
     work_ms: float | None
 
@@ -112,6 +121,13 @@ class TraceRow(BaseModel):
     last_ended_at: datetime | None
     total_duration_ms: float
     turns: int
+    dropped_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    running: list[dict[str, Any]]
+    heartbeat_at: datetime | None
     duration_ms: float | None
     work_ms: float | None
 

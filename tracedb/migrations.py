@@ -281,7 +281,7 @@ def _convert_row(conn: psycopg.Connection, row: dict[str, Any]) -> None:
         return  # converted already (a trace of this id exists): never twice
     try:
         entries = _seed_entries(json.loads(row["trace_data"]) if row["trace_data"] is not None else None)
-        columns: str | None = "[" + ",".join(entry_columns(e) for e in entries) + "]"
+        columns: str | None = "[" + ",".join(dumps(entry_columns(e)) for e in entries) + "]"
     except (RecursionError, ValueError):  # deeper than Python follows, or a number of 4,300+ digits
         columns = None
     conn.execute(_APPEND_CONVERTED, {"id": row["id"], "columns": columns})

@@ -330,6 +330,22 @@ export interface components {
             total_duration_ms: number;
             /** Turns */
             turns: number;
+            /** Dropped Count */
+            dropped_count: number;
+            /** Input Tokens */
+            input_tokens: number | null;
+            /** Output Tokens */
+            output_tokens: number | null;
+            /** Total Tokens */
+            total_tokens: number | null;
+            /** Cost Usd */
+            cost_usd: number | null;
+            /** Running */
+            running: {
+                [key: string]: unknown;
+            }[];
+            /** Heartbeat At */
+            heartbeat_at: string | null;
             /** Duration Ms */
             duration_ms: number | null;
             /** Work Ms */
@@ -380,6 +396,22 @@ export interface components {
             total_duration_ms: number;
             /** Turns */
             turns: number;
+            /** Dropped Count */
+            dropped_count: number;
+            /** Input Tokens */
+            input_tokens: number | null;
+            /** Output Tokens */
+            output_tokens: number | null;
+            /** Total Tokens */
+            total_tokens: number | null;
+            /** Cost Usd */
+            cost_usd: number | null;
+            /** Running */
+            running: {
+                [key: string]: unknown;
+            }[];
+            /** Heartbeat At */
+            heartbeat_at: string | null;
             /** Duration Ms */
             duration_ms: number | null;
             /** Work Ms */
@@ -521,7 +553,7 @@ export interface operations {
                 /** @description case-insensitive prefix of the name */
                 name?: string | null;
                 /** @description one status, or repeat for several */
-                status?: ("running" | "completed" | "failed" | "interrupted")[] | null;
+                status?: ("running" | "completed" | "failed" | "interrupted" | "abandoned")[] | null;
                 /** @description updated at or after (ISO 8601; UTC if no zone) */
                 since?: string | null;
                 /** @description updated before (ISO 8601; UTC if no zone) */
@@ -680,7 +712,7 @@ export interface operations {
                 /** @description case-insensitive prefix of the name */
                 name?: string | null;
                 /** @description one status, or repeat for several */
-                status?: ("running" | "completed" | "failed" | "interrupted")[] | null;
+                status?: ("running" | "completed" | "failed" | "interrupted" | "abandoned")[] | null;
                 /** @description updated at or after (ISO 8601; UTC if no zone) */
                 since?: string | null;
                 /** @description updated before (ISO 8601; UTC if no zone) */
@@ -759,7 +791,7 @@ export interface operations {
                 /** @description case-insensitive prefix of the name */
                 name?: string | null;
                 /** @description one status, or repeat for several */
-                status?: ("running" | "completed" | "failed" | "interrupted")[] | null;
+                status?: ("running" | "completed" | "failed" | "interrupted" | "abandoned")[] | null;
                 /** @description updated at or after (ISO 8601; UTC if no zone) */
                 since?: string | null;
                 /** @description updated before (ISO 8601; UTC if no zone) */
