@@ -6,10 +6,11 @@ the same filter counted)."""
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 from api_support import assert_clean, live_server
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 FILTERS = (
@@ -42,8 +43,8 @@ AWKWARD = [
     "{}",
     "[]",
     '{"a": {"b": [1, {"c": null}]}}',
-    "[" * 3000 + "]" * 3000,
-    '{"":' * 1500 + "1" + "}" * 1500,
+    "[" * 1200 + "]" * 1200,
+    '{"":' * 1100 + "1" + "}" * 1100,
     "-zzzz",
     '"unterminated',
     "a OR -b",
@@ -106,7 +107,10 @@ def _make_traces(db, user) -> None:
 
 
 def _query(p: dict) -> list[tuple[str, str]]:
-    return [(k, v) for k, vs in p.items() for v in vs]
+    query = [(k, v) for k, vs in p.items() for v in vs]
+    # within what a URL can carry (httpx refuses longer ones before sending)
+    assume(len(urlencode(query)) < 60_000)
+    return query
 
 
 @pytest.mark.parametrize("path", ["/automation/traces", "/automation/traces/count"])
