@@ -466,3 +466,27 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
         assert db.index_pending() >= 1
         assert state() == (False, 1)
     assert db.count_traces(TraceFilter(text=word)) == 1
+
+
+def test_json_python_cannot_parse_is_read_without_failing(db, db_url, ids):
+    """Stored by another writer (or converted): a number of 5,000 digits and an array nested
+    10,000 deep. The store reads them back without an error: the number as its digits, the
+    deep entry as a placeholder that says so; the other entries as they are."""
+    tid = db.save_trace("ana", None, ids("th"), [entry("a"), entry("b"), entry("c")])
+    big = "9" * 5000
+    deep = "[" * 10_000 + "]" * 10_000
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE automation_trace_entries SET data = jsonb_build_object('n', %s::numeric)"
+            " WHERE trace_id = %s AND seq = 0",
+            (big, tid),
+        )
+        conn.execute(
+            "UPDATE automation_trace_entries SET data = %s::jsonb WHERE trace_id = %s AND seq = 1",
+            (deep, tid),
+        )
+    data = db.load_trace_by_id(tid).trace_data
+    assert data[0] == {"n": big}
+    assert isinstance(data[1], str) and "unreadable" in data[1]
+    assert data[2] == entry("c")
+    assert [r["data"] for r in db.get_entries(tid)] == data

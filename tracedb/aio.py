@@ -13,16 +13,22 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
 from .errors import DatabaseUnavailable
 from .indexer import Indexer
-from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
+from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
 from .server import resolve_url
 from .store import RECONNECT_TIMEOUT
+
+
+async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`."""
+    set_json_loads(loads, conn)
 
 
 async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
@@ -91,6 +97,7 @@ class AsyncAutomationTraceDB(StoreOperations):
             open=False,
             name="tracedb-async",
             reconnect_timeout=RECONNECT_TIMEOUT,
+            configure=configure,
         )
         try:
             await pool.open(wait=True, timeout=self.timeout)

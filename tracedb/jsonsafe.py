@@ -123,6 +123,22 @@ def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int =
     return _clean_str(repr(value)[:1000])
 
 
+def _parse_int(text: str) -> int | str:
+    # Python refuses to turn more than 4,300 digits into an int; such a number (stored
+    # before this limit was checked, or converted from elsewhere) is read as its digits.
+    return int(text) if len(text) <= 4300 else text
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON read back from the database. It never fails on what PostgreSQL stores: a number
+    too long for Python's int is read as its digits, and a value nested too deeply for
+    Python's parser is read as a placeholder string saying so (the stored value is intact)."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        return f"<unreadable here: JSON nested deeper than Python can parse ({len(text):,} bytes)>"
+
+
 def dumps(value: Any) -> str:
     """Compact JSON of an already converted value."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -145,12 +145,12 @@ def _scoped(text: str) -> sql.Composed:
 
 
 LOAD_BY_ID = _scoped(
-    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t"
+    "SELECT {columns}, ARRAY(SELECT e.data FROM automation_trace_entries e WHERE e.trace_id = t.id ORDER BY e.seq) AS trace_data FROM automation_traces t"
     " WHERE t.id = %(id)s AND {scoped}"
 )
 SUMMARY_BY_ID = _scoped("SELECT {columns} FROM automation_traces t WHERE t.id = %(id)s AND {scoped}")
 LOAD_BY_THREAD = _scoped(
-    "SELECT {columns}, tracedb_trace_data(t.id) AS trace_data FROM automation_traces t"
+    "SELECT {columns}, ARRAY(SELECT e.data FROM automation_trace_entries e WHERE e.trace_id = t.id ORDER BY e.seq) AS trace_data FROM automation_traces t"
     " WHERE t.thread_id = %(thread_id)s AND {scoped} ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
 )
 USER_TRACES = _scoped(

@@ -8,13 +8,14 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
 from .errors import DatabaseUnavailable
 from .indexer import Indexer
-from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES
+from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
 from .server import resolve_url
 
@@ -23,6 +24,11 @@ log = logging.getLogger("tracedb")
 # starts a fresh attempt at the next request, so a server that comes back is found within
 # seconds, not minutes.
 RECONNECT_TIMEOUT = 4.0
+
+
+def configure(conn: psycopg.Connection[Any]) -> None:
+    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`."""
+    set_json_loads(loads, conn)
 
 
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
@@ -89,6 +95,7 @@ class AutomationTraceDB(StoreOperations):
             open=False,
             name="tracedb",
             reconnect_timeout=RECONNECT_TIMEOUT,
+            configure=configure,
         )
         try:
             self.pool.open(wait=True, timeout=timeout)
