@@ -24,6 +24,7 @@ Settings (arguments of :func:`create_app`, else environment): ``TRACEDB_URL``,
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -62,6 +63,7 @@ from .keys import ApiKey
 from .limits import MAX_LIMIT, MAX_TEXT_BYTES
 from .models import TraceFilter
 from .queries import is_empty_filter
+from .retention import RetentionPolicy, prune_periodically
 
 log = logging.getLogger("tracedb.api")
 
@@ -522,9 +524,16 @@ def create_app(
             else f"no API key configured; serving as user {settings.local_user!r}"
             + ("" if settings.no_auth else " to this machine only"),
         )
+        policy = RetentionPolicy.from_env()
+        pruning = None
+        if policy is not None:
+            log.info("retention: deleting %s, every %s", policy.describe(), policy.every)
+            pruning = asyncio.create_task(prune_periodically(db, policy))
         try:
             yield
         finally:
+            if pruning is not None:
+                pruning.cancel()
             await db.close()
 
     app = FastAPI(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import retention
 from .errors import TraceDBError
 from .models import TraceFilter
 
@@ -51,16 +51,12 @@ def filter_from_args(args: argparse.Namespace) -> TraceFilter:
     )
 
 
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
 def parse_age(text: str) -> timedelta:
-    """An age such as ``30d``, ``12h``, ``90m``, ``45s`` or ``2w``."""
-    match = _AGE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m, 45s or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    """An age such as ``30d``, ``12h``, ``90m``, ``45s`` or ``2w`` (see tracedb.retention)."""
+    try:
+        return retention.parse_age(text)
+    except TraceDBError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
