@@ -1,0 +1,124 @@
+"""dashboard/compare.py: steps aligned by node and position; content compared without
+timestamps, durations and ids."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from dashboard import compare
+
+
+def entry(
+    seq: int, node: str, name: str, inp: object = None, out: object = None, ms: float = 100.0, **kw
+) -> dict:
+    data = {"node": node, "name": name, "input": inp, "output": out, "duration_ms": ms}
+    data.update(kw)
+    return {"seq": seq, "data": data}
+
+
+def test_steps_that_differ_only_in_timings_and_ids_are_the_same() -> None:
+    a = [
+        entry(
+            0, "planner", "plan", "q", "p", started_at="2026-01-01T00:00:00", ended_at="2026-01-01T00:00:01"
+        ),
+        entry(1, "model", "llm", 1, {"content": "", "tool_calls": [{"id": "call_1", "name": "calc"}]}),
+        entry(2, "tools", "calc", {"e": "1+1"}, "2", ms=10, usage={"input_tokens": 5}),
+    ]
+    b = [
+        entry(
+            0, "planner", "plan", "q", "p", started_at="2026-02-02T10:00:00", ended_at="2026-02-02T10:00:09"
+        ),
+        entry(1, "model", "llm", 1, {"content": "", "tool_calls": [{"id": "call_9", "name": "calc"}]}),
+        entry(2, "tools", "calc", {"e": "1+1"}, "2", ms=900, usage={"input_tokens": 7}),
+    ]
+    aligned = compare.align_traces(a, b)
+    assert aligned["op"].tolist() == ["same", "same", "same"]
+    assert aligned.loc[2, "time_delta"] == "+890 ms"
+    assert compare.alignment_counts(aligned) == {"same": 3, "changed": 0, "only A": 0, "only B": 0}
+
+
+def test_changed_and_missing_steps() -> None:
+    a = [
+        entry(0, "planner", "plan", "q", "p"),
+        entry(1, "model", "m", 1, "call calc"),
+        entry(2, "tools", "calculator", {"e": "1+1"}, "2"),
+        entry(3, "model", "m", 2, "answer"),
+    ]
+    b = [
+        entry(0, "planner", "plan", "q", "p"),
+        entry(1, "model", "m", 1, "call calc"),
+        entry(2, "tools", "calculator", {"e": "1+2"}, "3", ms=900),
+        entry(3, "tools", "search", "x", "y"),
+        entry(4, "model", "m", 2, "answer"),
+    ]
+    aligned = compare.align_traces(a, b)
+    assert aligned["op"].tolist() == ["same", "same", "changed", "only B", "same"]
+    assert aligned.loc[2, "differs"] == "input, output"
+    assert aligned.loc[2, "time_delta"] == "+800 ms"
+    assert pd.isna(aligned.loc[3, "a_seq"]) and aligned.loc[3, "b_seq"] == 3
+    assert compare.alignment_counts(aligned) == {"same": 3, "changed": 1, "only A": 0, "only B": 1}
+
+
+def test_only_steps_of_the_same_node_are_paired_and_content_picks_the_partner() -> None:
+    # B asks the model twice more; A's final answer pairs with B's final answer, not with
+    # B's second model step, because their content is the same.
+    a = [
+        entry(0, "model", "m", "q", "call"),
+        entry(1, "tools", "t", "x", "1"),
+        entry(2, "model", "m", "q", "final"),
+    ]
+    b = [
+        entry(0, "model", "m", "q", "call"),
+        entry(1, "tools", "t", "x", "1"),
+        entry(2, "model", "m", "q", "call again"),
+        entry(3, "tools", "t", "y", "2"),
+        entry(4, "model", "m", "q", "final"),
+    ]
+    aligned = compare.align_traces(a, b)
+    assert aligned["op"].tolist() == ["same", "same", "only B", "only B", "same"]
+    assert aligned["a_seq"].tolist()[-1] == 2 and aligned["b_seq"].tolist()[-1] == 4
+    swapped = compare.align_traces([entry(0, "tools", "search")], [entry(0, "model", "search")])
+    assert swapped["op"].tolist() == ["only A", "only B"]
+
+
+def test_a_different_model_name_is_a_named_difference_not_another_node() -> None:
+    a = [entry(0, "model", "gpt-4.1-mini", "q", "391")]
+    b = [entry(0, "model", "claude-sonnet-4", "q", "391")]
+    aligned = compare.align_traces(a, b)
+    assert aligned["op"].tolist() == ["changed"] and aligned.loc[0, "differs"] == "name"
+    assert aligned.loc[0, "a_node"] == aligned.loc[0, "b_node"] == "model"
+
+
+def test_content_and_diff_lines_leave_out_volatile_values() -> None:
+    data = {
+        "node": "x",
+        "output": {"id": "msg_1", "text": "hi", "created_at": "now", "run_id": "r"},
+        "duration_ms": 3,
+    }
+    assert compare.content(data) == {"node": "x", "output": {"text": "hi"}}
+    lines = compare.diff_lines({"seq": 0, "data": data})
+    assert not any("msg_1" in line or "duration_ms" in line for line in lines)
+
+
+@pytest.mark.parametrize(("n", "m"), [(0, 0), (0, 3), (3, 0)])
+def test_empty_sides(n: int, m: int) -> None:
+    aligned = compare.align_traces(
+        [entry(i, "n", "s") for i in range(n)], [entry(i, "n", "s") for i in range(m)]
+    )
+    assert len(aligned) == max(n, m)
+
+
+def test_five_thousand_steps_each_align_in_well_under_a_second() -> None:
+    nodes = ("model", "tools")
+    a = [(nodes[i % 2], "n", f"c{i % 7}") for i in range(5000)]
+    b = [(nodes[i % 2] if i % 13 else "planner", "n", f"c{i % 5}") for i in range(5000)]
+    began = time.perf_counter()
+    pairs = compare.align(a, b)
+    elapsed = time.perf_counter() - began
+    print(f"\nalignment of 5,000 × 5,000 steps: {elapsed:.2f} s")
+    assert elapsed < 2.0
+    assert sorted(i for i, _ in pairs if i is not None) == list(range(5000))
+    assert sorted(j for _, j in pairs if j is not None) == list(range(5000))
