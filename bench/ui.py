@@ -35,6 +35,7 @@ from tracedb import AutomationTraceDB  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "pages" / "thread.py"
+APP = ROOT / "app.py"
 TARGETS_S = {10_000: 2.0, 50_000: 5.0}
 CHUNK = 2_000
 
@@ -70,7 +71,9 @@ def open_page(trace_id: str, timeout: float) -> tuple[float, Any]:
     """Run the thread page once for ``trace_id``; return (seconds, the AppTest)."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(PAGE), default_timeout=timeout)
+    # The page runs inside the app's frame (its navigation and sidebar), as in the browser.
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    at.switch_page(str(PAGE.relative_to(ROOT)))
     at.query_params["trace"] = trace_id
     t0 = time.perf_counter()
     at.run()

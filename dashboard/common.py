@@ -1,22 +1,25 @@
-"""What every page shares: one store per process, the current user, the server's label."""
+"""What every page shares: one store per process, the current user, the database's label."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 import time
+from urllib.parse import quote, urlencode
 
+import psycopg
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
+from psycopg.conninfo import conninfo_to_dict
 
+from dashboard import colours
 from tracedb import AutomationTraceDB, TraceDBError, TraceSummary
-from tracedb.server import default_data_dir, describe_url
+from tracedb.server import default_data_dir
 
 CONNECT_TIMEOUT_S = float(os.environ.get("TRACEDB_CONNECT_TIMEOUT") or 5.0)
-STATUS_BADGES = {"running": "blue", "completed": "green", "failed": "red", "interrupted": "orange"}
 RETRY_AFTER_S = 5.0
 _FAILURE_KEY = "tracedb_db_failure"
+# Connection settings never shown: secrets, and files that hold them.
+_HIDDEN_PARAMS = {"password", "passfile", "sslpassword"}
 
 
 @st.cache_resource(show_spinner="Connecting to the database…", on_release=AutomationTraceDB.close)
@@ -57,24 +60,8 @@ def db_problem() -> str:
     return failed[1] if failed else "The trace database cannot be reached."
 
 
-def use_navigation() -> None:
-    """Make sure app.py's navigation frames this page.
-
-    A fresh server whose first visitor opens a deep link such as ``/thread?trace=…`` runs
-    ``pages/thread.py`` on its own (Streamlit's older folder-based multipage mode, chosen
-    because a ``pages/`` folder exists) until some run calls ``st.navigation``. Switch the
-    process to ``st.navigation`` and run again, so the same URL goes through app.py.
-    ``AppTest`` picks the mode again before every run, so under it the page just runs.
-    """
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        if "streamlit.testing.v1.app_test" not in sys.modules:
-            st.rerun()
-
-
 def require_db() -> AutomationTraceDB:
     """The store; show why and stop the page when there is none."""
-    use_navigation()
     db = get_db()
     if db is None:
         st.error(db_problem())
@@ -82,12 +69,52 @@ def require_db() -> AutomationTraceDB:
     return db
 
 
+def database_label(url: str) -> str:
+    """A libpq URL of the database without its password, that a user can paste into
+    ``psql`` or ``TRACEDB_URL`` (a socket folder goes in ``?host=``, as libpq reads it)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable database URL)"
+    host = str(params.pop("host", "") or "")
+    user = str(params.pop("user", "") or "")
+    port = str(params.pop("port", "") or "")
+    dbname = str(params.pop("dbname", "") or "")
+    query = {k: str(v) for k, v in params.items() if k not in _HIDDEN_PARAMS and v is not None}
+    netloc = quote(user, safe="") + "@" if user else ""
+    if host.startswith("/") or "," in host:  # a socket folder, or several hosts
+        query = {"host": host, **query}
+        if port:
+            query = {**query, "port": port}
+    else:
+        netloc += host + (f":{port}" if port else "")
+    text = f"postgresql://{netloc}/{quote(dbname, safe='')}"
+    return text + ("?" + urlencode(query, safe="/,") if query else "")
+
+
 def server_label() -> str:
     """Where the database is, without ever opening it and never with a password."""
     url = database_url()
     if url:
-        return describe_url(url)
+        return database_label(url)
     return f"embedded PostgreSQL ({default_data_dir()})"
+
+
+def sidebar_status(db: AutomationTraceDB | None) -> None:
+    """The database in use (a URL to paste, or the embedded server's folder), whether it
+    answers, and the user the dashboard records and lists as."""
+    with st.sidebar:
+        st.caption("Database")
+        if db is None:
+            st.code(server_label(), language=None, wrap_lines=True)
+            st.caption(":red[not reachable]")
+        else:
+            if db.server.embedded:
+                st.caption(f"embedded PostgreSQL, data in {db.server.data_dir}")
+            st.code(database_label(db.server.url), language=None, wrap_lines=True)
+            st.caption(":green[answers]" if db.ping() else ":red[does not answer]")
+        st.caption("User")
+        st.text(current_user())
 
 
 def current_user() -> str:
@@ -95,7 +122,8 @@ def current_user() -> str:
 
 
 def trace_label(summary: TraceSummary) -> str:
-    """How a trace is named in pickers: name, user, status and a short id."""
+    """How a trace is named in pickers: name, user, status and a short id. Pickers hold
+    ids as their values; this is only their text."""
     name = summary.name or summary.thread_id
     return f"{name[:60]} · {summary.user_id} · {summary.status} · {summary.id[:8]}"
 
@@ -113,5 +141,25 @@ def as_plain_markdown(text: str) -> str:
 
 
 def status_badge(status: str) -> None:
-    """A trace status as a coloured badge (statuses come from a fixed list)."""
-    st.badge(status, color=STATUS_BADGES.get(status, "gray"))  # type: ignore[arg-type]
+    """A trace status as a badge: its colour and an icon, so it reads without colour."""
+    st.badge(status, color=colours.badge_colour(status), icon=colours.status_icon(status))  # type: ignore[arg-type]
+
+
+def error_hints(db: AutomationTraceDB, summaries: list[TraceSummary], look_back: int = 5) -> dict[str, str]:
+    """A one-line reason for each failed trace: the error of the last error step among its
+    last ``look_back`` entries (a failing run stores its error last), else a note that
+    none was recorded. One small query per failed trace."""
+    hints: dict[str, str] = {}
+    for s in summaries:
+        if s.status != "failed":
+            continue
+        rows = db.get_entries(s.id, after_seq=max(-1, s.entry_count - 1 - look_back), limit=look_back)
+        hints[s.id] = "no error step recorded"
+        for row in reversed(rows):
+            data = row.get("data") if isinstance(row.get("data"), dict) else {}
+            if row.get("status") == "error" or data.get("error"):
+                reason = data.get("error") or data.get("output") or "error"
+                text = " ".join(str(reason).split())
+                hints[s.id] = text if len(text) <= 80 else text[:79] + "…"
+                break
+    return hints

@@ -14,6 +14,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard import widgets
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 
@@ -41,10 +43,10 @@ def dashboard_env(**env: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def open_page(page: str, timeout: float = 30, **params: str) -> AppTest:
-    """Run ``pages/<page>.py`` inside app.py with these query parameters."""
+def open_page(script: str, timeout: float = 30, **params: str) -> AppTest:
+    """Run ``pages/<script>.py`` inside app.py with these query parameters."""
     at = AppTest.from_file(APP, default_timeout=timeout)
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"pages/{script}.py")
     at.query_params.update(params)
     return at.run()
 
@@ -66,3 +68,25 @@ def select_rows(at: AppTest, key: str, rows: list[int]) -> AppTest:
     """Select dataframe rows (positions) as a user would, and rerun."""
     at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
     return at.run()
+
+
+def table_key(at: AppTest, prefix: str, column: str, index: int = 0) -> str:
+    """The key of a table keyed by its rows (``widgets.rows_key``), from what it shows."""
+    return widgets.rows_key(prefix, at.dataframe[index].value[column].tolist())
+
+
+def tick(at: AppTest, prefix: str, column: str, rows: list[int], index: int = 0) -> AppTest:
+    """Tick rows of a table keyed by its rows, as a user would, and rerun."""
+    return select_rows(at, table_key(at, prefix, column, index), rows)
+
+
+def plotly_array(value: object) -> list:
+    """A data array of a plotly figure's JSON: plain lists as they are, typed arrays
+    (``{"dtype", "bdata"}``, how plotly sends numbers) decoded."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)  # type: ignore[call-overload]

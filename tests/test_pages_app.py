@@ -1,22 +1,34 @@
-"""app.py: navigation, the shared sidebar, and pages that stay usable without a database."""
+"""app.py: navigation, the shared sidebar, deep links through app.py, and pages that stay
+usable without a database."""
 
 from __future__ import annotations
 
+import pytest
 from apptest_support import APP, dashboard_env, open_page
 from psycopg.conninfo import conninfo_to_dict
 from streamlit.testing.v1 import AppTest
+
+from dashboard import common, navigation
 
 PAGES = ("traces", "thread", "compare", "overview", "chat")
 UNREACHABLE = "postgresql://tracer:s3cret-pw@127.0.0.1:9/tracedb"
 
 
-def test_sidebar_names_the_database_and_the_user(db_url: str) -> None:
+def sidebar_texts(at: AppTest) -> list[str]:
+    return (
+        [c.value for c in at.sidebar.caption]
+        + [t.value for t in at.sidebar.text]
+        + [c.value for c in at.sidebar.code]
+    )
+
+
+def test_sidebar_names_the_database_as_a_url_to_paste_and_the_user(db_url: str) -> None:
     with dashboard_env(TRACEDB_URL=db_url, TRACEDB_USER="ana"):
         at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
-    sidebar = [t.value for t in at.sidebar.text]
-    assert conninfo_to_dict(db_url)["dbname"] in sidebar[0]
-    assert sidebar[1] == "ana"
+    label = at.sidebar.code[0].value
+    assert conninfo_to_dict(label) == conninfo_to_dict(db_url)  # the same database when pasted
+    assert at.sidebar.text[0].value == "ana"
     assert ":green[answers]" in [c.value for c in at.sidebar.caption]
     assert [t.value for t in at.title] == ["Traces"]
 
@@ -24,14 +36,33 @@ def test_sidebar_names_the_database_and_the_user(db_url: str) -> None:
 def test_default_user_is_local(db_url: str) -> None:
     with dashboard_env(TRACEDB_URL=db_url, TRACEDB_USER=None):
         at = AppTest.from_file(APP, default_timeout=30).run()
-    assert at.sidebar.text[1].value == "local"
+    assert at.sidebar.text[0].value == "local"
+
+
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("postgresql:///tracedb", "postgresql:///tracedb"),
+        ("postgresql://u:pw@h:5433/db?sslmode=require", "postgresql://u@h:5433/db?sslmode=require"),
+        ("host=/var/run/postgresql dbname=ux_demo", "postgresql:///ux_demo?host=/var/run/postgresql"),
+        (
+            "postgresql:///ux?host=/var/run/postgresql&port=5999",
+            "postgresql:///ux?host=/var/run/postgresql&port=5999",
+        ),
+        ("postgresql://ana%40corp:pw@db.example/traces", "postgresql://ana%40corp@db.example/traces"),
+    ],
+)
+def test_database_label_is_a_url_without_the_password(url: str, label: str) -> None:
+    assert common.database_label(url) == label
+    expected = {k: v for k, v in conninfo_to_dict(url).items() if k != "password"}
+    assert conninfo_to_dict(common.database_label(url)) == expected
 
 
 def test_unreachable_database_is_a_message_on_every_page() -> None:
     with dashboard_env(TRACEDB_URL=UNREACHABLE, TRACEDB_CONNECT_TIMEOUT="1"):
         at = AppTest.from_file(APP, default_timeout=30).run()
         assert not at.exception
-        sidebar = " ".join(t.value for t in at.sidebar.text) + " ".join(c.value for c in at.sidebar.caption)
+        sidebar = " ".join(sidebar_texts(at))
         assert "127.0.0.1" in sidebar and "not reachable" in sidebar
         assert "s3cret" not in sidebar
         assert any("cannot be reached" in e.value for e in at.error)
@@ -48,3 +79,25 @@ def test_every_page_opens_on_an_empty_database(fresh_db_url: str) -> None:
             at = open_page(page)
             assert not at.exception, page
             assert [t.value for t in at.title] == [page.capitalize()]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_page_streamlit_runs_on_its_own_runs_inside_the_app(db_url: str, page: str) -> None:
+    """Streamlit runs a page by itself when it picks its folder mode (a ``pages/`` folder
+    exists and nothing has called ``st.navigation`` yet: a fresh server's first visitor on
+    a deep link; every AppTest run). The page must then run inside the app's frame, with the
+    sidebar, and the query parameters kept. This fails if Streamlit changes either."""
+    with dashboard_env(TRACEDB_URL=db_url):
+        at = open_page(page, trace="00000000-0000-4000-8000-000000000000")
+    assert not at.exception
+    assert "Database" in [c.value for c in at.sidebar.caption], "the page ran without app.py"
+    assert [t.value for t in at.title] == [page.capitalize()]
+    if page == "thread":
+        assert any("No trace has this id" in e.value for e in at.error)
+
+
+def test_only_runs_inside_framed_are_marked() -> None:
+    assert not navigation.is_framed()
+    with navigation.framed():
+        assert navigation.is_framed()
+    assert not navigation.is_framed()
