@@ -1,7 +1,8 @@
-"""Plotly figures of tracedb frames.
+"""Plotly figures of the dashboard's frames.
 
 Plotly renders a subset of HTML in labels and hover text, and trace content is untrusted,
-so every string that comes from a trace goes through ``html.escape`` first.
+so every string that comes from a trace goes through ``html.escape`` first. Colours come
+from :mod:`dashboard.colours`, so a status, a kind or a node looks the same everywhere.
 """
 
 from __future__ import annotations
@@ -11,23 +12,15 @@ import html
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-from dashboard import frames
+from dashboard import colours, frames, human
 
 # Above this many steps the timeline is drawn with WebGL line segments instead of SVG bars.
 WEBGL_ABOVE = 2000
 # Resolution of a big timeline: steps of a row closer than span / this are drawn as one bar.
 MERGE_RESOLUTION = 3000
-STATUS_COLOURS = {
-    "ok": "#2ca02c",
-    "completed": "#2ca02c",
-    "error": "#d62728",
-    "failed": "#d62728",
-    "running": "#1f77b4",
-    "interrupted": "#ff7f0e",
-    "(none)": "#9e9e9e",
-}
+STATUS_COLOURS = colours.STATUS
+BAND_FILL = "rgba(86, 180, 233, 0.08)"
 
 
 def safe(values: pd.Series) -> pd.Series:
@@ -37,16 +30,13 @@ def safe(values: pd.Series) -> pd.Series:
 
 
 def colour_map(values: list[str], by: str) -> dict[str, str]:
-    palette = qualitative.Plotly
-    if by == "status":
-        spare = iter(palette[4:] + palette[:4])
-        return {v: STATUS_COLOURS.get(html.unescape(v).lower()) or next(spare, "#7f7f7f") for v in values}
-    return {v: palette[i % len(palette)] for i, v in enumerate(values)}
+    """The colour of each (escaped) value, the same in every trace."""
+    return {v: colours.colour_of(html.unescape(v), by) for v in values}
 
 
 def _hover(tl: pd.DataFrame) -> np.ndarray:
-    ms = tl["duration_ms"]
-    duration = (ms.round(1).astype(str) + " ms").where(ms.notna(), "no duration")
+    took = tl["duration_ms"].map(human.duration)
+    at = (tl["at"] * 1000).map(human.duration)
     return (
         "#"
         + tl["seq"].astype(str)
@@ -58,22 +48,54 @@ def _hover(tl: pd.DataFrame) -> np.ndarray:
         + safe(tl["kind"])
         + " · "
         + safe(tl["status"])
-        + " · "
-        + duration
+        + "<br>took "
+        + took
+        + " · at "
+        + at
+        + " · turn "
+        + tl["turn"].astype(str)
     ).to_numpy()
 
 
+def _turn_bands(fig: go.Figure, bands: pd.DataFrame) -> None:
+    """Shade every other turn and name each one, with the pause before it."""
+    if len(bands) < 2:
+        return
+    for i, band in enumerate(bands.itertuples(index=False)):
+        label = f"turn {band.turn}"
+        if band.idle_ms and band.idle_ms > 0:
+            label += f" · {human.duration(band.idle_ms)} later"
+        fig.add_vrect(
+            x0=band.start,
+            x1=band.end,
+            fillcolor=BAND_FILL if i % 2 == 0 else "rgba(0,0,0,0)",
+            line_width=0,
+            layer="below",
+            annotation_text=label,
+            annotation_position="top left",
+            annotation_font_size=11,
+            annotation_font_color="#555",
+        )
+        if i:
+            fig.add_vline(x=band.start, line_width=1, line_dash="dot", line_color="#888")
+
+
 def timeline_figure(
-    tl: pd.DataFrame, axis: str, colour_by: str = "kind", webgl_above: int = WEBGL_ABOVE
+    tl: pd.DataFrame,
+    axis: str,
+    colour_by: str = "kind",
+    webgl_above: int = WEBGL_ABOVE,
+    bands: pd.DataFrame | None = None,
 ) -> go.Figure:
     """Steps as horizontal bars on one row per node, coloured by ``colour_by``.
 
     ``tl`` comes from ``frames.timeline_frame``; ``axis`` is ``"time"`` (seconds since the
-    first step) or ``"step"`` (sequence order). Up to ``webgl_above`` steps, one SVG bar per
-    step. Above, WebGL line segments on numbered rows: steps of a row closer than
-    1/``MERGE_RESOLUTION`` of the span are joined into one bar (they would share a pixel),
-    and hovering a bar tells how many steps it holds. Numeric arrays reach the browser as
-    compact binary.
+    first step, pauses between turns cut out) or ``"step"`` (sequence order). ``bands``
+    (``frames.turn_bands``) marks the turns of a conversation. Up to ``webgl_above``
+    steps, one SVG bar per step. Above, WebGL line segments on numbered rows: steps of a row
+    closer than 1/``MERGE_RESOLUTION`` of the span are joined into one bar (they would share
+    a pixel), and hovering a bar tells how many steps it holds. Numeric arrays reach the
+    browser as compact binary.
     """
     fig = go.Figure()
     if tl.empty:
@@ -85,7 +107,7 @@ def timeline_figure(
         bars["lane"] = safe(bars["lane"])
         bars["value"] = safe(bars["value"])
         row = {name: len(lanes) - 1 - i for i, name in enumerate(lanes)}
-        colours = colour_map(sorted(bars["value"].unique()), colour_by)
+        palette = colour_map(sorted(bars["value"].unique()), colour_by)
         # the most common value first, so that rarer ones (errors) are drawn on top
         for value in bars.groupby("value")["steps"].sum().sort_values(ascending=False, kind="stable").index:
             part = bars[bars["value"] == value]
@@ -105,8 +127,7 @@ def timeline_figure(
                 + " · "
                 + str(value)
                 + " · busy "
-                + (part["busy_ms"] / 1000).round(2).astype(str)
-                + " s"
+                + part["busy_ms"].map(human.duration)
             ).to_numpy()
             fig.add_trace(
                 go.Scattergl(
@@ -116,7 +137,7 @@ def timeline_figure(
                     name=str(value),
                     hovertext=np.column_stack([text, text, np.full(n, "")]).ravel(),
                     hoverinfo="text",
-                    line={"width": 12, "color": colours[value]},
+                    line={"width": 12, "color": palette[value]},
                 )
             )
         fig.update_yaxes(
@@ -130,7 +151,7 @@ def timeline_figure(
     else:
         lane = safe(tl["lane"])
         colour = safe(tl[colour_by])
-        colours = colour_map(sorted(colour.unique()), colour_by)
+        palette = colour_map(sorted(colour.unique()), colour_by)
         start = tl["start"].to_numpy(dtype="float64")
         width = np.maximum(tl["end"].to_numpy(dtype="float64") - start, span * 0.002)
         hover = _hover(tl)
@@ -145,25 +166,42 @@ def timeline_figure(
                     name=value,
                     hovertext=hover[mask],
                     hoverinfo="text",
-                    marker={"color": colours[value], "line": {"width": 0}},
+                    marker={"color": palette[value], "line": {"width": 0}},
                 )
             )
         fig.update_yaxes(categoryorder="array", categoryarray=lanes[::-1])
+    if bands is not None and axis == "time":
+        _turn_bands(fig, bands)
+    several_turns = bands is not None and len(bands) > 1
     fig.update_layout(
         barmode="overlay",
         bargap=0.25,
-        height=140 + 42 * len(lanes),
-        legend_title_text=colour_by,
-        margin={"l": 10, "r": 10, "t": 30, "b": 40},
+        height=160 + 42 * len(lanes),
+        legend={"title": {"text": colour_by}, "orientation": "h", "y": -0.25, "x": 0},
+        margin={"l": 10, "r": 10, "t": 40 if several_turns else 20, "b": 40},
         hovermode="closest",
-        xaxis_title="seconds since the first step" if axis == "time" else "step (no timings recorded)",
+        xaxis_title=(
+            "step (no timings recorded)"
+            if axis != "time"
+            else "seconds of work since the first step (pauses between turns cut out)"
+            if several_turns
+            else "seconds since the first step"
+        ),
     )
-    fig.update_yaxes(title=None)
+    fig.update_yaxes(title=None, automargin=True)
     return fig
 
 
-def _layout(fig: go.Figure, height: int = 320, **kw: object) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 40}, **kw)
+def _layout(fig: go.Figure, title: str, height: int = 320, **kw: object) -> go.Figure:
+    """Title on top, the legend in a row under it, labels given the room they need."""
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 70, "b": 30},
+        title={"text": title, "font": {"size": 15}, "y": 0.97, "yanchor": "top"},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "xanchor": "left"},
+        **kw,
+    )
+    fig.update_yaxes(automargin=True)
     return fig
 
 
@@ -177,101 +215,143 @@ def traces_per_day_figure(per_day: pd.DataFrame) -> go.Figure:
                 x=part["day"],
                 y=part["traces"],
                 name=html.escape(status),
-                marker_color=STATUS_COLOURS.get(status, "#7f7f7f"),
+                marker_color=colours.colour_of(status, "status"),
+                hovertemplate="%{x|%Y-%m-%d}: %{y:,} " + html.escape(status) + "<extra></extra>",
+            )
+        )
+    return _layout(fig, barmode="stack", title="Traces per day", xaxis_title=None, yaxis_title="traces")
+
+
+def errors_per_day_figure(daily: pd.DataFrame) -> go.Figure:
+    """Traces that failed or recorded an error step, per day: their count as bars, their
+    share of the day's traces as a line."""
+    fig = go.Figure()
+    if not daily.empty:
+        hover = [
+            f"{w:,} of {human.count(int(t), 'trace')} ({r:.0%})"
+            for w, t, r in zip(daily["with_errors"], daily["traces"], daily["error_rate"], strict=True)
+        ]
+        fig.add_trace(
+            go.Bar(
+                x=daily["day"],
+                y=daily["with_errors"],
+                name="traces with errors",
+                marker_color=colours.STATUS["failed"],
+                hovertext=hover,
+                hoverinfo="x+text",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=daily["day"],
+                y=daily["error_rate"],
+                name="share of the day's traces",
+                yaxis="y2",
+                mode="lines+markers",
+                line={"color": colours.BLACK, "width": 1.5},
+                hovertext=hover,
+                hoverinfo="x+text",
             )
         )
     return _layout(
         fig,
-        barmode="stack",
-        title="Traces per day",
-        legend_title_text="status",
+        title="Traces with errors per day",
         xaxis_title=None,
-        yaxis_title="traces",
+        yaxis={"title": "traces", "rangemode": "tozero"},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "rangemode": "tozero",
+            "showgrid": False,
+        },
     )
 
 
-def error_rate_figure(daily: pd.DataFrame) -> go.Figure:
-    """Share of each day's traces that failed or recorded an error step."""
-    fig = go.Figure(
-        go.Scatter(
-            x=daily["day"],
-            y=daily["error_rate"],
-            mode="lines+markers",
-            line={"color": STATUS_COLOURS["error"]},
-            hovertext=[
-                f"{w} of {t} traces" for w, t in zip(daily["with_errors"], daily["traces"], strict=True)
-            ],
-            hoverinfo="x+y+text",
+def latency_figure(latency: pd.DataFrame, title: str) -> go.Figure:
+    """p50 and p95 over time: columns ``bucket``, ``p50_ms``, ``p95_ms`` (and ``n``, how many
+    it was computed from). Buckets without values are left out."""
+    fig = go.Figure()
+    shown = latency.dropna(subset=["p50_ms", "p95_ms"], how="all") if not latency.empty else latency
+    for column, name, colour in (
+        ("p50_ms", "median", colours.PAIR[0]),
+        ("p95_ms", "95th percentile", colours.PAIR[1]),
+    ):
+        if shown.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=shown["bucket"],
+                y=shown[column] / 1000.0,
+                name=name,
+                mode="lines+markers",
+                line={"color": colour},
+                hovertext=[
+                    f"{name}: {human.duration(v)} ({human.count(int(n), 'value')})"
+                    for v, n in zip(shown[column], shown["n"], strict=True)
+                ],
+                hoverinfo="x+text",
+            )
         )
-    )
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return _layout(fig, title="Error rate per day (traces failed or with an error step)", xaxis_title=None)
+    return _layout(fig, title=title, xaxis_title=None, yaxis={"title": "seconds", "rangemode": "tozero"})
 
 
-def node_entries_figure(per_node: pd.DataFrame) -> go.Figure:
-    """Entries per node, errors stacked in red."""
-    names = safe(per_node["node"]) if not per_node.empty else []
+def split_bars_figure(
+    names: pd.Series, total: pd.Series, part: pd.Series, labels: tuple[str, str], title: str
+) -> go.Figure:
+    """Horizontal bars of ``total`` per name, the ``part`` of it (errors, failures) stacked
+    in the error colour, biggest first."""
+    shown = safe(names) if len(names) else []
     fig = go.Figure(
         [
-            go.Bar(
-                y=names,
-                x=per_node["entries"] - per_node["errors"],
-                orientation="h",
-                name="ok",
-                marker_color="#4c78a8",
-            ),
-            go.Bar(
-                y=names,
-                x=per_node["errors"],
-                orientation="h",
-                name="error",
-                marker_color=STATUS_COLOURS["error"],
-            ),
+            go.Bar(y=shown, x=total - part, orientation="h", name=labels[0], marker_color=colours.NEUTRAL),
+            go.Bar(y=shown, x=part, orientation="h", name=labels[1], marker_color=colours.STATUS["failed"]),
         ]
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=140 + 30 * max(len(per_node), 1), barmode="stack", title="Entries per node")
+    return _layout(fig, height=150 + 28 * max(len(names), 1), barmode="stack", title=title)
+
+
+def node_entries_figure(per_node: pd.DataFrame) -> go.Figure:
+    """Entries per node, error steps stacked in the error colour."""
+    return split_bars_figure(
+        per_node["node"], per_node["entries"], per_node["errors"], ("ok", "error"), "Steps per node"
+    )
+
+
+def users_figure(per_user: pd.DataFrame) -> go.Figure:
+    """Traces per user, failed ones in the error colour."""
+    return split_bars_figure(
+        per_user["user_id"], per_user["traces"], per_user["failed"], ("not failed", "failed"), "Busiest users"
+    )
 
 
 def node_duration_figure(per_node: pd.DataFrame) -> go.Figure:
-    """p50 and p95 step duration per node."""
-    names = safe(per_node["node"]) if not per_node.empty else []
+    """Median and 95th percentile step duration per node; nodes without timings left out."""
+    timed = per_node.dropna(subset=["p50_ms", "p95_ms"], how="all") if not per_node.empty else per_node
+    names = safe(timed["node"]) if not timed.empty else []
     fig = go.Figure(
         [
-            go.Bar(y=names, x=per_node["p50_ms"], orientation="h", name="p50", marker_color="#72b7b2"),
-            go.Bar(y=names, x=per_node["p95_ms"], orientation="h", name="p95", marker_color="#f58518"),
+            go.Bar(
+                y=names,
+                x=timed[column] / 1000.0,
+                orientation="h",
+                name=name,
+                marker_color=colour,
+                hovertext=[f"{name}: {human.duration(v)}" for v in timed[column]],
+                hoverinfo="y+text",
+            )
+            for column, name, colour in (
+                ("p50_ms", "median", colours.PAIR[0]),
+                ("p95_ms", "95th percentile", colours.PAIR[1]),
+            )
         ]
     )
     fig.update_yaxes(autorange="reversed")
     return _layout(
         fig,
-        height=140 + 30 * max(len(per_node), 1),
+        height=150 + 34 * max(len(timed), 1),
         barmode="group",
-        title="Step duration per node (ms)",
-        xaxis_title="ms",
+        title="Step duration per node",
+        xaxis_title="seconds",
     )
-
-
-def users_figure(per_user: pd.DataFrame) -> go.Figure:
-    """Traces per user, failed ones in red."""
-    names = safe(per_user["user_id"]) if not per_user.empty else []
-    fig = go.Figure(
-        [
-            go.Bar(
-                y=names,
-                x=per_user["traces"] - per_user["failed"],
-                orientation="h",
-                name="not failed",
-                marker_color="#4c78a8",
-            ),
-            go.Bar(
-                y=names,
-                x=per_user["failed"],
-                orientation="h",
-                name="failed",
-                marker_color=STATUS_COLOURS["failed"],
-            ),
-        ]
-    )
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=140 + 30 * max(len(per_user), 1), barmode="stack", title="Busiest users")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,62 +9,92 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashboard import human
 from tracedb.models import TraceSummary
 
-ENTRY_COLUMNS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms")
+ENTRY_COLUMNS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms", "turn")
 INPUT_KEYS = ("input", "inputs", "args", "arguments", "tool_input", "messages", "request")
 OUTPUT_KEYS = ("output", "outputs", "result", "response", "content", "error")
 PREVIEW_CHARS = 160
+# The space drawn between two turns of a conversation, as a share of the time they worked.
+TURN_GAP = 0.04
+TRACE_COLUMNS = [
+    "name",
+    "status",
+    "entries",
+    "duration",
+    "updated",
+    "user",
+    "thread",
+    "turns",
+    "work",
+    "span",
+    "errors",
+    "created",
+    "provider",
+    "id",
+]
+_STATUS_MARKS = {"completed": "✓", "failed": "✗", "running": "●", "interrupted": "‖"}
 
 
-def thread_link(trace_id: str) -> str:
-    """Relative URL of a trace's thread page."""
-    return f"thread?trace={trace_id}"
+def status_text(summary: TraceSummary, hint: str | None = None) -> str:
+    """A trace's status as words a person scans: a mark that does not need colour, the
+    status, and what went wrong (``"✗ failed: TimeoutError: …"``, ``"⚠ completed, 1 error
+    step"``)."""
+    mark = _STATUS_MARKS.get(summary.status, "?")
+    text = f"{mark} {summary.status}"
+    if summary.status == "completed" and summary.error_count:
+        text = f"⚠ completed, {human.count(summary.error_count, 'error step')}"
+    if hint:
+        text += f": {hint}"
+    return text
 
 
-def traces_frame(items: Sequence[TraceSummary]) -> pd.DataFrame:
-    """One row per trace, in the order given, with a link to its thread page."""
+def button_label(text: str) -> str:
+    """``text`` as a table button shows it: the icon syntax ``:material/…:`` kept as text."""
+    return text.replace(":material/", ":\u200bmaterial/")
+
+
+def traces_frame(items: Sequence[TraceSummary], hints: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per trace, in the order given: what a person scans first (name, status with
+    an error hint, entries, duration, last update, user), then the rest."""
+    hints = hints or {}
     rows = [
         {
-            "open": thread_link(s.id),
-            "name": s.name or "",
-            "thread": s.thread_id,
-            "user": s.user_id,
-            "status": s.status,
+            "name": s.name or s.thread_id,
+            "status": status_text(s, hints.get(s.id)),
             "entries": s.entry_count,
-            "errors": s.error_count,
-            "duration_s": None if s.duration_ms is None else round(s.duration_ms / 1000.0, 3),
-            "created": s.created_at,
+            "duration": human.duration(human.trace_duration_ms(s)),
             "updated": s.updated_at,
+            "user": s.user_id,
+            "thread": s.thread_id,
+            "turns": s.turns or None,
+            "work": human.duration(s.work_ms),
+            "span": human.duration(s.duration_ms),
+            "errors": s.error_count,
+            "created": s.created_at,
+            "provider": s.provider_id,
             "id": s.id,
         }
         for s in items
     ]
-    columns = [
-        "open",
-        "name",
-        "thread",
-        "user",
-        "status",
-        "entries",
-        "errors",
-        "duration_s",
-        "created",
-        "updated",
-        "id",
-    ]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({"entries": "int64", "errors": "int64", "duration_s": "float64"})
+    frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
+    return frame.astype({"entries": "int64", "errors": "int64", "turns": "Int64"})
 
 
 def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """Entry columns (as returned by ``AutomationTraceDB.entry_columns``) as a typed frame."""
+    """Entry columns (as returned by ``AutomationTraceDB.entry_columns``) as a typed frame.
+    ``turn`` is the run of a conversation an entry belongs to (missing when the writer
+    marks no turns)."""
     data = {name: list(columns.get(name, [])) for name in ENTRY_COLUMNS}
+    if not data["turn"] and data["seq"]:
+        data["turn"] = [None] * len(data["seq"])
     frame = pd.DataFrame(data, columns=list(ENTRY_COLUMNS))
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
     frame["seq"] = frame["seq"].astype("int64")
     frame["duration_ms"] = pd.to_numeric(frame["duration_ms"], errors="coerce").astype("float64")
+    frame["turn"] = pd.to_numeric(frame["turn"], errors="coerce").astype("Int64")
     for name in ("node", "kind", "name", "status"):
         frame[name] = frame[name].astype("object")
     return frame
@@ -81,18 +110,23 @@ def lane_of(frame: pd.DataFrame) -> pd.Series:
 def timeline_frame(entries: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Where each step sits on the timeline, and the axis: ``"time"`` or ``"step"``.
 
-    Adds ``lane``, ``start`` and ``end`` (seconds since the first step when the entries carry
-    times or durations, else step numbers). Steps without a start follow the previous step;
-    steps without an end last their ``duration_ms``, or nothing when that is missing too.
+    Adds ``lane``, ``at`` (seconds since the first step, as it happened), ``start`` and
+    ``end`` (where the step is drawn) and ``turn`` (1 when the writer marks no turns).
+    Steps without a start follow the previous step; steps without an end last their
+    ``duration_ms``, or nothing when that is missing too. On a time axis, the pause between
+    two turns of a conversation is cut to a small gap, so each turn's steps keep their
+    width; ``turn_bands`` tells where each turn is drawn.
     """
     out = entries.copy()
     out["lane"] = lane_of(out)
+    out["turn"] = out["turn"].fillna(1).astype("int64")
     n = len(out)
     has_time = bool(out["started_at"].notna().any() or out["ended_at"].notna().any())
     has_duration = bool(out["duration_ms"].notna().any())
     if n == 0 or not (has_time or has_duration):
         out["start"] = np.arange(n, dtype="float64")
         out["end"] = out["start"] + 1.0
+        out["at"] = np.nan  # no times: where a step is in time is unknown
         return out, "step"
     nan = np.nan
     started = _seconds(out["started_at"])
@@ -113,9 +147,49 @@ def timeline_frame(entries: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         starts[i], ends[i] = s, max(e, s)
         cursor = max(ends[i], cursor) if cursor == cursor else ends[i]
     origin = np.nanmin(starts)
-    out["start"] = starts - origin
-    out["end"] = ends - origin
+    out["at"] = starts - origin
+    out["start"], out["end"] = _without_pauses(out["turn"].to_numpy(), starts - origin, ends - origin)
     return out, "time"
+
+
+def _without_pauses(turns: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move each turn after the previous one with a small gap instead of the real pause."""
+    order = list(dict.fromkeys(turns.tolist()))
+    if len(order) < 2:
+        return starts, ends
+    spans = {t: (starts[turns == t].min(), ends[turns == t].max()) for t in order}
+    gap = TURN_GAP * sum(high - low for low, high in spans.values()) or 1.0
+    shift = np.zeros(len(starts))
+    drawn_end = None
+    for t in order:
+        low, high = spans[t]
+        offset = 0.0 if drawn_end is None else drawn_end + gap - low
+        # a turn that overlaps the previous one (concurrent writers) keeps its place
+        offset = min(offset, 0.0) if drawn_end is not None and low <= drawn_end else offset
+        shift[turns == t] = offset
+        drawn_end = high + offset if drawn_end is None else max(drawn_end, high + offset)
+    return starts + shift, ends + shift
+
+
+def turn_bands(timeline: pd.DataFrame) -> pd.DataFrame:
+    """One row per turn: where it is drawn (``start``, ``end``), its steps, the work of its
+    steps (``work_ms``) and the pause before it (``idle_ms``, as it happened)."""
+    columns = ["turn", "start", "end", "steps", "work_ms", "idle_ms"]
+    if timeline.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = timeline.assign(at_end=timeline["at"] + (timeline["end"] - timeline["start"])).groupby(
+        "turn", sort=False
+    )
+    bands = grouped.agg(
+        start=("start", "min"),
+        end=("end", "max"),
+        steps=("seq", "size"),
+        work_ms=("duration_ms", "sum"),
+        first_at=("at", "min"),
+        last_at=("at_end", "max"),
+    ).reset_index()
+    bands["idle_ms"] = (bands["first_at"] - bands["last_at"].shift(1)).clip(lower=0) * 1000.0
+    return bands[columns]
 
 
 def _seconds(series: pd.Series) -> np.ndarray:
@@ -154,6 +228,23 @@ def node_stats(entries: pd.DataFrame) -> pd.DataFrame:
     return stats.sort_values(["total_ms", "steps"], ascending=False, na_position="last").reset_index(
         drop=True
     )
+
+
+def readable_node_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """``node_stats`` with headers in words and durations with their units."""
+    out = pd.DataFrame(
+        {
+            "node": stats["node"],
+            "steps": stats["steps"],
+            "errors": stats["errors"],
+            "total time": stats["total_ms"].map(human.duration),
+            "mean": stats["mean_ms"].map(human.duration),
+            "median": stats["p50_ms"].map(human.duration),
+            "95th percentile": stats["p95_ms"].map(human.duration),
+            "share of time": stats["share"],
+        }
+    )
+    return out
 
 
 def filter_entries(
@@ -220,130 +311,20 @@ def entry_previews(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["seq", "input", "output"])
 
 
-# -- comparing two traces -----------------------------------------------------------------
-
-
-def _step_key(entry: Mapping[str, Any]) -> tuple[str, str]:
-    return (str(entry.get("node") or entry.get("kind") or ""), str(entry.get("name") or ""))
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _duration(entry: Mapping[str, Any] | None) -> float | None:
-    if entry is None:
-        return None
-    value = entry.get("duration_ms")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def align_traces(
-    a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], duration_tolerance: float = 0.25
-) -> pd.DataFrame:
-    """Align two traces' entries step by step on their (node, name) sequence.
-
-    Entries are dicts with at least ``seq`` and ``data`` (as from ``get_entries``). Each row
-    is one aligned step: ``op`` is equal, changed, only A or only B; ``differs`` names what
-    differs between matched steps (node, input, output, duration beyond the tolerance).
-    """
-    da = [r.get("data") or {} for r in a]
-    db_ = [r.get("data") or {} for r in b]
-    matcher = difflib.SequenceMatcher(
-        a=[_step_key(e) for e in da], b=[_step_key(e) for e in db_], autojunk=False
-    )
-    rows: list[dict[str, Any]] = []
-
-    def add(i: int | None, j: int | None, op: str) -> None:
-        ea = da[i] if i is not None else None
-        eb = db_[j] if j is not None else None
-        differs: list[str] = []
-        if ea is not None and eb is not None:
-            if _step_key(ea) != _step_key(eb):
-                differs.append("node")
-            if not _same(pick(ea, INPUT_KEYS), pick(eb, INPUT_KEYS)):
-                differs.append("input")
-            if not _same(pick(ea, OUTPUT_KEYS), pick(eb, OUTPUT_KEYS)):
-                differs.append("output")
-            ma, mb = _duration(ea), _duration(eb)
-            if ma is not None and mb is not None and abs(ma - mb) > duration_tolerance * max(ma, mb, 1.0):
-                differs.append("duration")
-            if op == "equal" and differs:
-                op = "changed"
-        ma, mb = _duration(ea), _duration(eb)
-        rows.append(
-            {
-                "step": len(rows),
-                "op": op,
-                "differs": ", ".join(differs),
-                "a_seq": a[i]["seq"] if i is not None else None,
-                "a_node": _step_key(ea)[0] if ea is not None else "",
-                "a_name": _step_key(ea)[1] if ea is not None else "",
-                "a_ms": ma,
-                "b_seq": b[j]["seq"] if j is not None else None,
-                "b_node": _step_key(eb)[0] if eb is not None else "",
-                "b_name": _step_key(eb)[1] if eb is not None else "",
-                "b_ms": mb,
-                "delta_ms": (mb - ma) if ma is not None and mb is not None else None,
-                "a_input": short_text(pick(ea, INPUT_KEYS)) if ea is not None else "",
-                "b_input": short_text(pick(eb, INPUT_KEYS)) if eb is not None else "",
-                "a_output": short_text(pick(ea, OUTPUT_KEYS)) if ea is not None else "",
-                "b_output": short_text(pick(eb, OUTPUT_KEYS)) if eb is not None else "",
-            }
-        )
-
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            for k in range(i2 - i1):
-                add(i1 + k, j1 + k, "equal")
-        elif tag == "replace":
-            # Pair the overlapping part so that a changed tool stays on one row.
-            for k in range(max(i2 - i1, j2 - j1)):
-                i = i1 + k if i1 + k < i2 else None
-                j = j1 + k if j1 + k < j2 else None
-                add(
-                    i,
-                    j,
-                    "changed" if i is not None and j is not None else ("only A" if j is None else "only B"),
-                )
-        elif tag == "delete":
-            for i in range(i1, i2):
-                add(i, None, "only A")
-        else:
-            for j in range(j1, j2):
-                add(None, j, "only B")
-    frame = pd.DataFrame(
-        rows,
-        columns=[
-            "step",
-            "op",
-            "differs",
-            "a_seq",
-            "a_node",
-            "a_name",
-            "a_ms",
-            "b_seq",
-            "b_node",
-            "b_name",
-            "b_ms",
-            "delta_ms",
-            "a_input",
-            "b_input",
-            "a_output",
-            "b_output",
-        ],
-    )
-    for col in ("a_seq", "b_seq"):
-        frame[col] = frame[col].astype("Int64")
-    for col in ("a_ms", "b_ms", "delta_ms"):
-        frame[col] = frame[col].astype("float64")
-    return frame
-
-
-def alignment_counts(aligned: pd.DataFrame) -> dict[str, int]:
-    """How many aligned steps are equal, changed, only in A, only in B."""
-    counts = aligned["op"].value_counts()
-    return {op: int(counts.get(op, 0)) for op in ("equal", "changed", "only A", "only B")}
+def conversation_from_entries(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The questions and answers of a recorded conversation, in order: a plan step's
+    ``input.request`` is a question, a model step's text without tool calls an answer."""
+    said: list[tuple[str, str]] = []
+    for row in rows:
+        data = row.get("data") if isinstance(row.get("data"), Mapping) else {}
+        kind, given, output = data.get("kind"), data.get("input"), data.get("output")
+        if kind == "plan" and isinstance(given, Mapping) and isinstance(given.get("request"), str):
+            said.append(("user", given["request"]))
+        elif kind == "llm" and isinstance(output, Mapping) and not output.get("tool_calls"):
+            text = output.get("content")
+            if isinstance(text, str) and text.strip():
+                said.append(("assistant", text))
+    return said
 
 
 # -- overview -----------------------------------------------------------------------------
@@ -360,6 +341,15 @@ def per_day_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     daily = frame.groupby("day")[["traces", "with_errors"]].transform("sum")
     frame["error_rate"] = daily["with_errors"] / daily["traces"]
     return frame
+
+
+def percentiles(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """The median and 95th percentile of the known values (None for none), interpolated
+    as PostgreSQL's ``percentile_cont`` does."""
+    known = np.array([v for v in values if v is not None], dtype="float64")
+    if known.size == 0:
+        return None, None
+    return float(np.quantile(known, 0.5)), float(np.quantile(known, 0.95))
 
 
 def error_rate_frame(per_day: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from dashboard import charts, frames
+from dashboard import colours as colours_module
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -24,6 +25,7 @@ def timeline(n: int, **overrides: object) -> tuple[pd.DataFrame, str]:
             "started_at": started,
             "ended_at": started + timedelta(milliseconds=400),
             "duration_ms": 400.0,
+            "turn": 1,
         }
         values.update({k: v for k, v in overrides.items() if i == 0})
         for name in frames.ENTRY_COLUMNS:
@@ -45,7 +47,7 @@ def test_big_timelines_are_webgl_segments_joined_below_a_pixel() -> None:
     fig = charts.timeline_figure(tl, axis, "status")
     assert {t.type for t in fig.data} == {"scattergl"}
     colours = {t.name: t.line.color for t in fig.data}
-    assert colours["error"] == charts.STATUS_COLOURS["error"]
+    assert colours["error"] == charts.STATUS_COLOURS["error"] == colours_module.VERMILLION
     # the rare value is drawn last, on top
     assert fig.data[-1].name == "error"
     # start, end and a gap per bar; a bar holds one step or several that would share a pixel
@@ -90,8 +92,57 @@ def test_empty_timeline_is_an_empty_figure() -> None:
 def test_overview_figures_accept_empty_frames() -> None:
     empty_day = frames.per_day_frame([])
     assert len(charts.traces_per_day_figure(empty_day).data) == 0
-    charts.error_rate_figure(frames.error_rate_frame(empty_day))
+    charts.errors_per_day_figure(frames.error_rate_frame(empty_day))
+    charts.latency_figure(pd.DataFrame(columns=["bucket", "p50_ms", "p95_ms", "n"]), "empty")
     nodes = pd.DataFrame(columns=["node", "entries", "errors", "p50_ms", "p95_ms"])
     charts.node_entries_figure(nodes)
     charts.node_duration_figure(nodes)
     charts.users_figure(pd.DataFrame(columns=["user_id", "traces", "failed"]))
+
+
+def test_colours_are_the_same_in_every_trace() -> None:
+    first = charts.timeline_figure(*timeline(10), "kind")
+    second = charts.timeline_figure(*timeline(3, kind="llm"), "kind")
+    assert {t.name: t.marker.color for t in first.data} == {
+        "llm": colours_module.BLUE,
+        "tool": colours_module.ORANGE,
+    }
+    assert {t.name: t.marker.color for t in second.data}["llm"] == colours_module.BLUE
+
+
+def test_turns_are_bands_on_the_timeline() -> None:
+    rows = {name: [] for name in frames.ENTRY_COLUMNS}
+    for i, (turn, start) in enumerate([(1, 0.0), (1, 0.5), (2, 300.0), (2, 300.4)]):
+        values = {
+            "seq": i,
+            "node": "model",
+            "kind": "llm",
+            "name": f"s{i}",
+            "status": "ok",
+            "started_at": T0 + timedelta(seconds=start),
+            "ended_at": T0 + timedelta(seconds=start + 0.2),
+            "duration_ms": 200.0,
+            "turn": turn,
+        }
+        for name in frames.ENTRY_COLUMNS:
+            rows[name].append(values[name])
+    tl, axis = frames.timeline_frame(frames.entries_frame(rows))
+    fig = charts.timeline_figure(tl, axis, "kind", bands=frames.turn_bands(tl))
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels == ["turn 1", "turn 2 · 4 min 59 s later"]
+    assert "pauses between turns cut out" in fig.layout.xaxis.title.text
+    assert max(max(t.base + t.x) for t in fig.data) < 2.0  # five minutes of pause are not drawn
+
+
+def test_nodes_without_timings_are_left_out_of_the_duration_chart() -> None:
+    nodes = pd.DataFrame(
+        {
+            "node": ["model", "embed"],
+            "entries": [5, 3],
+            "errors": [0, 0],
+            "p50_ms": [10.0, None],
+            "p95_ms": [20.0, None],
+        }
+    )
+    fig = charts.node_duration_figure(nodes)
+    assert [list(t.y) for t in fig.data] == [["model"], ["model"]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dashboard import frames
@@ -42,7 +41,7 @@ def step(
 
 
 def summary(i: int, **kw: object) -> TraceSummary:
-    base = dict(
+    base: dict[str, object] = dict(
         id=f"00000000-0000-4000-8000-{i:012d}",
         user_id="ana",
         provider_id=None,
@@ -54,34 +53,42 @@ def summary(i: int, **kw: object) -> TraceSummary:
         updated_at=T0,
         first_started_at=T0,
         last_ended_at=T0 + timedelta(seconds=2),
+        total_duration_ms=1900.0,
     )
     base.update(kw)
     return TraceSummary(**base)  # type: ignore[arg-type]
 
 
-def test_traces_frame_has_the_table_columns_and_thread_links() -> None:
-    frame = frames.traces_frame([summary(1), summary(2, name=None, status="failed", error_count=2)])
-    assert list(frame.columns) == [
-        "open",
-        "name",
-        "thread",
-        "user",
-        "status",
-        "entries",
-        "errors",
-        "duration_s",
-        "created",
-        "updated",
-        "id",
-    ]
-    assert frame.loc[0, "open"] == "thread?trace=00000000-0000-4000-8000-000000000001"
-    assert frame.loc[0, "duration_s"] == pytest.approx(2.0)
-    assert frame.loc[1, "name"] == "" and frame.loc[1, "errors"] == 2
+def test_traces_frame_leads_with_what_a_person_scans_first() -> None:
+    frame = frames.traces_frame(
+        [summary(1), summary(2, name=None, status="failed", error_count=2), summary(3, error_count=1)],
+        hints={summary(2).id: "TimeoutError: tool did not answer"},
+    )
+    assert list(frame.columns) == frames.TRACE_COLUMNS
+    assert frames.TRACE_COLUMNS[:6] == ["name", "status", "entries", "duration", "updated", "user"]
+    assert frame.loc[0, "status"] == "✓ completed" and frame.loc[0, "duration"] == "2.00 s"
+    assert frame.loc[1, "name"] == "t2"  # no name: the thread
+    assert frame.loc[1, "status"] == "✗ failed: TimeoutError: tool did not answer"
+    assert frame.loc[2, "status"] == "⚠ completed, 1 error step"
+    assert frame.loc[1, "errors"] == 2
+
+
+def test_a_conversation_lasts_its_work_not_its_pauses() -> None:
+    chat = summary(1, last_ended_at=T0 + timedelta(minutes=2), total_duration_ms=15.0, turns=3)
+    row = frames.traces_frame([chat]).iloc[0]
+    assert (
+        row["duration"] == "15 ms" and row["work"] == "15 ms" and row["span"] == "2 min" and row["turns"] == 3
+    )
 
 
 def test_traces_frame_of_nothing_is_empty_with_columns() -> None:
     frame = frames.traces_frame([])
-    assert frame.empty and "open" in frame.columns
+    assert frame.empty and list(frame.columns) == frames.TRACE_COLUMNS
+
+
+def test_button_labels_keep_icon_syntax_as_text() -> None:
+    assert frames.button_label(":material/delete: x") != ":material/delete: x"
+    assert frames.button_label("plain") == "plain"
 
 
 def test_entries_frame_types() -> None:
@@ -120,6 +127,50 @@ def test_timeline_without_any_timing_is_in_sequence_order() -> None:
     assert axis == "step"
     assert tl["start"].tolist() == [0, 1, 2, 3]
     assert tl["lane"].tolist() == ["step 0", "step 1", "step 2", "step 3"]
+
+
+def test_pauses_between_turns_are_cut_to_a_gap_and_bands_tell_them() -> None:
+    rows = [
+        dict(step(0, "planner", 0, 100), turn=1),
+        dict(step(1, "model", 0.2, 300), turn=1),
+        dict(step(2, "planner", 120.0, 100), turn=2),  # two minutes later
+        dict(step(3, "model", 120.2, 200), turn=2),
+    ]
+    tl, axis = frames.timeline_frame(frames.entries_frame(columns(rows)))
+    assert axis == "time"
+    assert tl["at"].tolist() == pytest.approx([0.0, 0.2, 120.0, 120.2])
+    gap = frames.TURN_GAP * (0.5 + 0.4)  # a share of the turns' own spans
+    assert tl["start"].tolist() == pytest.approx([0.0, 0.2, 0.5 + gap, 0.7 + gap])
+    bands = frames.turn_bands(tl)
+    assert bands["turn"].tolist() == [1, 2] and bands["steps"].tolist() == [2, 2]
+    assert bands["work_ms"].tolist() == pytest.approx([400, 300])
+    assert bands.loc[0, "idle_ms"] != bands.loc[0, "idle_ms"]  # nothing before the first turn
+    assert bands.loc[1, "idle_ms"] == pytest.approx(119_500)
+
+
+def test_entries_without_turns_are_one_turn() -> None:
+    tl, _ = frames.timeline_frame(frames.entries_frame(columns([step(0, "a", 0, 10), step(1, "b", 5, 10)])))
+    assert tl["turn"].tolist() == [1, 1] and tl["start"].tolist() == pytest.approx([0, 5])
+    assert len(frames.turn_bands(tl)) == 1
+
+
+def test_conversation_from_entries() -> None:
+    rows = [
+        {"seq": 0, "data": {"kind": "plan", "input": {"request": "what is 2 + 2?"}}},
+        {
+            "seq": 1,
+            "data": {"kind": "llm", "output": {"content": "", "tool_calls": [{"name": "calculator"}]}},
+        },
+        {"seq": 2, "data": {"kind": "tool", "output": "4"}},
+        {"seq": 3, "data": {"kind": "llm", "output": {"content": "2 + 2 = 4", "tool_calls": []}}},
+        {"seq": 4, "data": {"kind": "summary", "output": {"answer": "2 + 2 = 4"}}},
+    ]
+    assert frames.conversation_from_entries(rows) == [("user", "what is 2 + 2?"), ("assistant", "2 + 2 = 4")]
+
+
+def test_percentiles_match_postgresql() -> None:
+    assert frames.percentiles([]) == (None, None)
+    assert frames.percentiles([None, 10.0, 20.0, 30.0, 40.0]) == pytest.approx((25.0, 38.5))
 
 
 def test_timeline_of_ten_thousand_steps_is_quick() -> None:
@@ -177,42 +228,6 @@ def test_previews_pick_input_and_output_and_cut_them() -> None:
     assert len(previews.loc[0, "output"]) == frames.PREVIEW_CHARS and previews.loc[0, "output"].endswith("…")
     assert previews.loc[1, "input"] == "[1, 2]" and previews.loc[1, "output"] == "boom"
     assert previews.loc[2, "input"] == "" and previews.loc[2, "output"] == ""
-
-
-def entry(seq: int, node: str, name: str, inp: object = None, out: object = None, ms: float = 100.0) -> dict:
-    return {"seq": seq, "data": {"node": node, "name": name, "input": inp, "output": out, "duration_ms": ms}}
-
-
-def test_align_traces_marks_equal_changed_and_missing_steps() -> None:
-    a = [
-        entry(0, "planner", "plan", "q", "p"),
-        entry(1, "model", "m", 1, "call calc"),
-        entry(2, "tools", "calculator", {"e": "1+1"}, "2"),
-        entry(3, "model", "m", 2, "answer"),
-    ]
-    b = [
-        entry(0, "planner", "plan", "q", "p"),
-        entry(1, "model", "m", 1, "call calc"),
-        entry(2, "tools", "calculator", {"e": "1+2"}, "3", ms=900),
-        entry(3, "tools", "search", "x", "y"),
-        entry(4, "model", "m", 2, "answer"),
-    ]
-    aligned = frames.align_traces(a, b)
-    assert aligned["op"].tolist() == ["equal", "equal", "changed", "only B", "equal"]
-    changed = aligned.iloc[2]
-    assert changed["differs"] == "input, output, duration"
-    assert changed["delta_ms"] == pytest.approx(800)
-    assert pd.isna(aligned.iloc[3]["a_seq"]) and aligned.iloc[3]["b_seq"] == 3
-    assert frames.alignment_counts(aligned) == {"equal": 3, "changed": 1, "only A": 0, "only B": 1}
-
-
-def test_align_traces_pairs_replaced_steps_and_keeps_leftovers() -> None:
-    a = [entry(0, "tools", "search"), entry(1, "tools", "fetch")]
-    b = [entry(0, "tools", "calculator")]
-    aligned = frames.align_traces(a, b)
-    assert aligned["op"].tolist() == ["changed", "only A"]
-    assert aligned.iloc[0]["differs"].startswith("node")
-    assert frames.align_traces([], []).empty
 
 
 def test_per_day_and_error_rate() -> None:
