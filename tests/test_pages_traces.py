@@ -1,4 +1,5 @@
-"""pages/traces.py: filters in the URL, keyset pages, selection, delete, rename, export."""
+"""pages/traces.py: filters and page number in the URL, keyset pages, selection by id,
+open, compare, delete, rename, export."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from apptest_support import dashboard_env, open_page, select_rows, texts
+import streamlit
+from apptest_support import dashboard_env, open_page, table_key, texts, tick
 
+from dashboard import downloads, filters
+from dashboard.filters import FilterForm
 from tracedb import TraceFilter
+
+# Every test here reads the module's traces and never changes them; a test that changes
+# traces makes its own, under a user of its own.
+USERS = {"ana": 12, "ben": 10, "cy": 8}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,7 @@ def stored(db, db_url: str) -> Iterator[dict[str, list[str]]]:
             "ben",
             None,
             f"ben-{i}",
-            [{"node": "tools", "name": "calculator", "output": "kiwi"}],
+            [{"node": "tools", "name": "calculator", "status": "error", "error": f"ZeroDivisionError {i}"}],
             name=f"beta {i}",
         )
         db.set_status(tid, "failed")
@@ -44,30 +52,44 @@ def stored(db, db_url: str) -> Iterator[dict[str, list[str]]]:
         yield made
 
 
+@pytest.fixture()
+def own(db, ids) -> tuple[str, list[str]]:
+    """Six completed traces of a user of this test's own, newest first."""
+    user = ids("user")
+    made = [
+        db.save_trace(user, None, ids("th"), [{"node": "model", "output": i}], name=f"own {i}")
+        for i in range(6)
+    ]
+    streamlit.cache_data.clear()  # the user filter offers the users it knows
+    return user, made[::-1]
+
+
 def table(at):
     return at.dataframe[0].value
 
 
-def test_lists_traces_with_links_to_their_thread_page(stored) -> None:
-    at = open_page("traces")
+def test_lists_what_a_person_scans_first_and_keeps_the_rest(stored, db) -> None:
+    at = open_page("traces", size="200")
     assert not at.exception
-    for key in ("q", "user", "thread", "name", "status", "node", "range", "contains", "size"):
-        assert at.get_by_key(key) is not None
+    for key in FilterForm.keys():
+        assert key == "dates" or at.get_by_key(key) is not None  # dates only for a range between dates
     frame = table(at)
-    assert len(frame) == 30
-    assert list(frame.columns[:6]) == ["open", "name", "thread", "user", "status", "entries"]
-    assert all(link == f"thread?trace={tid}" for link, tid in zip(frame["open"], frame["id"], strict=True))
-    assert "30 matching traces" in " ".join(texts(at))
+    assert set(sum(stored.values(), [])) <= set(frame["id"])
+    assert list(frame.columns[:6]) == ["name", "status", "entries", "duration", "updated", "user"]
+    assert {"thread", "turns", "work", "span", "errors", "created", "provider", "id"} <= set(frame.columns)
+    failed = frame[frame["user"] == "ben"]["status"]
+    assert all(s.startswith("✗ failed: ZeroDivisionError") for s in failed)
+    assert f"{db.count_traces():,} traces match" in " ".join(texts(at))
 
 
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
         ({"user": "ben"}, 10),
-        ({"status": "running"}, 8),
+        ({"user": "cy", "status": "running"}, 8),
         ({"name": "alpha 1"}, 3),  # alpha 1, alpha 10, alpha 11
-        ({"node": "tools"}, 10),
-        ({"q": "kiwi"}, 10),
+        ({"node": "tools", "user": "ben"}, 10),
+        ({"q": "ZeroDivisionError"}, 10),
         ({"contains": '{"node": "planner"}'}, 8),
         ({"thread": "cy-3"}, 1),
         ({"user": "ana", "status": "failed"}, 0),
@@ -76,8 +98,32 @@ def test_lists_traces_with_links_to_their_thread_page(stored) -> None:
 def test_filters_from_the_url(stored, params: dict[str, str], expected: int) -> None:
     at = open_page("traces", **params)
     assert not at.exception
-    assert len(table(at)) == expected
-    assert f"{expected:,} matching traces" in " ".join(texts(at))
+    if expected:
+        assert len(table(at)) == expected
+        noun = "trace matches" if expected == 1 else "traces match"
+        assert f"{expected:,} {noun}" in " ".join(texts(at))
+    else:
+        assert not at.dataframe
+        assert any("No traces match these filters" in i.value for i in at.info)
+
+
+def test_the_url_and_the_widgets_mean_the_same_filter(stored) -> None:
+    form = FilterForm(q="kiwi", user="ben", name="beta", status=("failed", "running"), node="tools", size=25)
+    at = open_page("traces", **form.to_params())
+    assert not at.exception
+    assert at.session_state["traces_form"] == form
+    between = FilterForm(range=filters.CUSTOM, dates=(date(2026, 1, 1), date(2026, 1, 2)), contains="[1]")
+    at = open_page("traces", **between.to_params())
+    assert at.session_state["traces_form"] == between
+
+
+def test_no_match_offers_a_way_out(stored, db) -> None:
+    at = open_page("traces", user="ana", status="failed", range="last hour")
+    assert any("No traces match" in i.value for i in at.info)
+    at.button(key="clear_filters").click().run()
+    assert not at.exception
+    assert at.session_state["traces_form"] == FilterForm()
+    assert len(table(at)) == min(50, db.count_traces())
 
 
 def test_changing_a_filter_widget_changes_the_result(stored) -> None:
@@ -85,7 +131,7 @@ def test_changing_a_filter_widget_changes_the_result(stored) -> None:
     at.selectbox(key="user").set_value("cy").run()
     assert set(table(at)["user"]) == {"cy"}
     at.multiselect(key="status").set_value(["completed"]).run()
-    assert table(at).empty
+    assert not at.dataframe
     at.selectbox(key="range").set_value("last hour").run()
     assert not at.exception
 
@@ -98,26 +144,78 @@ def test_invalid_json_filter_is_a_clear_error(stored) -> None:
     assert any("JSON object or array" in e.value for e in at.error)
 
 
-def test_keyset_pages_forward_and_back(stored) -> None:
+def test_keyset_pages_forward_and_back_with_the_page_in_the_url(stored) -> None:
+    at = open_page("traces", size="25", user="ana")
+    first = table(at)
+    assert len(first) == 12 and at.button(key="traces_next").disabled
     at = open_page("traces", size="25")
     first = table(at)
     assert len(first) == 25 and not at.button(key="traces_next").disabled
     assert at.button(key="traces_previous").disabled
     at.button(key="traces_next").click().run()
+    assert at.query_params["page"] in ("2", ["2"])
     second = table(at)
-    assert len(second) == 5 and at.button(key="traces_next").disabled
     assert not set(first["id"]) & set(second["id"])
     at.button(key="traces_previous").click().run()
     assert table(at)["id"].tolist() == first["id"].tolist()
+    assert "page" not in at.query_params
 
 
-def test_rename_the_selected_trace(stored, db) -> None:
+def test_a_shared_link_opens_the_same_page(stored) -> None:
+    at = open_page("traces", size="25")
+    at.button(key="traces_next").click().run()
+    second = table(at)["id"].tolist()
+    shared = open_page("traces", size="25", page="2")  # a new session, from the URL alone
+    assert not shared.exception
+    assert table(shared)["id"].tolist() == second
+    beyond = open_page("traces", size="25", user="ana", page="9")
+    assert len(table(beyond)) == 12 and beyond.button(key="traces_previous").disabled
+
+
+def test_a_selection_is_of_ids_and_offers_open_and_compare(stored) -> None:
     at = open_page("traces", user="ana")
     frame = table(at)
-    select_rows(at, "traces_table", [0])
-    assert at.text_input(key="rename_name").value == frame.loc[0, "name"]
+    tick(at, "traces_table", "id", [0])
+    assert not at.button(key="open_selected").disabled and at.button(key="compare_selected").disabled
+    assert at.button(key="delete_selected").label == "Delete selected (1)"
+    tick(at, "traces_table", "id", [0, 3])
+    assert at.button(key="open_selected").disabled and not at.button(key="compare_selected").disabled
+    at.button(key="compare_selected").click().run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Compare"]
+    assert at.query_params["a"] in (frame.loc[0, "id"], [frame.loc[0, "id"]])
+    assert at.query_params["b"] in (frame.loc[3, "id"], [frame.loc[3, "id"]])
+
+
+def test_the_open_picker_opens_a_trace_with_the_keyboard(stored) -> None:
+    at = open_page("traces", user="cy")
+    chosen = table(at).loc[2, "id"]
+    at.selectbox(key="open_pick").set_value(chosen).run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Thread"]
+    assert at.query_params["trace"] in (chosen, [chosen])
+
+
+def test_new_rows_are_a_new_table_with_nothing_ticked(stored, own, db) -> None:
+    user, made = own
+    at = open_page("traces", user=user)
+    before = table_key(at, "traces_table", "id")
+    tick(at, "traces_table", "id", [0, 1])
+    assert at.button(key="delete_selected").label == "Delete selected (2)"
+    db.save_trace(user, None, "late", [{"node": "model"}], name="arrived meanwhile")
+    at.run()
+    assert table_key(at, "traces_table", "id") != before
+    assert at.button(key="delete_selected").label == "Delete selected (0)"
+
+
+def test_rename_the_selected_trace(stored, own, db) -> None:
+    user, made = own
+    at = open_page("traces", user=user)
+    frame = table(at)
+    tick(at, "traces_table", "id", [0])
+    assert at.text_input(key="rename_name").value == "own 5"
     at.text_input(key="rename_name").set_value("<b>renamed</b> [x](javascript:alert(1))")
-    at.button(key="rename_submit").click().run()
+    at.button(key="rename_name_submit").click().run()
     assert not at.exception
     assert db.get_summary(frame.loc[0, "id"]).name == "<b>renamed</b> [x](javascript:alert(1))"
     assert any("Renamed" in s.value for s in at.success)
@@ -125,60 +223,60 @@ def test_rename_the_selected_trace(stored, db) -> None:
     assert not any("javascript" in m.value for m in at.markdown)
 
 
-def test_delete_selected_asks_first_and_cancel_keeps_them(stored, db) -> None:
-    at = open_page("traces", user="cy")
-    select_rows(at, "traces_table", [0, 1])
-    assert at.button(key="delete_selected").label == "Delete selected (2)"
+def test_delete_selected_asks_first_and_cancel_keeps_them(stored, own, db) -> None:
+    user, made = own
+    at = open_page("traces", user=user)
+    tick(at, "traces_table", "id", [0, 1])
     at.button(key="delete_selected").click().run()
     assert any("Delete the 2 selected traces" in m.value for m in at.markdown)
     at.button(key="delete_cancel").click().run()
-    assert db.count_traces(TraceFilter(user_id="cy")) == 8
+    assert db.count_traces(TraceFilter(user_id=user)) == 6
     assert not any("selected traces" in m.value for m in at.markdown)
 
-    frame = table(at)
-    select_rows(at, "traces_table", [0, 1])
+    tick(at, "traces_table", "id", [0, 1])
     at.button(key="delete_selected").click().run()
     at.button(key="delete_confirm").click().run()
     assert not at.exception
-    assert db.count_traces(TraceFilter(user_id="cy")) == 6
-    assert db.get_summary(frame.loc[0, "id"]) is None and db.get_summary(frame.loc[1, "id"]) is None
+    assert db.count_traces(TraceFilter(user_id=user)) == 4
+    assert db.get_summary(made[0]) is None and db.get_summary(made[1]) is None
     assert any("Deleted 2 traces" in s.value for s in at.success)
-    assert len(table(at)) == 6
+    assert table(at)["id"].tolist() == made[2:]
+    assert at.button(key="delete_selected").label == "Delete selected (0)"
 
 
-def test_delete_all_matching_shows_the_exact_count(stored, db) -> None:
-    at = open_page("traces", user="ben", name="beta")
-    assert at.button(key="delete_matching").label == "Delete all 10 matching"
+def test_delete_all_matching_shows_the_exact_count(stored, own, db) -> None:
+    user, _ = own
+    at = open_page("traces", user=user, name="own")
+    assert at.button(key="delete_matching").label == "Delete all 6 matching"
     at.button(key="delete_matching").click().run()
-    assert any("Delete all 10 traces that match" in m.value for m in at.markdown)
+    assert any("Delete all 6 traces that match" in m.value for m in at.markdown)
     at.button(key="delete_confirm").click().run()
     assert not at.exception
-    assert db.count_traces(TraceFilter(user_id="ben")) == 0
-    assert any("Deleted 10 traces" in s.value for s in at.success)
+    assert db.count_traces(TraceFilter(user_id=user)) == 0
+    assert any("Deleted 6 traces" in s.value for s in at.success)
+
+
+def test_export_follows_the_selection(stored, own) -> None:
+    user, made = own
+    at = open_page("traces", user=user)
+    assert at.download_button(key="export_download").label == "Download all 6 matching traces (JSONL)"
+    tick(at, "traces_table", "id", [1, 2, 4])
+    assert at.download_button(key="export_download").label == "Download the 3 selected traces (JSONL)"
+    at.segmented_control(key="export_format").set_value("csv").run()
+    assert at.download_button(key="export_download").label == "Download the 3 selected traces (CSV)"
+    assert "traces_export" not in at.session_state  # nothing is prepared in the session
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
-def test_export_selected_and_matching(stored, fmt: str) -> None:
-    at = open_page("traces", user="ana")
-    at.segmented_control(key="export_format").set_value(fmt).run()
-    at.radio(key="export_scope").set_value("matching").run()
-    at.button(key="export_prepare").click().run()
-    assert not at.exception
-    prepared = at.session_state["traces_export"]
-    assert prepared["count"] == 12 and prepared["file"].endswith(f".{fmt}")
-    assert at.download_button(key="export_download")
-    text = prepared["data"].decode()
+def test_exports_are_written_page_by_page_when_downloaded(stored, db, fmt: str) -> None:
+    with downloads.traces_file(db, TraceFilter(user_id="ana"), fmt)() as made:
+        text = made.read().decode()
     if fmt == "json":
-        assert {t["user_id"] for t in json.loads(text)} == {"ana"}
+        assert {t["user_id"] for t in json.loads(text)} == {"ana"} and len(json.loads(text)) == 12
     elif fmt == "jsonl":
         assert len(text.splitlines()) == 12
     else:
-        assert text.splitlines()[0].startswith("trace_id,")
-
-    select_rows(at, "traces_table", [2])
-    at.radio(key="export_scope").set_value("selected").run()
-    at.button(key="export_prepare").click().run()
-    assert at.session_state["traces_export"]["count"] == 1
+        assert text.splitlines()[0].startswith("trace_id,") and len(text.splitlines()) == 13
 
 
 def test_an_empty_database_offers_demo_traces(fresh_db_url: str) -> None:
@@ -196,8 +294,8 @@ def test_an_empty_database_offers_demo_traces(fresh_db_url: str) -> None:
 
 
 def test_custom_date_range(stored, db) -> None:
-    at = open_page("traces", range="between dates")
+    at = open_page("traces", range="between dates", size="200")
     assert not at.exception
-    assert at.date_input(key="dates") and len(table(at)) == db.count_traces()
+    assert at.date_input(key="dates") and len(table(at)) == min(200, db.count_traces())
     at.date_input(key="dates").set_value((date(2020, 1, 1), date(2020, 1, 2))).run()
-    assert table(at).empty
+    assert not at.dataframe
