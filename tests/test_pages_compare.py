@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from apptest_support import dashboard_env, open_page, select_rows, texts
+from apptest_support import dashboard_env, open_page, texts, tick
 
 
 def run(question: str, result: str, tools: list[str], ms: float = 100.0) -> list[dict]:
@@ -23,21 +23,30 @@ def run(question: str, result: str, tools: list[str], ms: float = 100.0) -> list
 
 
 @pytest.fixture(scope="module")
-def pair(db, db_url: str) -> Iterator[tuple[str, str]]:
+def pair(db, db_url: str) -> Iterator[tuple[str, str, str]]:
     a = db.save_trace("ana", None, "cmp-a", run("17*23", "391", ["calculator"]), name="A run")
     b = db.save_trace(
         "ana", None, "cmp-b", run("17*24", "408", ["calculator", "search"], ms=900.0), name="B run"
     )
+    again = db.save_trace(
+        "ana", None, "cmp-a2", run("17*23", "391", ["calculator"], ms=450.0), name="A again"
+    )
     with dashboard_env(TRACEDB_URL=db_url):
-        yield a, b
+        yield a, b, again
+
+
+def counts(at) -> dict[str, str]:
+    return {
+        m.label: m.value for m in at.metric if m.label in ("Same steps", "Changed", "Only in A", "Only in B")
+    }
 
 
 def test_pick_two_traces(pair) -> None:
     at = open_page("compare")
     assert not at.exception
     assert any("Pick two traces" in i.value for i in at.info)
-    at.selectbox(key="compare_a").set_value(pair[0]).run()
-    at.selectbox(key="compare_b").set_value(pair[1]).run()
+    at.selectbox(key="compare_a_widget").set_value(pair[0]).run()
+    at.selectbox(key="compare_b_widget").set_value(pair[1]).run()
     assert not at.exception
     assert at.query_params["a"] in (pair[0], [pair[0]]) and at.query_params["b"] in (pair[1], [pair[1]])
     assert len(at.dataframe) == 1
@@ -46,32 +55,33 @@ def test_pick_two_traces(pair) -> None:
 def test_aligned_steps_and_differences(pair) -> None:
     at = open_page("compare", a=pair[0], b=pair[1])
     assert not at.exception
-    counts = {m.label: m.value for m in at.metric}
-    assert counts["Same steps"] == "0" and counts["Only in B"] == "2"
-    assert counts["Changed"] == "4" and counts["Only in A"] == "0"
+    assert counts(at) == {"Same steps": "0", "Changed": "4", "Only in A": "0", "Only in B": "2"}
     table = at.dataframe[0].value
-    assert table["op"].tolist() == ["changed"] * 4 + ["only B"] * 2
-    assert table.loc[2, "differs"] == "input, output, duration"
-    assert table.loc[2, "delta_ms"] == "+800.0" and table.loc[4, "a_seq"] == ""
+    assert table["op"].tolist() == ["changed", "changed", "changed", "only B", "only B", "changed"]
+    assert table.loc[2, "differs"] == "input, output"
+    assert table.loc[2, "time_delta"] == "+800 ms" and table.loc[3, "a_time"] == ""
 
     at.toggle(key="compare_only_diff").set_value(True).run()
     assert len(at.dataframe[0].value) == 6
 
-    select_rows(at, "compare_table", [2])
+    tick(at, "compare_table", "step", [2])
     assert [json.loads(j.value)["name"] for j in at.json] == ["calculator", "calculator"]
-    diff = at.code[-1].value
+    diff = at.main.code[0].value
     assert '-  "output": "391"' in diff and '+  "output": "408"' in diff
+    assert "duration_ms" not in diff
 
 
-def test_same_trace_twice_is_all_equal(pair) -> None:
-    at = open_page("compare", a=pair[0], b=pair[0])
-    counts = {m.label: m.value for m in at.metric}
-    assert counts["Same steps"] == "4" and counts["Changed"] == "0"
+def test_the_same_run_again_is_the_same_but_for_its_timings(pair) -> None:
+    at = open_page("compare", a=pair[0], b=pair[2])
+    assert counts(at) == {"Same steps": "4", "Changed": "0", "Only in A": "0", "Only in B": "0"}
+    assert at.dataframe[0].value["time_delta"].tolist()[1:] == ["+350 ms"] * 3
     at.toggle(key="compare_only_diff").set_value(True).run()
-    assert at.dataframe[0].value.empty
+    assert not at.dataframe
+    assert any("Every step is the same" in i.value for i in at.info)
 
 
 def test_unknown_ids_are_not_a_traceback(pair) -> None:
     at = open_page("compare", a="nope", b=pair[1])
     assert not at.exception
+    assert any("No trace has the id nope" in w.value for w in at.warning)
     assert any("Pick two traces" in t for t in texts(at))
