@@ -10,17 +10,23 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import psycopg
 import streamlit as st
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 
 from agent import ModelUnavailable, build_graph, get_model, make_checkpointer, model_label, user_input
-from dashboard import common, frames
-from tracedb import TraceDBError, TraceFilter, TraceSummary
+from dashboard import common, frames, human, live, navigation, widgets
+from tracedb import AutomationTraceDB, TraceDBError, TraceFilter, TraceSummary
 from tracedb.recorder import TraceRecorder
 
 NEW = "__new__"
-LIVE_ROWS = 30
+# How many steps of a trace are read to show a conversation the checkpointer does not hold.
+HISTORY_FROM_TRACE = 500
+THREAD_KEY = "chat_thread"
+NEW_THREAD_KEY = "chat_new_thread"
+STEPS_KEY = "chat_steps"
+FLASH_KEY = "chat_flash"
 
 
 @dataclass
@@ -39,30 +45,51 @@ def load_agent(url: str, model_spec: str) -> Agent:
     return Agent(build_graph(model, saver), model_label(model), resources)
 
 
-def new_conversation() -> None:
-    st.session_state["chat_new_thread"] = f"chat-{uuid.uuid4().hex[:12]}"
+def new_thread_id() -> str:
+    return f"chat-{uuid.uuid4().hex[:12]}"
 
 
-def thread_trace(thread_id: str) -> TraceSummary | None:
+def conversations(db: AutomationTraceDB, user: str) -> dict[str, str]:
+    """The user's recent conversations by thread id, each with a label that does not change
+    while the conversation goes on (its first question, when it began, a short id)."""
+    labels: dict[str, str] = {NEW: "New conversation"}
+    for s in db.get_user_traces(user, limit=40):
+        if s.thread_id not in labels:
+            title = (s.name or "untitled")[:60]
+            labels[s.thread_id] = f"{title} · {s.created_at:%Y-%m-%d %H:%M} · {s.thread_id[-6:]}"
+    return labels
+
+
+def thread_trace(db: AutomationTraceDB, thread_id: str) -> TraceSummary | None:
     items = db.list_traces(TraceFilter(thread_id=thread_id), limit=1).items
     return items[0] if items else None
 
 
-def show_trace(thread_id: str, trace_id: str | None = None) -> None:
-    """The thread's trace as stored right now: status, counts and its latest entries."""
-    summary = db.get_summary(trace_id) if trace_id else thread_trace(thread_id)
+def show_trace(db: AutomationTraceDB, summary: TraceSummary | None, kept: dict[str, pd.DataFrame]) -> None:
+    """The thread's trace as stored right now: status, counts and its latest steps."""
     if summary is None:
         st.caption("No trace yet: it starts with the first message.")
         return
     common.status_badge(summary.status)
-    st.text(f"{summary.entry_count:,} entries   ·   {summary.error_count:,} errors")
-    entries = frames.entries_frame(db.entry_columns(summary.id))
-    recent = entries.tail(LIVE_ROWS)[["seq", "node", "name", "status", "duration_ms"]]
+    st.text(
+        f"{human.count(summary.entry_count, 'entry')} · {human.count(summary.error_count, 'error step')}"
+        f" · {human.count(summary.turns, 'turn')} · {human.work_and_span(summary)}"
+    )
+    steps = live.recent_steps(db, summary, kept)
     st.dataframe(
-        recent,
+        pd.DataFrame(
+            {
+                "#": steps["seq"],
+                "turn": steps["turn"],
+                "node": steps["node"],
+                "name": steps["name"],
+                "status": steps["status"],
+                "took": steps["duration_ms"].map(human.duration),
+            }
+        ),
         hide_index=True,
         width="stretch",
-        column_config={"duration_ms": st.column_config.NumberColumn("ms", format="%.1f")},
+        placeholder=human.MISSING,
     )
     st.page_link(
         "pages/thread.py",
@@ -70,6 +97,14 @@ def show_trace(thread_id: str, trace_id: str | None = None) -> None:
         icon=":material/timeline:",
         query_params={"trace": summary.id},
     )
+
+
+def show_live(
+    slot: Any, db: AutomationTraceDB, recorder: TraceRecorder, kept: dict[str, pd.DataFrame]
+) -> None:
+    """Redraw the trace a turn is recording, in ``slot``."""
+    with slot.container():
+        show_trace(db, db.get_summary(recorder.trace_id) if recorder.trace_id else None, kept)
 
 
 def show_message(message: BaseMessage) -> None:
@@ -96,51 +131,30 @@ def show_message(message: BaseMessage) -> None:
             st.code(message.text[:2000], language=None, wrap_lines=True)
 
 
-db = common.require_db()
-user = common.current_user()
-st.title("Chat")
-if flash := st.session_state.pop("chat_flash", None):
-    st.warning(flash)
-try:
-    agent = load_agent(db.server.url, os.environ.get("LLM_MODEL", ""))
-except ModelUnavailable as exc:
-    st.error(f"The chat model is not available: {exc}")
-    st.stop()
-except (psycopg.Error, TraceDBError) as exc:
-    st.error(f"The conversation store cannot be opened: {exc}")
-    st.stop()
+def history_from_trace(db: AutomationTraceDB, summary: TraceSummary) -> list[BaseMessage]:
+    """The questions and answers a trace recorded, for a conversation whose messages the
+    checkpointer does not hold (run elsewhere, or demo data)."""
+    rows = db.get_entries(summary.id, limit=HISTORY_FROM_TRACE)
+    return [
+        HumanMessage(text) if role == "user" else AIMessage(text)
+        for role, text in frames.conversation_from_entries(rows)
+    ]
 
-if "chat_new_thread" not in st.session_state:
-    new_conversation()
-if pending := st.session_state.pop("chat_pending_pick", None):
-    st.session_state["chat_pick"] = pending
-threads: dict[str, str] = {}
-for s in db.get_user_traces(user, limit=40):
-    threads.setdefault(s.thread_id, f"{(s.name or s.thread_id)[:70]} · {s.updated_at:%Y-%m-%d %H:%M}")
-picked = st.session_state.get("chat_pick")
-if picked not in (None, NEW) and picked not in threads:
-    threads[picked] = picked
-pick = st.selectbox(
-    "Conversation",
-    [NEW, *threads],
-    key="chat_pick",
-    on_change=new_conversation,
-    format_func=lambda v: "New conversation" if v == NEW else threads[v],
-)
-thread_id: str = st.session_state["chat_new_thread"] if pick == NEW else pick
-config = {"configurable": {"thread_id": thread_id}}
-st.text(f"user {user}   ·   model {agent.label}   ·   thread {thread_id}")
 
-chat_col, trace_col = st.columns([3, 2], gap="large")
-with trace_col:
-    st.subheader("Live trace")
-    live = st.empty()
-with chat_col:
+def show_history(agent: Agent, db: AutomationTraceDB, thread_id: str, summary: TraceSummary | None) -> None:
+    """The conversation so far: from the checkpointer, else from the trace."""
     try:
-        history = agent.graph.get_state(config).values.get("messages", [])
+        history = agent.graph.get_state({"configurable": {"thread_id": thread_id}}).values.get("messages", [])
     except psycopg.Error as exc:
         st.error(f"The conversation history cannot be read: {exc}")
         history = []
+    if not history and summary is not None and summary.entry_count:
+        history = history_from_trace(db, summary)
+        if history:
+            st.caption(
+                "Shown from the trace: the agent's saved messages for this conversation are not in "
+                "this database, so a new message starts it afresh on the same thread."
+            )
     for message in history:
         show_message(message)
     if not history:
@@ -150,18 +164,16 @@ with chat_col:
             "is recorded on the right."
         )
 
-prompt = st.chat_input("Ask the agent, e.g. what is 17 * 23?", key="chat_input")
-if not prompt:
-    with live.container():
-        show_trace(thread_id)
-    st.stop()
 
-recorder = TraceRecorder(db, user, provider_id=agent.label, name=prompt[:80] if not history else None)
-final: dict[str, str] = {}
-
-
-def reply_tokens() -> Iterator[str]:
-    """The model's answer as it streams, escaped; the live trace redrawn after every step."""
+def reply_tokens(
+    recorder: TraceRecorder,
+    agent: Agent,
+    prompt: str,
+    config: dict[str, Any],
+    final: dict[str, str],
+    redraw: Any,
+) -> Iterator[str]:
+    """The model's answer as it streams, escaped; ``redraw`` after every graph step."""
     stream = recorder.stream(agent.graph, user_input(prompt), config, stream_mode=["messages", "updates"])
     for mode, data in stream:
         if mode == "messages":
@@ -177,8 +189,49 @@ def reply_tokens() -> Iterator[str]:
                 ]
                 if replies:
                     final["text"] = replies[-1].text
-            with live.container():
-                show_trace(thread_id, recorder.trace_id)
+            redraw()
+
+
+# ---------------------------------------------------------------------------------------
+
+navigation.require_app()
+db = common.require_db()
+user = common.current_user()
+st.title("Chat")
+if flash := st.session_state.pop(FLASH_KEY, None):
+    st.warning(flash)
+try:
+    agent = load_agent(db.server.url, os.environ.get("LLM_MODEL", ""))
+except ModelUnavailable as exc:
+    st.error(f"The chat model is not available: {exc}")
+    st.stop()
+except (psycopg.Error, TraceDBError) as exc:
+    st.error(f"The conversation store cannot be opened: {exc}")
+    st.stop()
+
+st.session_state.setdefault(NEW_THREAD_KEY, new_thread_id())
+kept: dict[str, pd.DataFrame] = st.session_state.setdefault(STEPS_KEY, {})
+pick = widgets.id_select("Conversation", conversations(db, user), THREAD_KEY, default=NEW, width=520)
+thread_id: str = st.session_state[NEW_THREAD_KEY] if pick in (None, NEW) else pick
+config = {"configurable": {"thread_id": thread_id}}
+st.text(f"user {user}  ·  model {agent.label}  ·  thread {thread_id}")
+
+chat_col, trace_col = st.columns([3, 2], gap="large")
+with trace_col:
+    st.subheader("Live trace")
+    slot = st.empty()
+summary = thread_trace(db, thread_id)
+with chat_col:
+    show_history(agent, db, thread_id, summary)
+
+prompt = st.chat_input("Ask the agent, e.g. what is 17 * 23?", key="chat_input")
+if not prompt:
+    with slot.container():
+        show_trace(db, summary, kept)
+    st.stop()
+
+recorder = TraceRecorder(db, user, provider_id=agent.label, name=prompt[:80] if summary is None else None)
+final: dict[str, str] = {}
 
 
 with chat_col:
@@ -186,21 +239,24 @@ with chat_col:
         st.text(prompt)
     with st.chat_message("assistant"):
         try:
-            streamed = st.write_stream(reply_tokens())
+            streamed = st.write_stream(
+                reply_tokens(
+                    recorder, agent, prompt, config, final, lambda: show_live(slot, db, recorder, kept)
+                )
+            )
         except (psycopg.Error, TraceDBError) as exc:
-            st.session_state["chat_flash"] = f"The turn could not finish: {exc}"
+            st.session_state[FLASH_KEY] = f"The turn could not finish: {exc}"
             streamed = ""
         if not streamed and final.get("text"):
             st.text(final["text"])
 
 report = recorder.close()
 if not report.ok:
-    st.session_state["chat_flash"] = (
-        f"{report.pending + report.dropped} trace entries could not be stored: "
-        f"{'; '.join(report.errors[-3:])}"
+    st.session_state[FLASH_KEY] = (
+        f"{report.pending + report.dropped} trace entries could not be stored: {'; '.join(report.errors[-3:])}"
     )
-if pick == NEW:
-    st.session_state["chat_pending_pick"] = thread_id
-    new_conversation()
+if pick in (None, NEW):
+    st.session_state[THREAD_KEY] = thread_id  # the new conversation is now an earlier one
+    st.session_state[NEW_THREAD_KEY] = new_thread_id()
 # Show the turn as stored: the history from the checkpointer and the final trace.
 st.rerun()
