@@ -48,9 +48,18 @@ _HELP = re.compile(
     r"which tools (?:do you have|can you use))\W*$",
     _I,
 )
+_SAID = r"(?:ask(?:ed)?|say|said|tell|told|type[d]?|write|wrote|want(?:ed)?)"
 _HISTORY = re.compile(
-    r"\bwhat (?:did|have) i (?:just )?(?:ask|asked|say|said|tell|told)\b|"
-    r"\b(?:my|the) (?:previous|last|earlier|first) (?:questions?|messages?|requests?)\b",
+    # what did I ask (you) (first / before), what have I said so far
+    rf"\bwhat (?:did|have|had|was it) i (?:\w+ )?{_SAID}\b|"
+    # remind me what I asked, tell me what I said earlier
+    rf"\b(?:remind me|tell me|show me|repeat|recall)(?: of)?(?: what| everything)? i (?:\w+ )?{_SAID}\b|"
+    # my first question, the previous message, our earlier requests
+    r"\b(?:my|the|our) (?:previous|last|earlier|first|prior|original|other) (?:questions?|messages?|requests?|prompts?)\b|"
+    # what have we talked about, recap our conversation, the conversation so far
+    r"\bwhat (?:have|did) we (?:talk(?:ed)? about|discuss(?:ed)?|cover(?:ed)?)\b|"
+    r"\b(?:summari[sz]e|recap|repeat)(?: of)? (?:our|this|the) (?:conversation|chat|discussion)\b|"
+    r"\b(?:our|this) (?:conversation|chat) so far\b",
     _I,
 )
 _NOTE_SAVE = [

@@ -198,4 +198,34 @@ def test_parse_request_flags() -> None:
     assert parse_request("Hello there!").greeting
     assert parse_request("what can you do").asks_help
     assert parse_request("what was my previous question?").asks_history
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "what did I ask before?",
+        "remind me what I asked first",
+        "Remind me what I said earlier, please",
+        "what did I ask you first?",
+        "what was my first question?",
+        "what have I asked so far?",
+        "can you repeat my last question",
+        "tell me what I asked",
+        "what have we talked about?",
+        "recap our conversation",
+        "summarise this chat",
+        "what's our conversation so far",
+        "what did I want to know earlier?",
+    ],
+)
+def test_the_usual_ways_of_asking_about_earlier_turns(question: str) -> None:
+    assert parse_request(question).asks_history, question
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["what is 17 * 23?", "what day is 2026-12-24?", "tell me a joke", "save a note: ask Ana first"],
+)
+def test_other_questions_are_not_about_earlier_turns(question: str) -> None:
+    assert not parse_request(question).asks_history, question
     assert parse_request("what is 2024-01-01").calls == []  # a date is not arithmetic
