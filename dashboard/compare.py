@@ -49,6 +49,7 @@ _NEVER = -(10**12)  # the score of pairing steps of different nodes
 COLUMNS = [
     "step",
     "op",
+    "node",
     "differs",
     "a_seq",
     "a_node",
@@ -199,6 +200,7 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
                 "step": len(rows) + 1,
                 "op": op,
                 "differs": ", ".join(differs),
+                "node": _lane(ea if ea is not None else eb),  # type: ignore[arg-type]
                 "a_seq": a[i]["seq"] if i is not None else None,
                 "a_node": _lane(ea) if ea is not None else "",
                 "a_name": str(ea.get("name") or "") if ea is not None else "",

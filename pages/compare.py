@@ -33,7 +33,8 @@ DIFF_CELLS = {
 HIGHLIGHT = "background-color: rgba(230, 159, 0, 0.38)"
 HEADERS = {
     "step": st.column_config.NumberColumn("step", width=50),
-    "op": st.column_config.TextColumn("what", width=80),
+    "op": st.column_config.TextColumn("what", width=75),
+    "node": st.column_config.TextColumn("node", width=85),
     "differs": st.column_config.TextColumn("differs in", width=110),
     "a_seq": st.column_config.NumberColumn("A #", width=50),
     "a_node": st.column_config.TextColumn("A node", width=80),
@@ -49,6 +50,26 @@ HEADERS = {
     "a_output": st.column_config.TextColumn("A output", width=200),
     "b_output": st.column_config.TextColumn("B output", width=200),
 }
+
+
+# What tells the steps apart first; the node is the same on both sides of a pair.
+ORDER = [
+    "step",
+    "op",
+    "node",
+    "differs",
+    "a_name",
+    "b_name",
+    "time_delta",
+    "a_time",
+    "b_time",
+    "a_input",
+    "b_input",
+    "a_output",
+    "b_output",
+    "a_seq",
+    "b_seq",
+]
 
 
 @st.cache_data(max_entries=6, ttl=600, show_spinner="Loading entries…")
@@ -107,7 +128,7 @@ def side_panel(name: str, summary: TraceSummary, other: TraceSummary | None) -> 
     shown, base = human.trace_duration_ms(summary), human.trace_duration_ms(other) if other else None
     steps_delta = summary.entry_count - other.entry_count if other else 0
     errors_delta = summary.error_count - other.error_count if other else 0
-    with st.container(border=True):
+    with st.container(border=True, width=400):
         st.markdown(f"**{name}**")
         common.status_badge(summary.status)
         with st.container(horizontal=True):
@@ -207,6 +228,7 @@ with table_box:
         width="stretch",
         placeholder="",
         column_config=HEADERS,
+        column_order=ORDER,
     )
     st.caption(
         "Steps are paired by node and order. Same: only timings or ids differ (B − A shows the "

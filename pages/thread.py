@@ -65,10 +65,12 @@ def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
         if current.turns:
             st.metric("Turns", f"{current.turns:,}", width="content")
         st.metric(
-            "Duration",
-            human.work_and_span(current),
-            help="Work: the steps' durations added up. Span: first step's start to last step's end, "
-            "pauses between turns included.",
+            "Work", human.duration(current.work_ms), help="The steps' durations added up", width="content"
+        )
+        st.metric(
+            "Span",
+            human.duration(current.duration_ms),
+            help="From the first step's start to the last step's end, pauses between turns included",
             width="content",
         )
     st.text(

@@ -122,3 +122,44 @@ def test_the_library_log_reaches_the_console_once(capfd: pytest.CaptureFixture[s
     finally:
         forget()
         logger.setLevel(level)
+
+
+def page_globals_read_by_functions(source: str) -> list[str]:
+    """Names a page's functions read from the page's own top-level variables (not constants,
+    imports, functions or classes): what a function should get as an argument instead."""
+    import ast
+
+    tree = ast.parse(source)
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    variables = {
+        name.id
+        for statement in tree.body
+        if not isinstance(statement, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+        for name in ast.walk(statement)
+        if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store) and not name.id.isupper()
+    }
+    found = []
+    for function in functions:
+        local = {a.arg for a in ast.walk(function) if isinstance(a, ast.arg)}
+        local |= {
+            n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        }
+        found += [
+            f"{function.name}: {name.id}"
+            for name in ast.walk(function)
+            if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Load)
+            if name.id in variables and name.id not in local
+        ]
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_functions_get_what_they_use_as_arguments(page: str) -> None:
+    from apptest_support import ROOT
+
+    assert page_globals_read_by_functions((ROOT / "pages" / f"{page}.py").read_text()) == []
+
+
+def test_the_check_of_page_functions_finds_a_page_global() -> None:
+    source = "def show():\n    return db.get(1)\n\n\ndb = open_store()\nshow()\n"
+    assert page_globals_read_by_functions(source) == ["show: db"]
