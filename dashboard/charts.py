@@ -262,7 +262,8 @@ def errors_per_day_figure(daily: pd.DataFrame) -> go.Figure:
             "overlaying": "y",
             "side": "right",
             "tickformat": ".0%",
-            "rangemode": "tozero",
+            "range": [0, 1.05],
+            "tickvals": [0, 0.25, 0.5, 0.75, 1],
             "showgrid": False,
         },
     )

@@ -23,6 +23,7 @@ CURSORS_KEY = "traces_cursors"
 TABLE_KEY = "traces_table"
 OPEN_KEY = "traces_open_click"
 OPENING_KEY = "traces_opening"
+OPEN_PICK_KEY = "open_pick"
 COMPARING_KEY = "traces_comparing"
 # How many pages a shared link may ask to be walked through (keyset pages have no offset).
 MAX_WALK = 200
@@ -278,21 +279,32 @@ def selection_actions(db: AutomationTraceDB, chosen: list[TraceSummary], page: T
     if not chosen:
         st.caption("Click a name to open its trace. Tick rows to compare, rename, export or delete them.")
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        picked = st.selectbox(
+        st.selectbox(
             "Open a trace",
             [s.id for s in page.items],
             index=None,
-            key="open_pick",
+            key=OPEN_PICK_KEY,
             format_func={s.id: s.name or s.thread_id for s in page.items}.get,
             placeholder="Choose one of this page…",
+            # read in the callback: with the names the user chose from, whatever they are now
+            on_change=lambda: st.session_state.update({OPENING_KEY: st.session_state[OPEN_PICK_KEY]}),
             width=260,
         )
-        if st.button(
-            "Open", key="open_selected", disabled=len(chosen) != 1, icon=":material/open_in_browser:"
-        ):
-            open_trace(chosen[0].id)
-        if st.button("Compare", key="compare_selected", disabled=len(chosen) != 2, help="Tick two traces"):
-            st.switch_page("pages/compare.py", query_params={"a": chosen[0].id, "b": chosen[1].id})
+        ids = tuple(s.id for s in chosen)  # the ticked traces as the user saw them
+        st.button(
+            "Open",
+            key="open_selected",
+            disabled=len(ids) != 1,
+            icon=":material/open_in_browser:",
+            on_click=lambda: st.session_state.update({OPENING_KEY: ids[0]}),
+        )
+        st.button(
+            "Compare",
+            key="compare_selected",
+            disabled=len(ids) != 2,
+            help="Tick two traces",
+            on_click=lambda: st.session_state.update({COMPARING_KEY: ids}),
+        )
         st.button(
             f"Delete selected ({len(chosen)})",
             key="delete_selected",
@@ -301,8 +313,6 @@ def selection_actions(db: AutomationTraceDB, chosen: list[TraceSummary], page: T
             on_click=ask_delete,
             args=(TraceFilter(trace_ids=tuple(s.id for s in chosen)), len(chosen), "selected"),
         )
-    if picked:
-        open_trace(picked)
     if len(chosen) == 1:
         message = widgets.rename_form(db, chosen[0], key="rename_name", label="Name of the selected trace")
         if message:
