@@ -183,7 +183,7 @@ def timeline_figure(
         xaxis_title=(
             "step (no timings recorded)"
             if axis != "time"
-            else "seconds of work since the first step (pauses between turns cut out)"
+            else "seconds since the first step (pauses between turns cut out)"
             if several_turns
             else "seconds since the first step"
         ),
