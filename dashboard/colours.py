@@ -27,6 +27,7 @@ STATUS = {
     "failed": VERMILLION,
     "running": BLUE,
     "interrupted": ORANGE,
+    "abandoned": PURPLE,
     "(none)": GREY,
 }
 KIND = {"plan": PURPLE, "llm": BLUE, "tool": ORANGE, "summary": GREEN, "(none)": GREY}
@@ -36,12 +37,19 @@ SPARE = (SKY_BLUE, BLUE, ORANGE, GREEN, PURPLE, VERMILLION, BLACK, "#8C6D31", "#
 PAIR = (SKY_BLUE, VERMILLION)
 NEUTRAL = "#4C78A8"
 
-_BADGES = {"completed": "green", "failed": "red", "running": "blue", "interrupted": "orange"}
+_BADGES = {
+    "completed": "green",
+    "failed": "red",
+    "running": "blue",
+    "interrupted": "orange",
+    "abandoned": "violet",
+}
 _ICONS = {
     "completed": ":material/check_circle:",
     "failed": ":material/error:",
     "running": ":material/progress_activity:",
     "interrupted": ":material/pause_circle:",
+    "abandoned": ":material/link_off:",
 }
 
 

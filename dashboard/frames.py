@@ -32,9 +32,11 @@ TRACE_COLUMNS = [
     "errors",
     "created",
     "provider",
+    "tokens",
+    "cost",
     "id",
 ]
-_STATUS_MARKS = {"completed": "✓", "failed": "✗", "running": "●", "interrupted": "‖"}
+_STATUS_MARKS = {"completed": "✓", "failed": "✗", "running": "●", "interrupted": "‖", "abandoned": "○"}
 
 
 def status_text(summary: TraceSummary, hint: str | None = None) -> str:
@@ -74,12 +76,16 @@ def traces_frame(items: Sequence[TraceSummary], hints: Mapping[str, str] | None 
             "errors": s.error_count,
             "created": s.created_at,
             "provider": s.provider_id,
+            "tokens": s.total_tokens,
+            "cost": s.cost_usd,
             "id": s.id,
         }
         for s in items
     ]
     frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
-    return frame.astype({"entries": "int64", "errors": "int64", "turns": "Int64"})
+    return frame.astype(
+        {"entries": "int64", "errors": "int64", "turns": "Int64", "tokens": "Int64", "cost": "float64"}
+    )
 
 
 def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:

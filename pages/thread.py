@@ -58,7 +58,11 @@ def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
     """Status, counts, how long it took, and where it comes from."""
     common.status_badge(current.status)
     if current.status == "failed":
-        st.caption(f"Error: {common.error_hints(db, [current])[current.id]}")
+        st.caption(f"Error: {common.as_plain_markdown(common.error_hints(db, [current])[current.id])}")
+    elif current.status == "abandoned":
+        st.caption(
+            "Its writer has not been heard from for a while: the run's process stopped or lost the database."
+        )
     with st.container(horizontal=True, gap="large"):
         st.metric("Entries", f"{current.entry_count:,}", width="content")
         st.metric("Error steps", f"{current.error_count:,}", width="content")

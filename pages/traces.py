@@ -242,6 +242,8 @@ def traces_table(page: TracePage, hints: dict[str, str]) -> list[str]:
             "errors": hidden(st.column_config.NumberColumn("error steps")),
             "created": hidden(st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss")),
             "provider": hidden(st.column_config.TextColumn("provider")),
+            "tokens": hidden(st.column_config.NumberColumn("tokens", format="localized")),
+            "cost": hidden(st.column_config.NumberColumn("cost", format="dollar")),
             "id": hidden(st.column_config.TextColumn("id")),
         },
     )

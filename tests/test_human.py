@@ -84,3 +84,10 @@ def test_colours_are_stable_and_do_not_depend_on_the_trace() -> None:
     assert custom == colours.colour_of("retriever", "kind") == colours.colour_of("retriever", "node")
     assert custom in colours.SPARE
     assert colours.status_icon("failed") != colours.status_icon("completed")
+    from tracedb.models import STATUSES
+
+    # every status a trace can read as has its own colour, badge and icon
+    assert len({colours.colour_of(s, "status") for s in STATUSES}) == len(STATUSES)
+    assert all(
+        colours.badge_colour(s) != "gray" and colours.status_icon(s) != ":material/help:" for s in STATUSES
+    )

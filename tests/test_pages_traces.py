@@ -76,7 +76,18 @@ def test_lists_what_a_person_scans_first_and_keeps_the_rest(stored, db) -> None:
     frame = table(at)
     assert set(sum(stored.values(), [])) <= set(frame["id"])
     assert list(frame.columns[:6]) == ["name", "status", "entries", "duration", "updated", "user"]
-    assert {"thread", "turns", "work", "span", "errors", "created", "provider", "id"} <= set(frame.columns)
+    assert {
+        "thread",
+        "turns",
+        "work",
+        "span",
+        "errors",
+        "created",
+        "provider",
+        "tokens",
+        "cost",
+        "id",
+    } <= set(frame.columns)
     failed = frame[frame["user"] == "ben"]["status"]
     assert all(s.startswith("✗ failed: ZeroDivisionError") for s in failed)
     assert f"{db.count_traces():,} traces match" in " ".join(texts(at))
