@@ -34,8 +34,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WIDTHS = (1280, 800)
-RUNS = {"shots-a": "what is 17 * 23? then convert 5 km to miles", "shots-b": "what is 17 * 24? then convert 5 km to miles"}
-CHAT = [("what is 17 * 23?", "391"), ("convert 5 km to miles", "miles"), ("remind me what I asked first", "Earlier")]
+RUNS = {
+    "shots-a": "what is 17 * 23? then convert 5 km to miles",
+    "shots-b": "what is 17 * 24? then convert 5 km to miles",
+}
+CHAT = [
+    ("what is 17 * 23?", "391"),
+    ("convert 5 km to miles", "miles"),
+    ("remind me what I asked first", "Earlier"),
+]
 
 
 def prepare(url: str) -> dict[str, str]:
@@ -46,7 +53,18 @@ def prepare(url: str) -> dict[str, str]:
         for thread, question in RUNS.items():
             if not db.count_traces(TraceFilter(thread_id=thread)):
                 subprocess.run(
-                    [sys.executable, "-m", "agent", question, "--thread", thread, "--url", url, "--name", question],
+                    [
+                        sys.executable,
+                        "-m",
+                        "agent",
+                        question,
+                        "--thread",
+                        thread,
+                        "--url",
+                        url,
+                        "--name",
+                        question,
+                    ],
                     cwd=ROOT,
                     check=True,
                     capture_output=True,
@@ -94,7 +112,17 @@ def main() -> None:
     env = {**os.environ, "TRACEDB_URL": args.url, "TRACEDB_USER": "local"}
     env.pop("LLM_MODEL", None)
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true"],
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
