@@ -27,6 +27,8 @@ ALTER TABLE automation_traces
     ADD COLUMN output_tokens bigint,
     ADD COLUMN total_tokens bigint,
     ADD COLUMN cost_usd double precision,
+    -- what went wrong last: the error of the newest error entry (a hint for listings)
+    ADD COLUMN last_error text,
     -- chain of the entries' digests; '' for no entries, NULL when unknown (written before
     -- fingerprints existed, or by SQL): an upsert then replaces the entries once
     ADD COLUMN fingerprint text DEFAULT '',
@@ -39,6 +41,11 @@ ALTER TABLE automation_traces
     ADD COLUMN indexed_at timestamptz;
 
 UPDATE automation_traces SET fingerprint = NULL, indexed_count = entry_count;
+UPDATE automation_traces t
+   SET last_error = (SELECT left(coalesce(e.data->>'error', e.name, e.node, 'error'), 500)
+                       FROM automation_trace_entries e
+                      WHERE e.trace_id = t.id AND e.status = 'error' ORDER BY e.seq DESC LIMIT 1)
+ WHERE t.error_count > 0;
 
 ALTER TABLE automation_trace_entries
     ADD COLUMN checkpoint_id text,
@@ -259,7 +266,7 @@ DROP FUNCTION tracedb_append(uuid, text, text, text, text, jsonb, integer, text,
 --
 -- p_entries: a JSON array of {"d": entry, "n"/"k"/"nm"/"s": node, kind, name, status,
 -- "a"/"b": started/ended at, "ms": duration, "e": is error, "h": digest, "c": checkpoint id,
--- "m": model, "it"/"ot"/"tt": tokens, "usd": cost}, prepared by the client.
+-- "m": model, "it"/"ot"/"tt": tokens, "usd": cost, "err": error text}, prepared by the client.
 --
 -- p_batch: the batch's id; a batch among the trace's last 16 is not applied again
 -- (duplicate = true).
@@ -363,6 +370,7 @@ BEGIN
         t.output_tokens := NULL;
         t.total_tokens := NULL;
         t.cost_usd := NULL;
+        t.last_error := NULL;
         t.turns := 0;
         t.fingerprint := '';
         t.indexed_count := 0;
@@ -392,11 +400,15 @@ BEGIN
                coalesce(sum((x->>'ms')::double precision), 0) AS ms,
                sum((x->>'it')::bigint) AS it, sum((x->>'ot')::bigint) AS ot,
                sum((x->>'tt')::bigint) AS tt, sum((x->>'usd')::double precision) AS usd,
-               array_agg(x->>'h' ORDER BY o) AS digests
+               array_agg(x->>'h' ORDER BY o) AS digests,
+               (array_agg(x->>'err' ORDER BY o DESC) FILTER (WHERE (x->>'e')::boolean))[1] AS last_error
           INTO agg
           FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS src(x, o)
          WHERE o > v_skip;
         t.error_count := t.error_count + agg.errors;
+        IF agg.errors > 0 THEN
+            t.last_error := coalesce(agg.last_error, 'error');
+        END IF;
         IF agg.nodes IS NOT NULL AND NOT agg.nodes <@ t.nodes THEN
             t.nodes := ARRAY(SELECT DISTINCT u FROM unnest(t.nodes || agg.nodes) AS u ORDER BY u);
         END IF;
@@ -444,7 +456,7 @@ BEGIN
         first_started_at = t.first_started_at, last_ended_at = t.last_ended_at,
         total_duration_ms = t.total_duration_ms, turns = t.turns,
         input_tokens = t.input_tokens, output_tokens = t.output_tokens,
-        total_tokens = t.total_tokens, cost_usd = t.cost_usd,
+        total_tokens = t.total_tokens, cost_usd = t.cost_usd, last_error = t.last_error,
         fingerprint = t.fingerprint, running = t.running, heartbeat_at = t.heartbeat_at,
         recent_batches = t.recent_batches, indexed_count = t.indexed_count,
         index_pending = t.indexed_count < t.entry_count,

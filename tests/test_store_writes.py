@@ -490,3 +490,26 @@ def test_json_python_cannot_parse_is_read_without_failing(db, db_url, ids):
     assert isinstance(data[1], str) and "unreadable" in data[1]
     assert data[2] == entry("c")
     assert [r["data"] for r in db.get_entries(tid)] == data
+
+
+def test_the_last_error_is_kept_on_the_trace(db, ids):
+    r = db.append_entries([entry("a")], thread_id=ids("th"), user_id="ana")
+    assert db.get_summary(r.trace_id).last_error is None
+    db.append_entries([entry("b", status="error", error="TimeoutError: slow"), entry("c")], trace_id=r.trace_id)
+    db.append_entries([entry("d", error={"code": 503})], trace_id=r.trace_id)
+    s = db.get_summary(r.trace_id)
+    assert s.error_count == 2 and s.last_error == '{"code":503}'
+    db.update_trace(r.trace_id, trace_data=[entry("x")])
+    assert db.get_summary(r.trace_id).last_error is None
+
+
+def test_overview_buckets(db, ids):
+    user = ids("buckets")
+    db.save_trace(user, None, ids("th"), [entry("a", duration_ms=5.0)])
+    now = datetime.now(UTC)
+    for bucket in ("hour", "day", "week"):
+        view = db.overview(now - timedelta(days=1), now + timedelta(minutes=1), user, bucket=bucket)
+        assert len(view.latency) == 1 and view.latency[0]["steps"] == 1
+        assert view.latency[0]["bucket"] <= now
+    with pytest.raises(InvalidTraceData, match="bucket"):
+        db.overview(now - timedelta(days=1), now, user, bucket="month")

@@ -741,10 +741,16 @@ class StoreOperations(KeyOperations):
 
     @operation
     def overview(
-        self, since: datetime, until: datetime, user_id: str | None = None, top_users: int = 15
+        self,
+        since: datetime,
+        until: datetime,
+        user_id: str | None = None,
+        top_users: int = 15,
+        bucket: str = "day",
     ) -> Op[Overview]:
         """Over the traces created in ``[since, until)``: totals, traces per day and status
-        (with tokens and cost), latency per day (trace work and step duration, p50 and p95),
+        (with tokens and cost), latency per ``bucket`` ("hour", "day" or "week": trace work
+        and step duration, p50 and p95),
         entries and step durations per node, tokens and cost per model, busiest users.
 
         Raises:
@@ -755,6 +761,8 @@ class StoreOperations(KeyOperations):
                 raise InvalidTraceData(f"{label} must be a timezone-aware datetime")
         if since >= until:
             raise InvalidTraceData("since must be before until")
+        if bucket not in ("hour", "day", "week"):
+            raise InvalidTraceData(f"bucket must be hour, day or week, got {bucket!r}")
         q.require_text("user_id", user_id, optional=True)
         if self._scope is not None:
             if user_id not in (None, "", self._scope):
@@ -766,6 +774,7 @@ class StoreOperations(KeyOperations):
             "user_id": user_id or None,
             "top": q.require_int("top_users", top_users, minimum=1, maximum=1000),
             "abandon_after": self.abandon_after,
+            "bucket": bucket,
         }
         limit = DASHBOARD_TIMEOUT_MS
         totals = dict((yield _one(q.OVERVIEW_TOTALS, params, timeout_ms=limit)) or {})

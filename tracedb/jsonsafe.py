@@ -271,6 +271,18 @@ def chain(start: str, digests: list[str]) -> list[str]:
     return out
 
 
+def _error_text(data: Any) -> str:
+    """What went wrong in an error entry, in at most 500 characters: its ``error``, else its
+    name, node or status."""
+    if isinstance(data, Mapping):
+        for key in ("error", "name", "node", "status"):
+            value = data.get(key)
+            if value not in (None, "", {}, []):
+                text = value if isinstance(value, str) else dumps(value)
+                return text[:500]
+    return "error"
+
+
 def _label(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
@@ -349,6 +361,8 @@ def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:
         "ms": ms,
         "e": error,
     }
+    if error:
+        wrapper["err"] = _error_text(data)
     used = usage_of(data)
     if used is not None:
         wrapper.update(

@@ -42,6 +42,7 @@ class TraceSummary:
     output_tokens: int | None = None
     total_tokens: int | None = None
     cost_usd: float | None = None
+    last_error: str | None = None
     running: list[dict[str, Any]] = field(default_factory=list)
     heartbeat_at: datetime | None = None
 
@@ -185,10 +186,12 @@ class Overview:
     Attributes:
         totals: traces, entries, errors, failed, running, abandoned, users, tokens, cost,
             dropped entries, and step duration p50/p95.
-        per_day: per day and status: traces, traces with errors, entries, tokens, cost.
+        per_day: per bucket (``day``) and status: traces, traces with errors, entries,
+            tokens, cost.
         per_node: per node: entries, errors, step duration p50/p95/mean/total.
         per_user: the busiest users: traces, entries, failed, error entries, tokens, cost.
-        latency: per day: traces, trace work p50/p95 (steps added up) and step p50/p95.
+        latency: per bucket (``bucket``: hour, day or week): traces, trace work p50/p95
+            (steps added up) and step p50/p95.
         per_model: per model: steps, tokens, cost.
     """
 

@@ -49,6 +49,7 @@ SUMMARY_FIELDS = (
     "output_tokens",
     "total_tokens",
     "cost_usd",
+    "last_error",
     "running",
     "heartbeat_at",
     "created_at",
@@ -248,7 +249,7 @@ def _overview(text: str) -> sql.Composed:
 
 OVERVIEW_PER_DAY = _overview(
     """
-SELECT date_trunc('day', t.created_at) AS day, {status} AS status, count(*) AS traces,
+SELECT date_trunc(%(bucket)s, t.created_at) AS day, {status} AS status, count(*) AS traces,
        count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
        coalesce(sum(t.entry_count), 0) AS entries,
        sum(t.input_tokens) AS input_tokens, sum(t.output_tokens) AS output_tokens,
@@ -259,18 +260,18 @@ SELECT date_trunc('day', t.created_at) AS day, {status} AS status, count(*) AS t
 """
 )
 
-# Latency over time: per day, the work of a trace (its steps' durations added up) and the
-# duration of a step, at the median and the 95th percentile.
+# Latency over time: per bucket (hour, day or week), the work of a trace (its steps'
+# durations added up) and the duration of a step, at the median and the 95th percentile.
 OVERVIEW_LATENCY = _overview(
     """
-SELECT d.day, d.traces, d.trace_p50_ms, d.trace_p95_ms, s.step_p50_ms, s.step_p95_ms, s.steps
-  FROM (SELECT date_trunc('day', t.created_at) AS day, count(*) AS traces,
+SELECT d.day AS bucket, d.traces, d.trace_p50_ms, d.trace_p95_ms, s.step_p50_ms, s.step_p95_ms, s.steps
+  FROM (SELECT date_trunc(%(bucket)s, t.created_at) AS day, count(*) AS traces,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY t.total_duration_ms)
                    FILTER (WHERE t.total_duration_ms > 0) AS trace_p50_ms,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY t.total_duration_ms)
                    FILTER (WHERE t.total_duration_ms > 0) AS trace_p95_ms
           FROM automation_traces t WHERE {range} GROUP BY 1) d
-  LEFT JOIN (SELECT date_trunc('day', t.created_at) AS day, count(e.duration_ms) AS steps,
+  LEFT JOIN (SELECT date_trunc(%(bucket)s, t.created_at) AS day, count(e.duration_ms) AS steps,
                     percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS step_p50_ms,
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS step_p95_ms
                FROM automation_traces t JOIN automation_trace_entries e ON e.trace_id = t.id
