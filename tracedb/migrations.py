@@ -8,6 +8,9 @@ first migration renames it to ``automation_traces_seed`` (and its indexes) befor
 tracedb's tables; then every row becomes a trace with its entries, keeping its id, user,
 provider, thread, name and times (see :func:`convert_seed_table`). The renamed table stays
 until its owner drops it.
+
+The migrations are ``sql/`` at the top of a checkout and ``tracedb/sql`` in an installed
+wheel (see :func:`find_sql_dir`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ from .jsonsafe import TRACE_KEY, dumps, entry_columns
 
 log = logging.getLogger("tracedb")
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+def find_sql_dir() -> Path:
+    """Where the migrations are: inside the installed package (a wheel carries them as
+    ``tracedb/sql``), else at the top of the checkout this module runs from."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "sql"
+    return packaged if packaged.is_dir() else here.parent / "sql"
+
+
+SQL_DIR = find_sql_dir()
 _NAME = re.compile(r"^(\d{3})_[\w-]+\.sql$")
 # Any constant works; it only has to be the same in every process.
 _MIGRATION_LOCK = 0x7472616365_6462
@@ -64,6 +76,8 @@ def load_migrations(sql_dir: Path = SQL_DIR) -> tuple[Migration, ...]:
         match = _NAME.match(path.name)
         if match:
             found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    if not found:
+        raise RuntimeError(f"no migrations in {sql_dir}: this tracedb installation is incomplete")
     versions = [m.version for m in found]
     if len(versions) != len(set(versions)):
         raise RuntimeError(f"two migrations share a number in {sql_dir}")
