@@ -2,6 +2,11 @@
 
 The server is ``TRACEDB_TEST_URL`` (or ``TRACEDB_URL``) when set, else an embedded
 PostgreSQL started for the run in a temporary folder and removed afterwards.
+
+``--pgbouncer`` puts a PgBouncer in transaction pooling mode between the tests and the
+system PostgreSQL: every database URL a test gets leads through it (databases are still
+created and dropped directly). Run it with ``TRACEDB_PREPARE=0``, as a user behind such a
+pooler would. ``--replica`` lets the tests that need a streaming replica start one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,37 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tracedb import AutomationTraceDB
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--pgbouncer",
+        action="store_true",
+        help="connect through a PgBouncer in transaction mode started for the run (root, PostgreSQL 15)",
+    )
+    parser.addoption(
+        "--replica",
+        action="store_true",
+        help="run the tests that start a streaming replica of the system PostgreSQL (root, PostgreSQL 15)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "server_sessions: the test tells client connections apart by their server session, "
+        "which a transaction pooler does not keep (skipped with --pgbouncer)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--pgbouncer"):
+        skip = pytest.mark.skip(
+            reason="behind a transaction pooler a client connection has no server session"
+        )
+        for item in items:
+            if "server_sessions" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +75,23 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _create_database(admin_url: str, prefix: str) -> str:
+@pytest.fixture(scope="session")
+def pg_client_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server as the tests' stores reach it: directly, or through PgBouncer."""
+    if not request.config.getoption("--pgbouncer"):
+        yield pg_admin_url
+        return
+    from pg_support import pgbouncer
+
+    with pgbouncer() as url:
+        yield url
+
+
+def _create_database(admin_url: str, prefix: str, client_url: str | None = None) -> str:
     name = f"tracedb_{prefix}_{uuid.uuid4().hex[:8]}"[:63]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return make_conninfo(admin_url, dbname=name)
+    return make_conninfo(client_url or admin_url, dbname=name)
 
 
 def _drop_database(admin_url: str, url: str) -> None:
@@ -53,10 +101,10 @@ def _drop_database(admin_url: str, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def db_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+def db_url(pg_admin_url: str, pg_client_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A new, empty database for this test module, dropped afterwards."""
     prefix = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "")[:30]
-    url = _create_database(pg_admin_url, prefix)
+    url = _create_database(pg_admin_url, prefix, pg_client_url)
     try:
         yield url
     finally:
@@ -64,9 +112,9 @@ def db_url(pg_admin_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture()
-def fresh_db_url(pg_admin_url: str) -> Iterator[str]:
+def fresh_db_url(pg_admin_url: str, pg_client_url: str) -> Iterator[str]:
     """A new, empty database for one test."""
-    url = _create_database(pg_admin_url, "fn")
+    url = _create_database(pg_admin_url, "fn", pg_client_url)
     try:
         yield url
     finally:

@@ -10,7 +10,7 @@ from langchain_core.messages import HumanMessage
 from psycopg_pool import ConnectionPool
 
 from agent import build_graph, make_checkpointer, user_input
-from agent.checkpoint import CONNECTION_KWARGS
+from agent.checkpoint import _SETUP_LOCK, connection_kwargs
 
 pytestmark = pytest.mark.usefixtures("notes_file")
 
@@ -65,7 +65,7 @@ def test_a_pool_serves_concurrent_conversations(db_url: str) -> None:
 
 
 def test_caller_owned_connection_and_pool_stay_open(db_url: str) -> None:
-    with psycopg.connect(db_url, **CONNECTION_KWARGS) as conn:
+    with psycopg.connect(db_url, **connection_kwargs()) as conn:
         with make_checkpointer(conn) as checkpointer:
             build_graph(checkpointer=checkpointer).invoke(
                 user_input("what is 2 + 2"), {"configurable": {"thread_id": "own-conn"}}
@@ -73,7 +73,7 @@ def test_caller_owned_connection_and_pool_stay_open(db_url: str) -> None:
         assert not conn.closed
         count = conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = 'own-conn'").fetchone()
         assert count["n"] > 0
-    with ConnectionPool(db_url, min_size=1, max_size=2, kwargs=CONNECTION_KWARGS) as pool:
+    with ConnectionPool(db_url, min_size=1, max_size=2, kwargs=connection_kwargs()) as pool:
         with make_checkpointer(pool) as checkpointer:
             assert checkpointer.get_tuple({"configurable": {"thread_id": "own-conn"}}) is not None
         assert not pool.closed
@@ -103,6 +103,31 @@ def test_concurrent_setup_on_a_new_database(fresh_db_url: str) -> None:
     assert not errors
     with psycopg.connect(fresh_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM checkpoint_migrations").fetchone()[0] > 0
+        # every index built, none left invalid by a setup that raced another
+        invalid = conn.execute(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " WHERE c.relname LIKE 'checkpoint%' AND NOT i.indisvalid"
+        ).fetchone()[0]
+        assert invalid == 0
+        # the setup lock lived in a transaction: nothing stays locked on any server connection
+        held = conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        ).fetchone()[0]
+        assert held == 0
+
+
+def test_setup_waits_for_the_lock_and_gives_up_clearly(fresh_db_url: str) -> None:
+    """While another process sets up (holds the lock in its transaction), a setup waits for
+    it and then gives up with a clear error; once it ends, the setup runs."""
+    with psycopg.connect(fresh_db_url, prepare_threshold=None) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
+        with pytest.raises(TimeoutError, match="kept the checkpoint tables locked"):
+            with make_checkpointer(fresh_db_url, timeout=1):
+                pass
+        holder.rollback()
+    with make_checkpointer(fresh_db_url, timeout=5) as saver:
+        assert saver.get_tuple({"configurable": {"thread_id": "none"}}) is None
 
 
 def test_an_unreachable_server_raises_operational_error() -> None:

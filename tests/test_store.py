@@ -618,6 +618,7 @@ def test_a_server_that_drops_every_connection_is_found_again(db, db_url, entries
     assert db.count_traces(TraceFilter(user_id=user)) == 2
 
 
+@pytest.mark.server_sessions
 def test_batched_deletes_run_on_one_connection(db_url, ids, open_store) -> None:
     """Every batch of a bulk delete runs on the connection the delete started with. The
     pool holds three connections and hands them out in turn, so a delete that took a

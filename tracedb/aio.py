@@ -22,7 +22,7 @@ from .errors import DatabaseUnavailable
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
-from .server import resolve_url
+from .server import connection_kwargs, resolve_url, use_prepared_statements
 from .store import RECONNECT_TIMEOUT
 
 
@@ -34,12 +34,15 @@ async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
 async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
     """Run one statement on an async connection and fetch what it asks for."""
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()
+    # A connection set up without prepared statements (behind a transaction pooler) never
+    # prepares one, not even for a statement that asks to be.
+    prepare = st.prepare if conn.prepare_threshold is not None else False
     if st.timeout_ms is not None:
         async with conn.transaction():
             await cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
-            await cur.execute(st.query, st.params, prepare=st.prepare)
+            await cur.execute(st.query, st.params, prepare=prepare)
             return await fetch(cur, st)
-    await cur.execute(st.query, st.params, prepare=st.prepare)
+    await cur.execute(st.query, st.params, prepare=prepare)
     return await fetch(cur, st)
 
 
@@ -70,8 +73,10 @@ class AsyncAutomationTraceDB(StoreOperations):
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         timeout: float = 10.0,
+        prepare: bool | None = None,
     ) -> None:
         self._url = url
+        self.prepare = use_prepared_statements(prepare)
         self._sizes = (min_size, max_size)
         self._apply_migrations = apply_migrations
         self._init_common(max_entry_bytes, max_depth, timeout)
@@ -92,7 +97,7 @@ class AsyncAutomationTraceDB(StoreOperations):
             self.server.url,
             min_size=self._sizes[0],
             max_size=self._sizes[1],
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)},
             timeout=self.timeout,
             open=False,
             name="tracedb-async",
@@ -111,7 +116,10 @@ class AsyncAutomationTraceDB(StoreOperations):
             # Migrations are rare and short: run them on a plain sync connection.
             def _migrate() -> None:
                 with psycopg.connect(
-                    self.server.url, autocommit=True, connect_timeout=int(self.timeout)
+                    self.server.url,
+                    autocommit=True,
+                    connect_timeout=int(self.timeout),
+                    **connection_kwargs(self.prepare),
                 ) as conn:
                     migrate(conn)
 

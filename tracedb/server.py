@@ -1,4 +1,6 @@
-"""Which PostgreSQL to use: ``TRACEDB_URL``, or an embedded server started on demand."""
+"""Which PostgreSQL to use and how to talk to it: ``TRACEDB_URL`` (or an embedded server
+started on demand), ``TRACEDB_READ_URL`` for reads, ``TRACEDB_PREPARE`` for prepared
+statements."""
 
 from __future__ import annotations
 
@@ -8,9 +10,14 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger("tracedb")
+
+PREPARE_ENV = "TRACEDB_PREPARE"
+_YES = ("1", "on", "true", "yes")
+_NO = ("0", "off", "false", "no")
 
 _embedded_lock = threading.Lock()
 _embedded: dict[Path, object] = {}
@@ -24,6 +31,12 @@ class ServerInfo:
     embedded: bool
     label: str
     data_dir: str | None = None
+    read_url: str | None = None
+
+    @property
+    def read_label(self) -> str | None:
+        """Where reads go when they may go to a replica, or None."""
+        return describe_url(self.read_url) if self.read_url else None
 
 
 def default_data_dir() -> Path:
@@ -72,6 +85,45 @@ def resolve_url(url: str | None = None) -> ServerInfo:
     return ServerInfo(
         url=real, embedded=True, label=f"embedded PostgreSQL ({data_dir})", data_dir=str(data_dir)
     )
+
+
+def resolve_read_url(url: str | None = None, read_url: str | None = None) -> str | None:
+    """The replica to send reads to: ``read_url``, else ``TRACEDB_READ_URL`` when the
+    primary is ``TRACEDB_URL`` (a store opened on another server never reads from the
+    replica of ``TRACEDB_URL``), else None."""
+    if read_url:
+        return read_url
+    env_read = os.environ.get("TRACEDB_READ_URL") or None
+    env_url = os.environ.get("TRACEDB_URL") or None
+    if env_read and env_url and url in (None, env_url):
+        return env_read
+    return None
+
+
+def use_prepared_statements(setting: bool | None = None) -> bool:
+    """Whether connections may use server-side prepared statements: ``setting``, else
+    ``TRACEDB_PREPARE`` (``0``/``off`` turns them off), else on.
+
+    Turn them off behind a pooler that hands each transaction to any server connection
+    (PgBouncer in transaction mode before 1.21, or without ``max_prepared_statements``): a
+    statement prepared on one server connection does not exist on the next.
+
+    Raises:
+        ValueError: ``TRACEDB_PREPARE`` holds something else than on/off.
+    """
+    if setting is not None:
+        return bool(setting)
+    raw = (os.environ.get(PREPARE_ENV) or "").strip().lower()
+    if not raw or raw in _YES:
+        return True
+    if raw in _NO:
+        return False
+    raise ValueError(f"{PREPARE_ENV} must be 1/on or 0/off, got {raw!r}")
+
+
+def connection_kwargs(prepare: bool) -> dict[str, Any]:
+    """Connection arguments for psycopg that follow the prepared-statement setting."""
+    return {} if prepare else {"prepare_threshold": None}
 
 
 def describe_url(url: str) -> str:

@@ -17,7 +17,7 @@ from .errors import DatabaseUnavailable
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
-from .server import resolve_url
+from .server import connection_kwargs, resolve_url, use_prepared_statements
 
 log = logging.getLogger("tracedb")
 # psycopg_pool doubles its reconnection delay without bound; giving up after a few seconds
@@ -34,12 +34,15 @@ def configure(conn: psycopg.Connection[Any]) -> None:
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
     """Run one statement on a sync connection and fetch what it asks for."""
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()
+    # A connection set up without prepared statements (behind a transaction pooler) never
+    # prepares one, not even for a statement that asks to be.
+    prepare = st.prepare if conn.prepare_threshold is not None else False
     if st.timeout_ms is not None:
         with conn.transaction():
             cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
-            cur.execute(st.query, st.params, prepare=st.prepare)
+            cur.execute(st.query, st.params, prepare=prepare)
             return fetch(cur, st)
-    cur.execute(st.query, st.params, prepare=st.prepare)
+    cur.execute(st.query, st.params, prepare=prepare)
     return fetch(cur, st)
 
 
@@ -64,8 +67,12 @@ class AutomationTraceDB(StoreOperations):
         max_entry_bytes: largest entry accepted, as encoded JSON (default 1 MiB).
         max_depth: deepest nesting accepted in an entry (default 64).
         timeout: seconds to wait for the server or a free connection.
+        prepare: use server-side prepared statements; default ``TRACEDB_PREPARE`` (on).
+            Off behind a pooler in transaction mode that does not support them (PgBouncer
+            before 1.21).
 
     Raises:
+        ValueError: ``TRACEDB_PREPARE`` is neither on nor off.
         DatabaseUnavailable: the server cannot be reached within ``timeout``.
 
     Example:
@@ -83,14 +90,16 @@ class AutomationTraceDB(StoreOperations):
         max_entry_bytes: int = DEFAULT_MAX_ENTRY_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         timeout: float = 10.0,
+        prepare: bool | None = None,
     ) -> None:
+        self.prepare = use_prepared_statements(prepare)
         self.server = resolve_url(url)
         self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool = ConnectionPool(
             self.server.url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)},
             timeout=timeout,
             open=False,
             name="tracedb",
