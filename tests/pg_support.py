@@ -222,3 +222,20 @@ def _with_db(url: str, dbname: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(url, dbname=dbname)
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/pg_support.py {pgbouncer|replica} COMMAND...``: start the server, run
+    the command with ``{}`` replaced by the server's URL, stop the server."""
+    servers = {"pgbouncer": pgbouncer, "replica": streaming_replica}
+    if len(argv) < 2 or argv[0] not in servers:
+        print(main.__doc__)
+        return 2
+    with servers[argv[0]]() as url:
+        return subprocess.run([arg.replace("{}", url) for arg in argv[1:]], check=False).returncode
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

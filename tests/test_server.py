@@ -41,3 +41,22 @@ def test_embedded_server_starts_and_is_reused(monkeypatch, tmp_path):
         assert (tmp_path / "pgdata" / "PG_VERSION").exists()
     finally:
         server.stop_embedded(tmp_path / "pgdata")
+
+
+def test_read_url_follows_the_primary_it_belongs_to(monkeypatch):
+    monkeypatch.setenv("TRACEDB_URL", "postgresql://h/db")
+    monkeypatch.setenv("TRACEDB_READ_URL", "postgresql://replica/db")
+    assert server.resolve_read_url() == "postgresql://replica/db"
+    assert server.resolve_read_url("postgresql://h/db") == "postgresql://replica/db"
+    # another server than TRACEDB_URL: the replica of TRACEDB_URL is not its replica
+    assert server.resolve_read_url("postgresql://other/db") is None
+    assert server.resolve_read_url("postgresql://other/db", "postgresql://r2/db") == "postgresql://r2/db"
+    monkeypatch.delenv("TRACEDB_URL")
+    assert server.resolve_read_url() is None  # the embedded server has no replica
+
+
+def test_read_label_never_shows_a_password():
+    info = server.ServerInfo(
+        "postgresql://h/db", False, "h", read_url="postgresql://u:secret@replica:5433/db"
+    )
+    assert info.read_label == "postgresql://u@replica:5433/db"

@@ -8,7 +8,9 @@ that name: ``from tracedb.aio import AutomationTraceDB``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -18,11 +20,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
-from .server import connection_kwargs, resolve_url, use_prepared_statements
+from .routing import REPLICA_WAIT_S, ReadRouting, read_plan
+from .server import connection_kwargs, resolve_read_url, resolve_url, use_prepared_statements
 from .store import RECONNECT_TIMEOUT
 
 
@@ -60,7 +63,8 @@ class AsyncAutomationTraceDB(StoreOperations):
     """Async twin of :class:`tracedb.AutomationTraceDB`: every method is a coroutine.
 
     Create it with ``await AsyncAutomationTraceDB.open(url)`` or
-    ``async with AsyncAutomationTraceDB(url) as db``. Arguments as for the sync store.
+    ``async with AsyncAutomationTraceDB(url) as db``. Arguments as for the sync store,
+    ``read_url`` included.
     """
 
     def __init__(
@@ -74,9 +78,13 @@ class AsyncAutomationTraceDB(StoreOperations):
         max_depth: int = DEFAULT_MAX_DEPTH,
         timeout: float = 10.0,
         prepare: bool | None = None,
+        read_url: str | None = None,
     ) -> None:
         self._url = url
+        self._read_url = resolve_read_url(url, read_url)
         self.prepare = use_prepared_statements(prepare)
+        self.routing = ReadRouting()
+        self.read_pool: AsyncConnectionPool | None = None
         self._sizes = (min_size, max_size)
         self._apply_migrations = apply_migrations
         self._init_common(max_entry_bytes, max_depth, timeout)
@@ -93,21 +101,39 @@ class AsyncAutomationTraceDB(StoreOperations):
     async def connect(self) -> None:
         """Open the pool (starting the embedded server if needed) and apply migrations."""
         self.server = await asyncio.to_thread(resolve_url, self._url)
+        kwargs = {"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)}
         pool = AsyncConnectionPool(
             self.server.url,
             min_size=self._sizes[0],
             max_size=self._sizes[1],
-            kwargs={"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)},
+            kwargs=kwargs,
             timeout=self.timeout,
             open=False,
             name="tracedb-async",
             reconnect_timeout=RECONNECT_TIMEOUT,
             configure=configure,
         )
+        read_pool: AsyncConnectionPool | None = None
+        if self._read_url:
+            self.server = replace(self.server, read_url=self._read_url)
+            # Opened without waiting: while the replica is away, reads run on the primary.
+            read_pool = AsyncConnectionPool(
+                self._read_url,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                kwargs=kwargs,
+                timeout=min(self.timeout, REPLICA_WAIT_S),
+                open=False,
+                name="tracedb-async-read",
+                reconnect_timeout=RECONNECT_TIMEOUT,
+            )
+            await read_pool.open(wait=False)
         try:
             await pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout as exc:
             await pool.close()
+            if read_pool is not None:
+                await read_pool.close()
             raise DatabaseUnavailable(
                 f"cannot connect to {self.server.label} within {self.timeout:g} s"
             ) from exc
@@ -127,13 +153,18 @@ class AsyncAutomationTraceDB(StoreOperations):
                 await asyncio.to_thread(_migrate)
             except BaseException as exc:
                 await pool.close()
+                if read_pool is not None:
+                    await read_pool.close()
                 if isinstance(exc, psycopg.Error):
                     raise translate(exc) from exc
                 raise
         # Only a pool that opened and migrated is used: a failed open leaves the store closed.
+        self.read_pool = read_pool
         self.pool = pool
 
-    async def _run(self, op: Op[Any], transaction: bool) -> Any:
+    async def _run(
+        self, op: Op[Any], transaction: bool, track: bool = True, pool: AsyncConnectionPool | None = None
+    ) -> Any:
         """Drive an operation as :meth:`AutomationTraceDB._run` does, awaiting each statement."""
         if self.pool is None:
             # The seed's class was used without opening it (``db = AutomationTraceDB()`` and
@@ -145,6 +176,8 @@ class AsyncAutomationTraceDB(StoreOperations):
             except BaseException:
                 op.close()
                 raise
+        pool = pool or self.pool
+        tracked = track and pool is self.pool and self.read_pool is not None
         try:
             async with AsyncExitStack() as stack:
                 conn: psycopg.AsyncConnection[Any] | None = None
@@ -158,7 +191,7 @@ class AsyncAutomationTraceDB(StoreOperations):
                     result = error = None
                     try:
                         if conn is None:
-                            conn = await stack.enter_async_context(self.pool.connection())
+                            conn = await stack.enter_async_context(pool.connection())
                             if transaction:
                                 await stack.enter_async_context(conn.transaction())
                         result = await execute(conn, st)
@@ -167,9 +200,36 @@ class AsyncAutomationTraceDB(StoreOperations):
                         error.__cause__ = exc
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
+        finally:
+            if tracked:  # once it is over, also if it failed (it may have committed)
+                self.routing.primary_used()
+
+    async def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
+        """Run a read as :meth:`AutomationTraceDB._run_read` does."""
+        if self.read_pool is None:
+            return await self._run(make_op(), False, track=False)
+        plan = read_plan(self.routing, make_op)
+        result: Any = None
+        error: TraceDBError | None = None
+        while True:
+            try:
+                req = plan.send(result) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result = error = None
+            try:
+                pool = self.read_pool if req.on_replica else self.pool
+                result = await self._run(req.op, False, track=req.track, pool=pool)
+            except TraceDBError as exc:
+                error = exc
 
     def _index_connection(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.server.url, autocommit=True, connect_timeout=max(1, int(self.timeout)))
+        return psycopg.connect(
+            self.server.url,
+            autocommit=True,
+            connect_timeout=max(1, int(self.timeout)),
+            **connection_kwargs(self.prepare),
+        )
 
     async def close(self) -> None:
         """Index what is pending for search, then close every connection."""
@@ -177,6 +237,8 @@ class AsyncAutomationTraceDB(StoreOperations):
             await asyncio.to_thread(self._indexer.close)
         if self.pool is not None:
             await self.pool.close()
+        if self.read_pool is not None:
+            await self.read_pool.close()
 
     async def __aenter__(self) -> AsyncAutomationTraceDB:
         if self.pool is None:

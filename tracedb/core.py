@@ -120,16 +120,31 @@ class operation:  # noqa: N801 - used as a decorator, like property
     On an instance, the method becomes what that instance's ``_run`` makes of the generator:
     the result itself for the sync store, a coroutine for the async store. With
     ``transaction=True`` every statement of the operation runs in one transaction.
+
+    Where it runs: ``read=True`` marks an operation that only reads traces, which a store
+    with a read replica may run there (``_run_read``, see :mod:`tracedb.routing`); every
+    other operation runs on the primary, and the reads after it wait for the replica to
+    catch up with the primary, unless it is marked ``changes=False`` (it reads nothing a
+    later read could go back from: ``ping``, ``server_status``).
     """
 
-    def __init__(self, fn: Callable[..., Op[Any]] | None = None, *, transaction: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Op[Any]] | None = None,
+        *,
+        transaction: bool = False,
+        read: bool = False,
+        changes: bool = True,
+    ) -> None:
         self.fn = fn
         self.transaction = transaction
+        self.read = read
+        self.changes = changes
         if fn is not None:
             functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __call__(self, fn: Callable[..., Op[Any]]) -> operation:
-        return operation(fn, transaction=self.transaction)
+        return operation(fn, transaction=self.transaction, read=self.read, changes=self.changes)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -137,12 +152,21 @@ class operation:  # noqa: N801 - used as a decorator, like property
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
             return self
-        fn, transaction = self.fn, self.transaction
+        fn, transaction, changes = self.fn, self.transaction, self.changes
         assert fn is not None
+
+        if self.read and not transaction:
+
+            @functools.wraps(fn)
+            def read(*args: Any, **kwargs: Any) -> Any:
+                # a factory, not a generator: a read may run again on the primary
+                return obj._run_read(lambda: fn(obj, *args, **kwargs))
+
+            return read
 
         @functools.wraps(fn)
         def bound(*args: Any, **kwargs: Any) -> Any:
-            return obj._run(fn(obj, *args, **kwargs), transaction)
+            return obj._run(fn(obj, *args, **kwargs), transaction, track=changes)
 
         return bound
 
@@ -276,8 +300,13 @@ class StoreOperations(KeyOperations):
         """Parameters of a statement on one trace: the values, the scope, the abandon limit."""
         return {**params, "scope": self._scope, "abandon_after": self.abandon_after}
 
-    def _run(self, op: Op[Any], transaction: bool) -> Any:  # pragma: no cover - per shell
+    def _run(self, op: Op[Any], transaction: bool, track: bool = True) -> Any:  # pragma: no cover - per shell
+        """Run ``op`` on the primary; ``track``: reads after it wait for a replica to catch up."""
         raise NotImplementedError
+
+    def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
+        """Run a read (made by ``make_op``, as often as needed) on the replica or the primary."""
+        return self._run(make_op(), False, track=False)
 
     def _prepare(
         self, entries: list[Any], start_index: int = 0, checkpoint_ids: list[str | None] | None = None
@@ -327,7 +356,7 @@ class StoreOperations(KeyOperations):
         self._sent.forget((user_id, thread_id))
         return trace_id
 
-    @operation
+    @operation(read=True)
     def load_trace_by_id(self, trace_id: str) -> Op[Trace | None]:
         """The trace with this id, entries included; None for an unknown or malformed id."""
         tid = q.parse_uuid(trace_id)
@@ -336,7 +365,7 @@ class StoreOperations(KeyOperations):
         row = yield _one(q.LOAD_BY_ID, self._by_id(id=tid))
         return q.trace_from_row(row) if row else None
 
-    @operation
+    @operation(read=True)
     def load_trace_by_thread(self, thread_id: str) -> Op[Trace | None]:
         """The thread's most recently created trace, entries included, or None."""
         if not _valid_thread(thread_id):
@@ -344,7 +373,7 @@ class StoreOperations(KeyOperations):
         row = yield _one(q.LOAD_BY_THREAD, self._by_id(thread_id=thread_id))
         return q.trace_from_row(row) if row else None
 
-    @operation
+    @operation(read=True)
     def get_user_traces(
         self, user_id: str, provider_id: str | None = None, limit: int = 50, offset: int = 0
     ) -> Op[list[TraceSummary]]:
@@ -509,7 +538,7 @@ class StoreOperations(KeyOperations):
 
     # -- what the rest of the product needs -----------------------------------------------
 
-    @operation
+    @operation(changes=False)
     def ping(self) -> Op[bool]:
         """True when the server answers."""
         try:
@@ -623,7 +652,7 @@ class StoreOperations(KeyOperations):
             return False
         return (yield _count(q.TOUCH, self._by_id(id=tid))) > 0
 
-    @operation
+    @operation(read=True)
     def get_summary(self, trace_id: str) -> Op[TraceSummary | None]:
         """A trace's header without entries, or None."""
         tid = q.parse_uuid(trace_id)
@@ -653,7 +682,7 @@ class StoreOperations(KeyOperations):
             rows.append(row)
         return rows
 
-    @operation
+    @operation(read=True)
     def get_entries(
         self, trace_id: str, *, after_seq: int = -1, limit: int = 100_000, running: bool = True
     ) -> Op[list[dict[str, Any]]]:
@@ -677,7 +706,7 @@ class StoreOperations(KeyOperations):
             rows = rows + self._running_rows((yield _all(q.RUNNING, params)), with_data=True)
         return rows
 
-    @operation
+    @operation(read=True)
     def entry_columns(
         self, trace_id: str, *, after_seq: int = -1, limit: int = MAX_ENTRY_ROWS, running: bool = True
     ) -> Op[dict[str, list[Any]]]:
@@ -706,7 +735,7 @@ class StoreOperations(KeyOperations):
                     columns[name].append(row[name])
         return columns
 
-    @operation
+    @operation(read=True)
     def entries_by_seq(self, trace_id: str, seqs: list[int]) -> Op[list[dict[str, Any]]]:
         """The chosen entries of a trace, with their data, in seq order."""
         tid = q.parse_uuid(trace_id)
@@ -718,7 +747,7 @@ class StoreOperations(KeyOperations):
         rows = yield _all(q.ENTRIES_BY_SEQ, self._by_id(trace_id=tid, seqs=clean))
         return rows
 
-    @operation
+    @operation(read=True)
     def get_entry(self, trace_id: str, seq: int) -> Op[dict[str, Any] | None]:
         """One entry of a trace with its columns and data, or None."""
         tid = q.parse_uuid(trace_id)
@@ -727,7 +756,7 @@ class StoreOperations(KeyOperations):
         rows = yield _all(q.ENTRIES_BY_SEQ, self._by_id(trace_id=tid, seqs=[seq]))
         return rows[0] if rows else None
 
-    @operation
+    @operation(read=True)
     def filter_choices(self, limit: int = MAX_CHOICES) -> Op[dict[str, list[str]]]:
         """Users and node names to offer in filter widgets (bounded, fast on large tables)."""
         params = {"limit": q.require_int("limit", limit, minimum=1, maximum=10_000), "scope": self._scope}
@@ -739,7 +768,7 @@ class StoreOperations(KeyOperations):
             users = [r["user_id"] for r in rows]
         return {"users": users, "nodes": [r["node"] for r in nodes]}
 
-    @operation
+    @operation(read=True)
     def overview(
         self,
         since: datetime,
@@ -786,7 +815,7 @@ class StoreOperations(KeyOperations):
         per_user = yield _all(q.OVERVIEW_PER_USER, params, timeout_ms=limit)
         return Overview(since, until, totals, per_day, per_node, per_user, latency, per_model)
 
-    @operation
+    @operation(read=True)
     def list_traces(
         self,
         filter: TraceFilter | None = None,
@@ -807,14 +836,14 @@ class StoreOperations(KeyOperations):
         rows = yield _all(query, params, prepare=False)
         return q.page_from_rows(rows, limit)
 
-    @operation
+    @operation(read=True)
     def count_traces(self, filter: TraceFilter | None = None) -> Op[int]:
         """How many traces match."""
         query, params = q.count_query(filter, self._scope, self.abandon_after)
         row = yield _one(query, params, prepare=False)
         return int(row["n"]) if row else 0
 
-    @operation
+    @operation(read=True)
     def count_traces_bounded(
         self, filter: TraceFilter | None = None, *, budget_ms: int = 100
     ) -> Op[tuple[int, bool]]:
@@ -974,7 +1003,7 @@ class StoreOperations(KeyOperations):
             raise InvalidTraceData("limit must be a positive integer")
         return int((yield _one(q.INDEX_STALE, {"limit": limit, "age": timedelta(0)}))["n"])
 
-    @operation
+    @operation(changes=False)
     def server_status(self) -> Op[ServerStatus]:
         """Server label, version, migrations, exact row counts per table, indexes, functions.
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -13,11 +15,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries as q
 from .core import Op, Statement, StoreOperations, translate
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
-from .server import connection_kwargs, resolve_url, use_prepared_statements
+from .routing import REPLICA_WAIT_S, ReadRouting, read_plan
+from .server import connection_kwargs, resolve_read_url, resolve_url, use_prepared_statements
 
 log = logging.getLogger("tracedb")
 # psycopg_pool doubles its reconnection delay without bound; giving up after a few seconds
@@ -70,6 +73,8 @@ class AutomationTraceDB(StoreOperations):
         prepare: use server-side prepared statements; default ``TRACEDB_PREPARE`` (on).
             Off behind a pooler in transaction mode that does not support them (PgBouncer
             before 1.21).
+        read_url: libpq URL of a streaming replica of ``url`` for the reads; default
+            ``TRACEDB_READ_URL`` when ``url`` is ``TRACEDB_URL``. See :mod:`tracedb.routing`.
 
     Raises:
         ValueError: ``TRACEDB_PREPARE`` is neither on nor off.
@@ -91,25 +96,44 @@ class AutomationTraceDB(StoreOperations):
         max_depth: int = DEFAULT_MAX_DEPTH,
         timeout: float = 10.0,
         prepare: bool | None = None,
+        read_url: str | None = None,
     ) -> None:
         self.prepare = use_prepared_statements(prepare)
         self.server = resolve_url(url)
         self._init_common(max_entry_bytes, max_depth, timeout)
+        kwargs = {"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)}
         self.pool = ConnectionPool(
             self.server.url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)},
+            kwargs=kwargs,
             timeout=timeout,
             open=False,
             name="tracedb",
             reconnect_timeout=RECONNECT_TIMEOUT,
             configure=configure,
         )
+        self.routing = ReadRouting()
+        self.read_pool: ConnectionPool | None = None
+        read_url = resolve_read_url(url, read_url)
+        if read_url:
+            self.server = replace(self.server, read_url=read_url)
+            # Opened without waiting: while the replica is away, reads run on the primary.
+            self.read_pool = ConnectionPool(
+                read_url,
+                min_size=min_size,
+                max_size=max_size,
+                kwargs=kwargs,
+                timeout=min(timeout, REPLICA_WAIT_S),
+                open=False,
+                name="tracedb-read",
+                reconnect_timeout=RECONNECT_TIMEOUT,
+            )
+            self.read_pool.open(wait=False)
         try:
             self.pool.open(wait=True, timeout=timeout)
         except PoolTimeout as exc:
-            self.pool.close()
+            self.close()
             raise DatabaseUnavailable(f"cannot connect to {self.server.label} within {timeout:g} s") from exc
         self._indexer = Indexer(self._index_connection)
         if apply_migrations:
@@ -117,14 +141,19 @@ class AutomationTraceDB(StoreOperations):
                 with self.pool.connection() as conn:
                     migrate(conn)
             except BaseException as exc:
-                self.pool.close()
+                self.close()
                 if isinstance(exc, (psycopg.Error, PoolTimeout)):
                     raise translate(exc) from exc
                 raise
 
-    def _run(self, op: Op[Any], transaction: bool) -> Any:
-        """Drive an operation: take a connection at its first statement, run each statement
-        it yields, send back the result or throw in the named error."""
+    def _run(
+        self, op: Op[Any], transaction: bool, track: bool = True, pool: ConnectionPool | None = None
+    ) -> Any:
+        """Drive an operation: take a connection (of ``pool``, else the primary's) at its
+        first statement, run each statement it yields, send back the result or throw in the
+        named error. ``track``: see :meth:`tracedb.routing.ReadRouting.primary_used`."""
+        pool = pool or self.pool
+        tracked = track and pool is self.pool and self.read_pool is not None
         try:
             with ExitStack() as stack:
                 conn: psycopg.Connection[Any] | None = None
@@ -138,7 +167,7 @@ class AutomationTraceDB(StoreOperations):
                     result = error = None
                     try:
                         if conn is None:
-                            conn = stack.enter_context(self.pool.connection())
+                            conn = stack.enter_context(pool.connection())
                             if transaction:
                                 stack.enter_context(conn.transaction())
                         result = execute(conn, st)
@@ -147,15 +176,45 @@ class AutomationTraceDB(StoreOperations):
                         error.__cause__ = exc
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
+        finally:
+            if tracked:  # once it is over, also if it failed (it may have committed)
+                self.routing.primary_used()
+
+    def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
+        """Run a read on the replica when it has what this store has seen, else on the
+        primary (see :func:`tracedb.routing.read_plan`)."""
+        if self.read_pool is None:
+            return self._run(make_op(), False, track=False)
+        plan = read_plan(self.routing, make_op)
+        result: Any = None
+        error: TraceDBError | None = None
+        while True:
+            try:
+                req = plan.send(result) if error is None else plan.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result = error = None
+            try:
+                pool = self.read_pool if req.on_replica else self.pool
+                result = self._run(req.op, False, track=req.track, pool=pool)
+            except TraceDBError as exc:
+                error = exc
 
     def _index_connection(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.server.url, autocommit=True, connect_timeout=max(1, int(self.timeout)))
+        return psycopg.connect(
+            self.server.url,
+            autocommit=True,
+            connect_timeout=max(1, int(self.timeout)),
+            **connection_kwargs(self.prepare),
+        )
 
     def close(self) -> None:
         """Index what is pending for search, then close every connection."""
         if self._indexer is not None:
             self._indexer.close()
         self.pool.close()
+        if self.read_pool is not None:
+            self.read_pool.close()
 
     def __enter__(self) -> AutomationTraceDB:
         return self
