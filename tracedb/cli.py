@@ -172,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(db: Any, args: argparse.Namespace) -> int:
     """Check who the server may answer before serving: with no API key configured, only this
     machine (unless --no-auth)."""
-    from .api import serve
+    try:
+        from .api import serve
+    except ModuleNotFoundError as exc:  # a base install leaves the HTTP API out
+        print(f"error: the HTTP API needs {exc.name}: pip install 'tracedb[api]'", file=sys.stderr)
+        return 2
 
     loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
     if not loopback and not args.no_auth and not db.has_api_keys():
