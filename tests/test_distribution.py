@@ -25,10 +25,12 @@ DISTRIBUTED = {
     "checkpoint_blobs": ("thread_id", "checkpoints"),
     "checkpoint_writes": ("thread_id", "checkpoints"),
 }
-# Small tables of the schema's own bookkeeping, read and written only by migrations:
-# local tables on the coordinator.
-LOCAL = {"tracedb_migrations", "checkpoint_migrations"}
-REFERENCE: set[str] = set()
+# The schema's own bookkeeping, read and written by migrations and the conversion of the
+# seed's table (which exist only while a seed database is converted): local tables on the
+# coordinator.
+LOCAL = {"tracedb_migrations", "checkpoint_migrations", "tracedb_seed_conversion", "automation_traces_seed"}
+# Small, read by every node, written rarely: copied to every node.
+REFERENCE = {"tracedb_api_keys"}
 
 
 @pytest.fixture(scope="module")
