@@ -206,8 +206,8 @@ class AsyncAutomationTraceDB(StoreOperations):
 
     async def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
         """Run a read as :meth:`AutomationTraceDB._run_read` does."""
-        if self.read_pool is None:
-            return await self._run(make_op(), False, track=False)
+        if self.read_pool is None:  # nothing to track without a replica
+            return await self._run(make_op(), False)
         plan = read_plan(self.routing, make_op)
         result: Any = None
         error: TraceDBError | None = None

@@ -166,7 +166,9 @@ class operation:  # noqa: N801 - used as a decorator, like property
 
         @functools.wraps(fn)
         def bound(*args: Any, **kwargs: Any) -> Any:
-            return obj._run(fn(obj, *args, **kwargs), transaction, track=changes)
+            if changes:  # the two-argument call, as a wrapper of _run may expect
+                return obj._run(fn(obj, *args, **kwargs), transaction)
+            return obj._run(fn(obj, *args, **kwargs), transaction, track=False)
 
         return bound
 
@@ -306,7 +308,7 @@ class StoreOperations(KeyOperations):
 
     def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
         """Run a read (made by ``make_op``, as often as needed) on the replica or the primary."""
-        return self._run(make_op(), False, track=False)
+        return self._run(make_op(), False)
 
     def _prepare(
         self, entries: list[Any], start_index: int = 0, checkpoint_ids: list[str | None] | None = None

@@ -183,8 +183,8 @@ class AutomationTraceDB(StoreOperations):
     def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
         """Run a read on the replica when it has what this store has seen, else on the
         primary (see :func:`tracedb.routing.read_plan`)."""
-        if self.read_pool is None:
-            return self._run(make_op(), False, track=False)
+        if self.read_pool is None:  # nothing to track without a replica
+            return self._run(make_op(), False)
         plan = read_plan(self.routing, make_op)
         result: Any = None
         error: TraceDBError | None = None
