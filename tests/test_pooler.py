@@ -123,3 +123,19 @@ def test_without_prepared_statements_nothing_is_prepared(db_url: str, ids, entri
         with db.pool.connection() as conn:
             held = conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchone()["n"]
     assert (held > 0) is prepare
+
+
+@pytest.mark.server_sessions
+def test_migrations_prepare_nothing_on_any_connection(fresh_db_url: str) -> None:
+    """Even on a connection that prepares every statement, migrating (one INSERT per
+    migration, the same statements per converted row) leaves nothing prepared, and the
+    connection keeps its setting."""
+    from tracedb.migrations import migrate, seed_conversion
+
+    with psycopg.connect(fresh_db_url, autocommit=True, prepare_threshold=0) as conn:
+        assert migrate(conn) and migrate(conn) == []
+        for _ in range(3):
+            seed_conversion(conn)
+        held = conn.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False).fetchone()[0]
+        assert held == 0
+        assert conn.prepare_threshold == 0

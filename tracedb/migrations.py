@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -84,11 +86,30 @@ def load_migrations(sql_dir: Path = SQL_DIR) -> tuple[Migration, ...]:
     return tuple(found)
 
 
+@contextmanager
+def _unprepared(conn: psycopg.Connection) -> Iterator[None]:
+    """Run the block without server-side prepared statements, whatever the connection's
+    setting: migrations run rarely, repeat statements (one per migration, one per converted
+    row) and must work on any connection, also one behind a transaction pooler, where a
+    statement prepared on one server connection is missing on the next."""
+    saved = conn.prepare_threshold
+    conn.prepare_threshold = None
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = saved
+
+
 def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied.
 
     Safe to run from several processes at once: an advisory lock serialises them.
     """
+    with _unprepared(conn):
+        return _migrate(conn)
+
+
+def _migrate(conn: psycopg.Connection) -> list[str]:
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -215,11 +236,13 @@ def _set_seed_table_aside(conn: psycopg.Connection) -> None:
 
 def seed_conversion(conn: psycopg.Connection) -> SeedConversion | None:
     """The state of the seed table's conversion, or None when this database never had one."""
-    if _one_value(conn, "SELECT to_regclass('tracedb_seed_conversion') IS NULL"):
-        return None
-    row = conn.execute(
-        "SELECT total, converted, finished_at FROM tracedb_seed_conversion WHERE source = %s", (SEED_TABLE,)
-    ).fetchone()
+    with _unprepared(conn):  # polled by callers: it must not prepare behind a pooler either
+        if _one_value(conn, "SELECT to_regclass('tracedb_seed_conversion') IS NULL"):
+            return None
+        row = conn.execute(
+            "SELECT total, converted, finished_at FROM tracedb_seed_conversion WHERE source = %s",
+            (SEED_TABLE,),
+        ).fetchone()
     if row is None:
         return None
     values = row if isinstance(row, tuple) else (row["total"], row["converted"], row["finished_at"])
@@ -301,16 +324,9 @@ def _convert_row(conn: psycopg.Connection, row: dict[str, Any]) -> None:
     conn.execute(_APPEND_CONVERTED, {"id": row["id"], "columns": columns})
 
 
-def convert_seed_table(
+def _convert_seed_table(
     conn: psycopg.Connection, *, batch_size: int = SEED_BATCH, max_batches: int | None = None
 ) -> SeedConversion | None:
-    """Convert the seed table's rows not converted yet, in batches; return how far it got.
-
-    Each batch is one transaction that also records its progress, so an interrupted
-    conversion loses nothing and converts nothing twice: the next open of the store goes on
-    where it stopped. Several processes may run it at once (an advisory lock takes turns).
-    ``max_batches`` stops early (for tests of an interruption).
-    """
     state = seed_conversion(conn)
     if state is None or state.finished:
         return state
@@ -358,3 +374,17 @@ def convert_seed_table(
             SEED_TABLE,
         )
     return state
+
+
+def convert_seed_table(
+    conn: psycopg.Connection, *, batch_size: int = SEED_BATCH, max_batches: int | None = None
+) -> SeedConversion | None:
+    """Convert the seed table's rows not converted yet, in batches; return how far it got.
+
+    Each batch is one transaction that also records its progress, so an interrupted
+    conversion loses nothing and converts nothing twice: the next open of the store goes on
+    where it stopped. Several processes may run it at once (an advisory lock takes turns).
+    ``max_batches`` stops early (for tests of an interruption).
+    """
+    with _unprepared(conn):
+        return _convert_seed_table(conn, batch_size=batch_size, max_batches=max_batches)
