@@ -595,12 +595,16 @@ def test_server_status_lists_tables_indexes_and_functions(db) -> None:
 # -- one implementation, two shells ------------------------------------------------------
 
 
-def test_a_server_that_drops_every_connection_is_found_again(db, db_url, entries, ids) -> None:
+def test_a_server_that_drops_every_connection_is_found_again(db, db_url, pg_admin_url, entries, ids) -> None:
     """Every backend of the store is killed (a restart, a failover): the next calls get
-    fresh connections and work, in both classes."""
+    fresh connections and work, in both classes. Killed from a direct connection, so that
+    behind a pooler (--pgbouncer) it is the pooler's server connections that go."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     user = ids("u")
     db.save_trace(user, None, ids("t"), entries(1))
-    with psycopg.connect(db_url, autocommit=True) as admin:
+    direct = make_conninfo(pg_admin_url, dbname=conninfo_to_dict(db_url)["dbname"])
+    with psycopg.connect(direct, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()) k"

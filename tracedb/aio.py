@@ -197,6 +197,11 @@ class AsyncAutomationTraceDB(StoreOperations):
                         result = await execute(conn, st)
                     except (psycopg.Error, PoolTimeout) as exc:
                         error = translate(exc)
+                        if conn is not None and conn.broken and not isinstance(error, DatabaseUnavailable):
+                            # The connection died under the statement. Behind a pooler a killed
+                            # server connection shows as a protocol error ("received 2 results
+                            # from command 'BEGIN'"), not as an OperationalError.
+                            error = DatabaseUnavailable(f"the connection to the database was lost: {exc}")
                         error.__cause__ = exc
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
