@@ -181,6 +181,24 @@ def test_a_page_never_goes_backwards(servers, open_store, ids) -> None:
         )
 
 
+def test_replica_reads_decode_json_as_primary_reads_do(servers, open_store, ids) -> None:
+    """A number too long for Python's int parser reads the same from either server."""
+    primary_url, replica_url = servers
+    with open_store(primary_url) as writer:
+        tid = writer.save_trace(ids("u"), None, ids("t"), [{"node": "a"}])
+    with psycopg.connect(primary_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE automation_trace_entries SET data = jsonb_set(data, '{big}', ('1' || repeat('0', 5000))::jsonb)"
+            " WHERE trace_id = %s",
+            (tid,),
+        )
+    catch_up(primary_url, replica_url)
+    with open_store(primary_url) as primary, open_store(primary_url, read_url=replica_url) as replica:
+        expected = primary.get_entries(tid)
+        assert replica.get_entries(tid) == expected
+        assert replica.routing.stats["replica"] == 1
+
+
 def test_the_dashboard_reads_from_the_replica_and_shows_a_new_trace(servers, ids) -> None:
     from apptest_support import dashboard_env, open_page
 

@@ -126,6 +126,7 @@ class AsyncAutomationTraceDB(StoreOperations):
                 open=False,
                 name="tracedb-async-read",
                 reconnect_timeout=RECONNECT_TIMEOUT,
+                configure=configure,  # the same JSON reading as the primary's connections
             )
             await read_pool.open(wait=False)
         try:

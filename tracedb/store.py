@@ -128,6 +128,7 @@ class AutomationTraceDB(StoreOperations):
                 open=False,
                 name="tracedb-read",
                 reconnect_timeout=RECONNECT_TIMEOUT,
+                configure=configure,  # the same JSON reading as the primary's connections
             )
             self.read_pool.open(wait=False)
         try:
