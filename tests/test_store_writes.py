@@ -495,7 +495,9 @@ def test_json_python_cannot_parse_is_read_without_failing(db, db_url, ids):
 def test_the_last_error_is_kept_on_the_trace(db, ids):
     r = db.append_entries([entry("a")], thread_id=ids("th"), user_id="ana")
     assert db.get_summary(r.trace_id).last_error is None
-    db.append_entries([entry("b", status="error", error="TimeoutError: slow"), entry("c")], trace_id=r.trace_id)
+    db.append_entries(
+        [entry("b", status="error", error="TimeoutError: slow"), entry("c")], trace_id=r.trace_id
+    )
     db.append_entries([entry("d", error={"code": 503})], trace_id=r.trace_id)
     s = db.get_summary(r.trace_id)
     assert s.error_count == 2 and s.last_error == '{"code":503}'
