@@ -12,9 +12,13 @@ Rules (applied to every entry before it is stored; documented in the README):
   ``"base64:" + base64``.
 - ``Enum``: its value, converted by these rules.
 - pydantic models (LangChain messages among them): ``model_dump(mode="json")``.
-- dataclasses: ``dataclasses.asdict``; ``set``/``frozenset``/``tuple``/generators: lists.
+- dataclasses: a dict of their fields; ``set``/``frozenset``/``tuple``/generators: lists.
 - dict keys: strings as they are, other keys through ``str()``.
+- generators and other iterators: lists of at most 10,000 items (then a marker).
 - anything else: ``repr()``, cut to 1,000 characters.
+- a value that cannot be converted (an ``int`` too long to write as text, an object whose
+  ``repr`` raises, a mapping changed while it is read): ``"<unconvertible: Error message
+  (type)>"``; the rest of the entry is kept.
 
 Limits: an entry nested deeper than ``max_depth`` (default 64) or larger than
 ``max_entry_bytes`` once encoded (default 1 MiB) raises :class:`EntryTooLarge`; cycles count
@@ -34,6 +38,7 @@ import dataclasses
 import enum
 import hashlib
 import ipaddress
+import itertools
 import json
 import math
 import re
@@ -52,6 +57,16 @@ DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+# An object stored as its repr keeps this many characters of it; a placeholder this many of
+# its error's text.
+REPR_CHARS = 1000
+PLACEHOLDER_CHARS = 300
+# Items read from an iterator (a generator may never end).
+MAX_ITEMS = 10_000
+# Integers longer than this may exceed Python's limit on digits converted to text (4,300 by
+# default, about 14,000 bits); only those are tried.
+_LONG_INT_BITS = 10_000
+_END = object()
 _REPLACEMENT = "\ufffd"
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -62,20 +77,53 @@ def _clean_str(value: str) -> str:
     return _BAD_CHARS.sub(_REPLACEMENT, value)
 
 
+def _placeholder(value: Any, exc: BaseException) -> str:
+    """The text stored for a value that cannot be converted: what failed, and on what."""
+    try:
+        detail = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose text fails still names its type
+        detail = ""
+    try:
+        kind = type(value).__name__
+    except Exception:  # noqa: BLE001
+        kind = "object"
+    words = " ".join(part for part in (type(exc).__name__, detail[:PLACEHOLDER_CHARS]) if part)
+    return _clean_str(f"<unconvertible: {words} ({kind})>")
+
+
 def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int = 0) -> Any:
     """Return ``value`` converted by the module's rules into plain JSON types.
+
+    Never fails on a value: one that cannot be converted (an integer too long to write as
+    text, an object whose ``repr`` raises, a container that changes while it is read)
+    becomes the text ``"<unconvertible: ExceptionType message (type)>"``, and the rest of
+    the value is kept.
 
     Raises:
         EntryTooLarge: when nesting exceeds ``max_depth``.
     """
     if _depth > max_depth:
         raise EntryTooLarge(f"entry is nested deeper than the limit of {max_depth} levels (max_depth)")
+    try:
+        return _convert(value, max_depth, _depth)
+    except (EntryTooLarge, RecursionError):
+        raise
+    # Any Python object can reach an entry, and its methods can raise anything; the entry
+    # is still stored, with this one value marked.
+    except Exception as exc:  # noqa: BLE001
+        return _placeholder(value, exc)
+
+
+def _convert(value: Any, max_depth: int, _depth: int) -> Any:
     if isinstance(value, str):
         return _clean_str(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return int(value)
+        number = int(value)
+        if number.bit_length() > _LONG_INT_BITS:
+            str(number)  # raises ValueError past Python's limit on digits written as text
+        return number
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -93,7 +141,12 @@ def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int =
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        items: Any = value
+        if isinstance(value, (set, frozenset)):
+            try:
+                items = sorted(value, key=repr)
+            except Exception:  # noqa: BLE001 - an element whose repr fails: keep the set's own order
+                items = list(value)
         return [to_jsonable(v, max_depth=max_depth, _depth=nxt) for v in items]
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
@@ -114,13 +167,21 @@ def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int =
         try:
             dumped = dump(mode="json")
         except Exception:  # noqa: BLE001 - a broken model still gets stored as its repr
-            dumped = repr(value)[:1000]
+            dumped = repr(value)[:REPR_CHARS]
         return to_jsonable(dumped, max_depth=max_depth, _depth=nxt)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value), max_depth=max_depth, _depth=nxt)
+        # Field by field rather than dataclasses.asdict, which deep-copies every value and
+        # fails on what cannot be copied (a lock, a connection).
+        return {
+            f.name: to_jsonable(getattr(value, f.name, None), max_depth=max_depth, _depth=nxt)
+            for f in dataclasses.fields(value)
+        }
     if hasattr(value, "__iter__") and hasattr(value, "__next__"):
-        return [to_jsonable(v, max_depth=max_depth, _depth=nxt) for v in value]
-    return _clean_str(repr(value)[:1000])
+        out = [to_jsonable(v, max_depth=max_depth, _depth=nxt) for v in itertools.islice(value, MAX_ITEMS)]
+        if next(value, _END) is not _END:
+            out.append(f"<truncated: more than {MAX_ITEMS:,} items>")
+        return out
+    return _clean_str(repr(value)[:REPR_CHARS])
 
 
 def _parse_int(text: str) -> int | str:
