@@ -141,6 +141,7 @@ class Writer(threading.Thread):
         self.finished = False
         self.live = False  # a run is going on: beat the heartbeat
         self.outage_since: float | None = None
+        self.recovered_at: float | None = None  # when the last outage ended (monotonic)
         self.unrecordable: str | None = None
         self.last_beat = time.monotonic()
         self.written = 0
@@ -433,7 +434,8 @@ class Writer(threading.Thread):
                 raise _Refused(exc) from exc
             if self.outage_since is not None:
                 with self.cond:
-                    waited = time.monotonic() - self.outage_since
+                    self.recovered_at = time.monotonic()
+                    waited = self.recovered_at - self.outage_since
                     self.outage_since = None
                     self._note(f"database reachable again after {waited:.1f} s", logging.INFO)
             return
