@@ -27,6 +27,7 @@ from langgraph.types import Checkpointer
 from .entries import Step, clip
 from .intents import parse_request
 from .models import get_model, model_label
+from .offline import OfflineChatModel
 from .tools import TOOLS
 
 MAX_TOOL_ROUNDS = 6
@@ -61,6 +62,12 @@ def _tool_rounds(messages: Sequence[BaseMessage]) -> int:
     return sum(1 for m in turn if isinstance(m, AIMessage) and m.tool_calls)
 
 
+def _reply_model(reply: AIMessage) -> str | None:
+    meta = reply.response_metadata or {}
+    name = meta.get("model_name") or meta.get("model")
+    return name if isinstance(name, str) and name else None
+
+
 class AgentNodes:
     """The nodes of the graph, sharing one model, its tool binding and the tools."""
 
@@ -69,17 +76,31 @@ class AgentNodes:
         self.bound = model.bind_tools(list(tools))
         self.tools = {t.name: t for t in tools}
         self.max_tool_rounds = max_tool_rounds
+        # The offline model decides with its request parser, so the parser's reading is its
+        # plan; any other model makes its own decisions, and no plan is written for it.
+        self.offline_plan = (
+            isinstance(model, OfflineChatModel) and type(model).respond is OfflineChatModel.respond
+        )
 
     def planner(self, state: AgentState) -> dict[str, Any]:
-        """Write a short plan from the wording of the request (no model call: it is cheap)."""
+        """Open the turn with what was asked and what the model may use.
+
+        With the offline model, also the plan it will follow: the tool calls its request
+        parser reads from the message (``planned_by: "offline request parser"``). A real
+        model plans in its own reply, so for it no plan is recorded here, only the request
+        and the tools it is offered.
+        """
         human, _ = _current_turn(state["messages"])
         text = human.text if human else ""
         step = Step("planner", "plan", "planner", {"request": clip(text)})
+        if not self.offline_plan:
+            output: dict[str, Any] = {"tools_available": sorted(self.tools), "planned_by": None}
+            return {"automation_trace": [step.entry(output)]}
         request = parse_request(text)
         calls = [c for c in request.calls if c.name in self.tools]
         steps = [f"{c.name}({', '.join(f'{k}={v!r}' for k, v in c.args.items())})" for c in calls]
         steps.append("answer from the tool results" if calls else "answer directly; no tool recognised")
-        output = {"steps": steps, "tools": [c.name for c in calls]}
+        output = {"steps": steps, "tools": [c.name for c in calls], "planned_by": "offline request parser"}
         return {"automation_trace": [step.entry(output)]}
 
     def model(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
@@ -115,9 +136,13 @@ class AgentNodes:
                 {"name": c.get("name"), "args": c.get("args"), "error": c.get("error")}
                 for c in reply.invalid_tool_calls
             ]
+        entry = step.entry(output)
+        # Where the store reads a step's tokens and model from (its trace keeps the totals
+        # and the cost); streamed replies carry the usage of their last chunk.
         if reply.usage_metadata:
-            output["usage"] = dict(reply.usage_metadata)
-        return {"messages": [reply], "automation_trace": [step.entry(output)]}
+            entry["usage"] = dict(reply.usage_metadata)
+        entry["model"] = _reply_model(reply) or self.model_name
+        return {"messages": [reply], "automation_trace": [entry]}
 
     def run_tools(self, state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         """Run the last reply's tool calls one by one, timing each; a failure is an error entry."""

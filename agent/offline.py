@@ -15,6 +15,7 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import ToolCall, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -24,7 +25,30 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from .intents import capabilities, describe_result, parse_request
 
 _PIECE = re.compile(r"\S+\s*|\s+")
+# What the offline model counts as a token: a word, or any other non-space character.
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 MAX_QUOTE_CHARS = 200
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in ``text`` as the offline model counts them: words and punctuation marks."""
+    return len(_TOKEN.findall(text))
+
+
+def _message_tokens(message: BaseMessage) -> int:
+    tokens = count_tokens(message.text)
+    for call in getattr(message, "tool_calls", None) or []:
+        tokens += count_tokens(call["name"]) + count_tokens(json.dumps(call["args"], sort_keys=True))
+    return tokens
+
+
+def usage_of(messages: Sequence[BaseMessage], reply: BaseMessage) -> UsageMetadata:
+    """Token usage of a reply, counted from the text of the prompt and of the reply."""
+    input_tokens = sum(_message_tokens(m) for m in messages)
+    output_tokens = _message_tokens(reply)
+    return UsageMetadata(
+        input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
+    )
 
 
 def _tool_names(tools: Sequence[dict[str, Any]] | None) -> list[str]:
@@ -55,6 +79,10 @@ class OfflineChatModel(BaseChatModel):
     "what is 17 * 23?" becomes a ``calculator`` call and then "17 * 23 = 391". For
     anything else it says what it can do. It streams its answer word by word, and a
     tool call as one chunk carrying ``tool_call_chunks``.
+
+    Like hosted models it reports ``usage_metadata`` (input, output and total tokens,
+    counted from the text with :func:`count_tokens`; in the last chunk when streaming) and
+    its name in ``response_metadata["model_name"]``.
     """
 
     model_name: str = "offline"
@@ -161,7 +189,10 @@ class OfflineChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self.respond(messages, kwargs.get("tools")))])
+        reply = self.respond(messages, kwargs.get("tools"))
+        reply.usage_metadata = reply.usage_metadata or usage_of(messages, reply)
+        reply.response_metadata = {"model_name": self.model_name, **reply.response_metadata}
+        return ChatResult(generations=[ChatGeneration(message=reply)])
 
     def _stream(
         self,
@@ -173,8 +204,15 @@ class OfflineChatModel(BaseChatModel):
         # BaseChatModel reports each yielded chunk to the callbacks (on_llm_new_token), so
         # doing it here too would stream every token twice.
         message = self.respond(messages, kwargs.get("tools"))
-        for piece in _PIECE.findall(message.text):
+        pieces = _PIECE.findall(message.text)
+        for piece in pieces[:-1] if not message.tool_calls else pieces:
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        # The last chunk carries the usage and the model name, as hosted models send them.
+        last: dict[str, Any] = {
+            "usage_metadata": message.usage_metadata or usage_of(messages, message),
+            "response_metadata": {"model_name": self.model_name, **message.response_metadata},
+            "chunk_position": "last",
+        }
         if message.tool_calls:
             # One chunk with complete arguments: consumers of the ``messages`` stream mode
             # see whole tool calls instead of JSON fragments.
@@ -182,6 +220,6 @@ class OfflineChatModel(BaseChatModel):
                 tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
                 for i, c in enumerate(message.tool_calls)
             ]
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content="", tool_call_chunks=chunks, chunk_position="last")
-            )
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=chunks, **last))
+        else:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=pieces[-1] if pieces else "", **last))

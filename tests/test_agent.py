@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import MemorySaver
 
@@ -57,9 +59,11 @@ def test_arithmetic_end_to_end() -> None:
     plan, ask, calc, answer, summary = trace
     assert plan["output"]["tools"] == ["calculator"]
     assert plan["output"]["steps"][0] == "calculator(expression='17 * 23')"
+    assert plan["output"]["planned_by"] == "offline request parser"
     assert ask["name"] == "offline" and ask["output"]["tool_calls"][0]["name"] == "calculator"
     assert (calc["name"], calc["input"], calc["output"]) == ("calculator", {"expression": "17 * 23"}, "391")
     assert answer["output"] == {"content": "17 * 23 = 391", "tool_calls": []}
+    assert answer["model"] == "offline" and answer["usage"]["output_tokens"] == 5
     assert summary["output"]["answer"] == "17 * 23 = 391"
     assert summary["output"]["tools"] == ["calculator"] and summary["output"]["errors"] == 0
     assert summary["output"]["turn_ms"] >= 0
@@ -154,7 +158,7 @@ def test_invalid_tool_calls_and_usage_are_recorded() -> None:
     assert llm["output"]["invalid_tool_calls"] == [
         {"name": "calculator", "args": "{oops", "error": "bad JSON"}
     ]
-    assert llm["output"]["usage"]["total_tokens"] == 4
+    assert llm["usage"]["total_tokens"] == 4 and "usage" not in llm["output"]
 
 
 def test_messages_stream_yields_tokens_and_whole_tool_calls() -> None:
@@ -224,3 +228,31 @@ def test_async_stream_matches_the_sync_one() -> None:
 def test_read_page_answer_is_the_page() -> None:
     reply = build_graph().invoke(user_input("read page storage"))["messages"][-1].content
     assert reply.startswith("# Storage and the database schema")
+
+
+class _Hosted(BaseChatModel):
+    """Stands in for a hosted model: it is not the offline model, and reports usage."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "hosted-stand-in"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any):
+        reply = AIMessage(
+            "done",
+            usage_metadata={"input_tokens": 11, "output_tokens": 2, "total_tokens": 13},
+            response_metadata={"model_name": "gpt-4o-mini-2024-07-18"},
+        )
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def test_a_real_model_gets_no_plan_it_did_not_make() -> None:
+    out = build_graph(_Hosted()).invoke(user_input("what is 17 * 23?"))
+    plan, llm, _summary = out["automation_trace"]
+    assert plan["input"] == {"request": "what is 17 * 23?"}
+    assert plan["output"]["planned_by"] is None and "steps" not in plan["output"]
+    assert "calculator" in plan["output"]["tools_available"]
+    assert llm["model"] == "gpt-4o-mini-2024-07-18" and llm["usage"]["total_tokens"] == 13

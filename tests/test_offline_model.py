@@ -229,3 +229,26 @@ def test_the_usual_ways_of_asking_about_earlier_turns(question: str) -> None:
 def test_other_questions_are_not_about_earlier_turns(question: str) -> None:
     assert not parse_request(question).asks_history, question
     assert parse_request("what is 2024-01-01").calls == []  # a date is not arithmetic
+
+
+def test_usage_is_counted_from_the_text(model) -> None:
+    from agent.offline import count_tokens
+
+    assert count_tokens("what is 17 * 23?") == 6  # what, is, 17, *, 23, ?
+    reply = model.invoke([SystemMessage("be brief"), HumanMessage("what is 17 * 23?")])
+    # input: 2 + 6 tokens; output: the call's name and its arguments as JSON
+    assert reply.usage_metadata == {"input_tokens": 8, "output_tokens": 12, "total_tokens": 20}
+    assert reply.response_metadata["model_name"] == "offline"
+
+
+def test_streamed_usage_arrives_in_the_last_chunk(model) -> None:
+    for text in ("hello", "what is 17 * 23?"):
+        chunks = list(model.stream([HumanMessage(text)]))
+        with_usage = [i for i, c in enumerate(chunks) if c.usage_metadata]
+        assert with_usage == [len(chunks) - 1]
+        merged = chunks[0]
+        for c in chunks[1:]:
+            merged += c
+        invoked = model.invoke([HumanMessage(text)])
+        assert merged.usage_metadata == invoked.usage_metadata
+        assert merged.response_metadata["model_name"] == "offline" and merged.text == invoked.text
