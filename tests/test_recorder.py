@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import re
 import time
 import uuid
 from typing import Annotated, Any, TypedDict
@@ -276,3 +277,118 @@ def _turn_graph(checkpointer):
     builder.add_edge(START, "step")
     builder.add_edge("step", END)
     return builder.compile(checkpointer=checkpointer)
+
+
+# -- the caller gets exactly what it asked for -----------------------------------------
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(\+00:00|Z)?")
+
+
+def _normalized(chunks: list[Any]) -> str:
+    """The chunks' text with ids (each replaced in order of first appearance) and times
+    masked: two runs of one graph on two checkpointers then read the same."""
+    names: dict[str, str] = {}
+    text = _UUID.sub(lambda m: names.setdefault(m.group(), f"<id{len(names)}>"), repr(chunks))
+    return _TIME.sub("<time>", text)
+
+
+class TalkState(TypedDict, total=False):
+    x: int
+    automation_trace: Annotated[list, operator.add]
+
+
+def _talking_graph():
+    from langchain_core.messages import HumanMessage
+    from langgraph.config import get_stream_writer
+
+    from agent import OfflineChatModel
+
+    def talk(state: TalkState) -> dict[str, Any]:
+        get_stream_writer()({"said": "hello"})
+        reply = OfflineChatModel().invoke([HumanMessage("hello")])
+        return {"x": len(reply.text), "automation_trace": [{"node": "talk", "said": reply.text[:10]}]}
+
+    class SubState(TypedDict):
+        x: int
+
+    sub = StateGraph(SubState)
+    sub.add_node("inner", lambda s: (get_stream_writer()({"inner": True}), {"x": s["x"] + 1})[1])
+    sub.add_edge(START, "inner")
+    g = StateGraph(TalkState)
+    g.add_node("talk", talk)
+    g.add_node("child", sub.compile())
+    g.add_edge(START, "talk")
+    g.add_edge("talk", "child")
+    return g.compile(checkpointer=InMemorySaver())
+
+
+_MODES = ["values", "updates", "messages", "custom", "debug", "tasks", "checkpoints"]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("subgraphs", [False, True])
+@pytest.mark.parametrize(
+    "stream_mode",
+    [None, *_MODES, ["updates", "messages"], ["values", "custom", "tasks"], ["debug", "checkpoints"], _MODES],
+)
+def test_every_combination_of_modes_yields_what_graph_stream_yields(db, stream_mode, subgraphs, version):
+    kwargs: dict[str, Any] = {"subgraphs": subgraphs, "version": version}
+    if stream_mode is not None:
+        kwargs["stream_mode"] = stream_mode
+    thread = {"configurable": {"thread_id": f"modes-{uuid.uuid4().hex[:8]}"}}
+    expected = list(_talking_graph().stream({"x": 0}, thread, **kwargs))
+    rec = TraceRecorder(db, "rec-user")
+    got = list(rec.stream(_talking_graph(), {"x": 0}, thread, **kwargs))
+    assert _normalized(got) == _normalized(expected)
+    assert [r["node"] for r in db.get_entries(rec.trace_id)] == ["talk", "inner", "child"]
+
+
+# -- tokens and cost -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream_mode", ["updates", ["messages", "updates"]])
+def test_create_agent_run_has_exact_token_totals(db, stream_mode):
+    from langchain.agents import create_agent
+
+    from agent import TOOLS, OfflineChatModel
+    from tracedb.usage import price_of
+
+    graph = create_agent(OfflineChatModel(model_name="gpt-4o-mini"), TOOLS)
+    rec = TraceRecorder(db, "rec-user")
+    config = _config()
+    for _ in rec.stream(graph, {"messages": [("user", "what is 17 * 23?")]}, config, stream_mode=stream_mode):
+        pass
+    state = graph.invoke({"messages": [("user", "what is 17 * 23?")]})
+    replies = [m for m in state["messages"] if m.type == "ai"]
+    want_in = sum(m.usage_metadata["input_tokens"] for m in replies)
+    want_out = sum(m.usage_metadata["output_tokens"] for m in replies)
+    assert len(replies) == 2 and want_in > 0 and want_out > 0
+    summary = db.get_summary(rec.trace_id)
+    assert (summary.input_tokens, summary.output_tokens, summary.total_tokens) == (
+        want_in,
+        want_out,
+        want_in + want_out,
+    )
+    price = price_of("gpt-4o-mini")
+    assert price is not None
+    assert summary.cost_usd == pytest.approx((want_in * price.input + want_out * price.output) / 1e6)
+    rows = [r for r in db.get_entries(rec.trace_id) if r["kind"] == "llm"]
+    assert [r["model"] for r in rows] == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert [r["input_tokens"] for r in rows] == [m.usage_metadata["input_tokens"] for m in replies]
+    assert rows[0]["data"]["usage"]["total_tokens"] == replies[0].usage_metadata["total_tokens"]
+
+
+def test_the_agent_graph_records_its_tokens(db, notes_file):
+    from agent import build_graph, user_input
+
+    graph = build_graph()
+    rec = TraceRecorder(db, "rec-user")
+    out_tokens = 0
+    for mode, data in rec.stream(
+        graph, user_input("what is 17 * 23?"), _config(), stream_mode=["messages", "updates"]
+    ):
+        if mode == "updates" and "model" in data:
+            out_tokens += data["model"]["messages"][-1].usage_metadata["output_tokens"]
+    summary = db.get_summary(rec.trace_id)
+    assert summary.output_tokens == out_tokens > 0 and summary.cost_usd == 0.0  # the offline model is free
