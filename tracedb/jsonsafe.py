@@ -212,10 +212,10 @@ def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            return None
-        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
-        try:
+        try:  # an int too large for a float overflows in any of these
+            if not math.isfinite(value):
+                return None
+            seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
@@ -242,7 +242,10 @@ def _number(value: Any) -> float | None:
                 return None
         else:
             return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
     return value if math.isfinite(value) else None
 
 
@@ -252,7 +255,11 @@ def is_error_entry(entry: Mapping[str, Any]) -> bool:
     if isinstance(status, str) and status.lower() in ("error", "failed", "failure"):
         return True
     err = entry.get("error")
-    return err not in (None, "", False, {}, [])
+    try:
+        return err not in (None, "", False, {}, [])
+    # a value that cannot be compared (an array, say) is there, so it reports something
+    except Exception:  # noqa: BLE001
+        return True
 
 
 TRACE_KEY = "automation_trace"
