@@ -32,9 +32,6 @@ class Sink:
         self.touches = 0
         self.lock = threading.Lock()
 
-    def convert(self, entry: Any) -> dict[str, Any]:
-        return dict(entry)
-
     def append(self, batch: Batch) -> None:
         with self.lock:
             if self.down:

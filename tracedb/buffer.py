@@ -27,6 +27,10 @@ FINAL_STATUSES = ("completed", "failed", "interrupted")
 # While the database answers, the buffer may hold this many times its limit: the writer is
 # draining it, and what the run produces right after an outage must not be dropped.
 REACHABLE_FACTOR = 4
+# A node's running mark waits this long for other work to go with: a node that ends sooner
+# is never marked (its start and end cancel in one batch), and a fast graph does not pay a
+# round trip per node start.
+START_DELAY_S = 0.05
 
 
 @dataclass
@@ -34,7 +38,7 @@ class Item:
     """One entry to store, or a mark (``entry`` None) between entries.
 
     Attributes:
-        entry: the entry as produced (converted to JSON types before it is sent).
+        entry: the entry as produced (the store converts it when it is sent).
         checkpoint_id: the checkpoint its step started from.
         ends: task ids of nodes that stopped running once this item is stored.
         status: the trace's status from this point on.
@@ -43,7 +47,6 @@ class Item:
         index: the entry's position among everything this recorder produced.
         role: ``entry``; ``gap`` for the entry standing for dropped ones; ``replacement``
             for an error entry stored instead of a refused one.
-        converted: ``entry`` holds plain JSON types already.
     """
 
     entry: dict[str, Any] | None
@@ -54,7 +57,6 @@ class Item:
     ts: float = field(default_factory=time.time)
     index: int | None = None
     role: Literal["entry", "gap", "replacement"] = "entry"
-    converted: bool = False
 
 
 @dataclass
@@ -142,6 +144,7 @@ class Buffer:
         self.items: deque[Item] = deque()
         self.entries = 0
         self.starts: dict[str, dict[str, Any]] = {}
+        self.starts_at: float | None = None  # when the oldest unsent start came (monotonic)
         self.gap: Gap | None = None
         self._counter = itertools.count()
 
@@ -176,6 +179,8 @@ class Buffer:
             self.items.append(Item(None, ends=() if entries else tail, status=status, ts=now))
         if starts:
             self.starts.update(starts)
+            if self.starts_at is None:
+                self.starts_at = time.monotonic()
         dropped = 0
         limit = self.limit * REACHABLE_FACTOR if reachable else self.limit
         while self.entries > limit:
@@ -199,6 +204,7 @@ class Buffer:
             self._drop_oldest(reason)
         self.items.clear()
         self.starts.clear()
+        self.starts_at = None
         return n
 
     def lose(self, batch: Batch, reason: str) -> int:
@@ -220,9 +226,19 @@ class Buffer:
         self.gap = gap if gap.count or gap.ends else None
         return len(produced)
 
+    def starts_due_in(self) -> float | None:
+        """Seconds until waiting running marks are sent even alone; None without any."""
+        if self.starts_at is None:
+            return None
+        return self.starts_at + START_DELAY_S - time.monotonic()
+
     def has_work(self) -> bool:
-        """Something to send (a gap alone waits for the next batch: it may never be storable)."""
-        return bool(self.items or self.starts)
+        """Something to send now: entries or marks, or running marks that waited long enough
+        (a gap alone waits for the next batch: it may never be storable)."""
+        if self.items:
+            return True
+        due = self.starts_due_in()
+        return due is not None and due <= 0
 
     def take(self) -> Batch | None:
         """The next batch: up to MAX_BATCH entries, never across the start of a turn."""
@@ -253,4 +269,5 @@ class Buffer:
         # A node that started and ended within this batch need not be marked at all.
         batch.running_start = {k: v for k, v in self.starts.items() if k not in ended}
         self.starts = {}
+        self.starts_at = None
         return batch

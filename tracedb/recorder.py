@@ -20,8 +20,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from .buffer import Batch
-from .errors import EntryTooLarge
-from .jsonsafe import DEFAULT_MAX_DEPTH, to_jsonable
 from .limits import HEARTBEAT_S
 from .link import StoreLink
 from .steps import RunWatcher
@@ -47,12 +45,6 @@ class _TraceSink:
         self.link = StoreLink(rec.db)
         self.graph: Any = None
         self._described: tuple[str, int] | None = None
-
-    def convert(self, entry: Any) -> dict[str, Any]:
-        try:
-            return to_jsonable(entry, max_depth=getattr(self.rec.db, "max_depth", DEFAULT_MAX_DEPTH))
-        except (EntryTooLarge, RecursionError):
-            return entry  # the store names what is wrong; the writer stores that instead
 
     def append(self, batch: Batch) -> None:
         kwargs: dict[str, Any] = {

@@ -60,8 +60,6 @@ class Sink(Protocol):
     thread_id: str | None
     trace_id: str | None
 
-    def convert(self, entry: Any) -> dict[str, Any]: ...
-
     def append(self, batch: Batch) -> None: ...
 
     def touch(self) -> None: ...
@@ -250,13 +248,12 @@ class Writer(threading.Thread):
             batch: Batch | None = None
             with self.cond:
                 while not self.buffer.has_work() and not self.closed:
+                    waits = [self.buffer.starts_due_in()]
                     if self.live and self.rec.trace_id is not None:
-                        left = self.last_beat + self.heartbeat_s - time.monotonic()
-                        if left <= 0:
+                        waits.append(self.last_beat + self.heartbeat_s - time.monotonic())
+                        if waits[-1] <= 0:
                             break
-                        self.cond.wait(timeout=left)
-                    else:
-                        self.cond.wait()
+                    self.cond.wait(timeout=min((w for w in waits if w is not None), default=None))
                 if self.buffer.has_work():
                     batch = self.buffer.take()
                     self.busy = True
@@ -301,17 +298,9 @@ class Writer(threading.Thread):
                 if not isinstance(exc, DatabaseUnavailable):
                     self._note(f"heartbeat failed: {_text(exc)}", logging.WARNING)
 
-    def _convert(self, batch: Batch) -> None:
-        """Entries to plain JSON types, once, on this thread (never on the graph's)."""
-        for item in batch.items:
-            if not item.converted and item.entry is not None:
-                item.entry = self.rec.convert(item.entry)
-                item.converted = True
-
     def _deliver(self, batch: Batch) -> None:
         """Store a batch, or as much of it as the database accepts; never raises for the
         batch's content."""
-        self._convert(batch)
         try:
             self._send(batch)
         except _Refused as refused:
