@@ -220,3 +220,28 @@ def test_recording_the_graph_can_be_turned_off(db, record_graph):
     rec = TraceRecorder(db, "steps", record_graph=record_graph, metadata={"purpose": "test"})
     list(rec.stream(_fan_graph(), {"x": 0}, _config()))
     assert db.get_summary(rec.trace_id).metadata == {"purpose": "test"}
+
+
+def test_tasks_of_one_node_sent_in_parallel_each_show_and_end(db, db_url):
+    from langgraph.types import Send
+
+    def work(arg: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.5)
+        return {"automation_trace": [{"node": "work", "n": arg["n"]}]}
+
+    g = StateGraph(State)
+    g.add_node("work", work)
+    g.add_conditional_edges(START, lambda s: [Send("work", {"n": n}) for n in range(3)], ["work"])
+    graph = g.compile()
+    rec = TraceRecorder(db, "steps")
+    worker = threading.Thread(target=lambda: list(rec.stream(graph, {"x": 0}, _config())))
+    counts = []
+    with AutomationTraceDB(db_url) as other:
+        worker.start()
+        while worker.is_alive():
+            counts.append(sum(r["node"] == "work" for r in _running(other, rec.trace_id)))
+            time.sleep(0.05)
+        worker.join()
+        assert _running(other, rec.trace_id) == []
+        assert sorted(r["data"]["n"] for r in other.get_entries(rec.trace_id)) == [0, 1, 2]
+    assert max(counts) == 3
