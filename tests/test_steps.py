@@ -159,7 +159,8 @@ def test_resumed_parallel_branch_is_stored_once(db):
     # on resume LangGraph repeats b's saved update: it was stored by the first run
     list(rec.stream(graph, Command(resume="yes"), config, stream_mode="updates"))
     data = [r["data"] for r in db.get_entries(rec.trace_id)]
-    assert [d["node"] for d in data] == ["a", "b", "__interrupt__", "ask"]
+    nodes = [d["node"] for d in data]  # b and the interrupt ran in parallel: either order
+    assert nodes[0] == "a" and sorted(nodes[1:3]) == ["__interrupt__", "b"] and nodes[3] == "ask"
     assert data[-1] == {"node": "ask", "answer": "yes"}
     assert db.get_summary(rec.trace_id).status == "completed"
 
