@@ -96,6 +96,9 @@ def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     if not data["turn"] and data["seq"]:
         data["turn"] = [None] * len(data["seq"])
     frame = pd.DataFrame(data, columns=list(ENTRY_COLUMNS))
+    # Nodes running right now come as rows without a seq (the recorder marks them while they
+    # run); this frame holds the stored steps.
+    frame = frame[frame["seq"].notna()].reset_index(drop=True)
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
     frame["seq"] = frame["seq"].astype("int64")
