@@ -11,6 +11,11 @@ through the store's pool:
 - The writer never takes a connection the dashboard or the caller's own queries need.
 - Its statements are easy to find on the server (``application_name`` is
   ``tracedb-recorder``).
+
+The connection is set up as the store's own are (prepared statements as the store's
+``prepare`` setting says, JSON read the same way), writes go to the primary, and a store
+with a read replica learns that the primary was written to (its next read waits for the
+replica to have it, see :mod:`tracedb.routing`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .core import Op, translate
-from .store import execute
+from .errors import DatabaseUnavailable
+from .server import connection_kwargs
+from .store import configure, execute
 
 log = logging.getLogger("tracedb.recorder")
 
@@ -71,14 +78,17 @@ class StoreLink:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             assert self.url is not None
-            self._conn = psycopg.connect(
+            conn = psycopg.connect(
                 self.url,
                 autocommit=True,
                 row_factory=dict_row,
                 connect_timeout=self.connect_timeout,
                 application_name=APPLICATION_NAME,
                 **KEEPALIVES,
+                **connection_kwargs(getattr(self.db, "prepare", True)),
             )
+            configure(conn)
+            self._conn = conn
         return self._conn
 
     def _drive(self, op: Op[Any]) -> Any:
@@ -86,27 +96,37 @@ class StoreLink:
         named error, as the store classes do."""
         result: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                st = op.send(result) if error is None else op.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            result = error = None
-            try:
-                result = execute(self._connection(), st)
-            except psycopg.Error as exc:
-                self._discard_if_broken()
-                error = translate(exc)
-                error.__cause__ = exc
+        try:
+            while True:
+                try:
+                    st = op.send(result) if error is None else op.throw(error)
+                except StopIteration as stop:
+                    return stop.value
+                result = error = None
+                try:
+                    result = execute(self._connection(), st)
+                except psycopg.Error as exc:
+                    error = translate(exc)
+                    if self._discard_if_broken() and not isinstance(error, DatabaseUnavailable):
+                        # died under the statement (behind a pooler: a protocol error)
+                        error = DatabaseUnavailable(f"the connection to the database was lost: {exc}")
+                    error.__cause__ = exc
+        finally:
+            routing = getattr(self.db, "routing", None)
+            if routing is not None and getattr(self.db, "read_pool", None) is not None:
+                routing.primary_used()  # it may have committed, also if it failed
 
-    def _discard_if_broken(self) -> None:
+    def _discard_if_broken(self) -> bool:
+        """Drop a connection that died; True when it did."""
         conn = self._conn
-        if conn is not None and (conn.closed or conn.broken):
-            self._conn = None
-            try:
-                conn.close()
-            except psycopg.Error:  # already gone
-                pass
+        if conn is None or not (conn.closed or conn.broken):
+            return False
+        self._conn = None
+        try:
+            conn.close()
+        except psycopg.Error:  # already gone
+            pass
+        return True
 
     def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
