@@ -65,11 +65,11 @@ CREATE INDEX automation_traces_unindexed_idx ON automation_traces (updated_at) W
 CREATE FUNCTION tracedb_entry_lexemes(p_doc jsonb, p_pos integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     -- the text of a stripped tsvector is 'lexeme' 'lexeme' ...: a lexeme never holds a space,
-    -- so a quote followed by a space (or the end) closes one; the position goes there
-    SELECT regexp_replace(
-               (strip(jsonb_to_tsvector('simple'::regconfig, p_doc, '["string"]'::jsonb))
-                || array_to_tsvector(tracedb_json_keys(p_doc)))::text,
-               '''( |$)', ''':' || p_pos || '\1', 'g')
+    -- so a quote followed by a space closes one, and so does the last quote; the position
+    -- goes there (replace() is several times faster than a regular expression here)
+    SELECT CASE WHEN v = '' THEN '' ELSE replace(v, ''' ', ''':' || p_pos || ' ') || ':' || p_pos END
+      FROM (SELECT (strip(jsonb_to_tsvector('simple'::regconfig, p_doc, '["string"]'::jsonb))
+                    || array_to_tsvector(tracedb_json_keys(p_doc)))::text AS v) x
 $$;
 
 -- The search vector of entries given as (seq, data) pairs, each entry's lexemes at its
