@@ -12,8 +12,8 @@ from dashboard import common, downloads, filters, frames, human, navigation, wid
 from dashboard.filters import FilterError, FilterForm
 from tracedb import AutomationTraceDB, InvalidTraceData, TraceFilter, TracePage, TraceSummary, export
 from tracedb.demo import load_demo
+from tracedb.filters import is_empty_filter
 from tracedb.models import STATUSES
-from tracedb.queries import is_empty_filter
 
 DEMO_TRACES = 300
 DELETE_KEY = "traces_delete"

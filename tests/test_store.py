@@ -17,6 +17,7 @@ from tracedb import (
     InvalidTraceData,
     TraceFilter,
     TraceNotFound,
+    filters,
 )
 from tracedb import queries as q
 
@@ -476,11 +477,10 @@ def test_bounded_count_is_exact_when_quick_and_an_estimate_otherwise(db, db_url,
     user, made = corpus
     assert db.count_traces_bounded(TraceFilter(user_id=user)) == (12, True)
     # An estimate comes from the plan of the same filter: a non-negative whole number.
-    from tracedb import queries as q
 
-    query, params = q.count_estimate_query(TraceFilter(user_id=user, text="zebra"))
+    query, params = filters.count_estimate_query(TraceFilter(user_id=user, text="zebra"))
     with psycopg.connect(db_url) as conn:
-        estimate = q.estimate_from_plan(conn.execute(query, params, prepare=False).fetchone())
+        estimate = filters.estimate_from_plan(conn.execute(query, params, prepare=False).fetchone())
     assert isinstance(estimate, int) and estimate >= 0
 
 
@@ -576,10 +576,9 @@ def test_set_trace_times_keeps_what_it_sets(db, entries, ids) -> None:
 
 
 def test_is_empty_filter() -> None:
-    from tracedb import queries as q
 
-    assert q.is_empty_filter(None) and q.is_empty_filter(TraceFilter())
-    assert not q.is_empty_filter(TraceFilter(user_id="ana"))
+    assert filters.is_empty_filter(None) and filters.is_empty_filter(TraceFilter())
+    assert not filters.is_empty_filter(TraceFilter(user_id="ana"))
 
 
 def test_server_status_lists_tables_indexes_and_functions(db) -> None:
@@ -652,8 +651,8 @@ def test_batched_deletes_run_on_one_connection(db_url, ids, open_store) -> None:
 def test_operations_are_generators_of_statements() -> None:
     """The core decides what runs without any I/O: drive count_traces_bounded by hand and
     make its exact count time out; it falls back to the planner's estimate."""
-    from tracedb.core import StoreOperations
     from tracedb.errors import QueryTimeout
+    from tracedb.operations import StoreOperations
 
     op = StoreOperations.count_traces_bounded.fn(StoreOperations(), TraceFilter(user_id="ana"), budget_ms=40)
     first = next(op)

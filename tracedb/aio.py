@@ -19,11 +19,12 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import queries as q
-from .core import Op, Statement, StoreOperations, translate
+from .core import Op, Statement, translate
 from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
 from .migrations import migrate
+from .operations import StoreOperations
 from .routing import REPLICA_WAIT_S, ReadRouting, read_plan
 from .server import connection_kwargs, resolve_read_url, resolve_url, use_prepared_statements
 from .store import RECONNECT_TIMEOUT

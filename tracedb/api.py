@@ -59,10 +59,10 @@ from .errors import (
     TraceDBError,
     TraceNotFound,
 )
+from .filters import is_empty_filter
 from .keys import ApiKey
 from .limits import MAX_LIMIT, MAX_TEXT_BYTES
 from .models import TraceFilter
-from .queries import is_empty_filter
 from .retention import RetentionPolicy, prune_periodically
 
 log = logging.getLogger("tracedb.api")

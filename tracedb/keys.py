@@ -6,7 +6,7 @@ shown once, when the key is made; the database keeps only its SHA-256 hash (the 
 256 random bits, so a slow password hash would add nothing but latency to every request).
 
 The operations are store operations (:mod:`tracedb.core`): :class:`KeyOperations` is a base
-of every store, so both ``AutomationTraceDB`` and ``AsyncAutomationTraceDB`` have them::
+of every store (:mod:`tracedb.operations`), so both ``AutomationTraceDB`` and ``AsyncAutomationTraceDB`` have them::
 
     key, secret = db.create_api_key("ana", label="laptop")  # show `secret` once
     db.authenticate(secret)  # ApiKey(user_id="ana", ...), or None
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import checks
 from . import queries as q
-from .core import Op, Statement, operation
+from .core import Op, Statement, StoreBase, operation
 from .errors import AccessDenied, InvalidTraceData
 
 PREFIX = "tdb_"
@@ -94,7 +95,7 @@ def _key_from_row(row: dict[str, Any]) -> ApiKey:
     return ApiKey(**row)
 
 
-class KeyOperations:
+class KeyOperations(StoreBase):
     """The API key operations of a store (a base class of ``StoreOperations``)."""
 
     _scope: str | None
@@ -105,7 +106,7 @@ class KeyOperations:
             if user_id is not None and user_id != self._scope:
                 raise AccessDenied(f"user_id {user_id!r} is not the signed-in user {self._scope!r}")
             return self._scope
-        return q.require_text("user_id", user_id) or ""
+        return checks.require_text("user_id", user_id) or ""
 
     @operation
     def create_api_key(
@@ -122,7 +123,7 @@ class KeyOperations:
             raise InvalidTraceData(f"admin must be True or False, got {admin!r}")
         if admin and self._scope is not None:
             raise AccessDenied("only an unrestricted store makes admin keys")
-        q.require_text("label", label, optional=True)
+        checks.require_text("label", label, optional=True)
         secret = PREFIX + secrets.token_urlsafe(32)
         params = {
             "id": str(uuid.uuid4()),
@@ -144,7 +145,7 @@ class KeyOperations:
         if self._scope is not None:
             user_id = self._key_owner(user_id)
         else:
-            q.require_text("user_id", user_id, optional=True)
+            checks.require_text("user_id", user_id, optional=True)
         rows = yield Statement(q.LIST_KEYS, {"user_id": user_id})
         return [_key_from_row(r) for r in rows]
 
@@ -152,7 +153,7 @@ class KeyOperations:
     def revoke_api_key(self, key_id: str) -> Op[bool]:
         """Revoke a key: requests made with it are refused from now on. False when no such
         active key exists (or, for a store seen by one user, it is another user's)."""
-        kid = q.parse_uuid(key_id)
+        kid = checks.parse_uuid(key_id)
         if kid is None:
             return False
         n = yield Statement(q.REVOKE_KEY, {"id": kid, "scope": self._scope}, fetch="rowcount")

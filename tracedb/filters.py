@@ -1,0 +1,474 @@
+"""A TraceFilter as SQL, and the statements that depend on one: listings, counts, deletes,
+retention, estimates.
+
+Statements are composed with :mod:`psycopg.sql`; each value goes in through
+:class:`Params`, which names its placeholder. No value is ever formatted into SQL text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from .checks import parse_uuid, require_status, require_text
+from .errors import InvalidTraceData
+from .jsonsafe import to_jsonable
+from .limits import ABANDON_AFTER
+from .models import STATUSES, TraceFilter
+from .queries import STALE, SUMMARY, SUMMARY_NAMES
+from .rows import decode_cursor
+
+
+class Params(dict[str, Any]):
+    """The named parameters of one statement being composed."""
+
+    def add(self, name: str, value: Any) -> sql.Placeholder:
+        """Keep ``value`` under a fresh name made from ``name``; return its placeholder."""
+        key = f"{name}_{len(self)}"
+        self[key] = value
+        return sql.Placeholder(key)
+
+
+# Text search and containment go through automation_trace_search: per block of entries of
+# a trace, the words of its strings and "=<hash>" lexemes of its (key, scalar value) pairs,
+# each at the position of its entry in the block. A match there only makes a trace a
+# candidate; each candidate is confirmed against its entries, so the meaning stays "an
+# entry matches". The confirmation is a scalar subquery so that it stays a per-row check of
+# the candidates, never a join over every entry. Blocks that could not be indexed whole
+# (complete = false) are candidates of every query.
+# The candidate query asks for its terms in one entry ("a <0> b": the same position); a
+# phrase is asked for as its words in one entry, which the confirmation narrows to the phrase.
+#
+# Traces whose newest entries are not indexed yet (index_pending: search rows are filled
+# behind the writes) are candidates too, but in a branch of their own (see FilterSQL): an
+# OR or a UNION inside this IN would stop the planner from probing the search rows of one
+# trace at a time, the plan that makes common words fast.
+_CANDIDATES = (
+    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete)"
+)
+_PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
+# With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
+# parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
+_LITERAL_WORDS = "{query}::tsquery"
+# "(...) IS TRUE" keeps any index on the entries out of a confirmation: it must read the
+# few entries of one trace through the primary key, never every matching entry of the table.
+# An entry too big to be indexed is matched by tracedb_entry_matches, which cannot fail.
+_TEXT_CONFIRMS = (
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND (CASE"
+    " WHEN pg_column_size(e.data) <= tracedb_search_entry_bytes()"
+    " THEN jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
+    " @@ websearch_to_tsquery('simple'::regconfig, {query})"
+    " ELSE tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query})) END)"
+    " IS TRUE LIMIT 1)"
+)
+_CONTAINS_CONFIRMS = (
+    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
+    " AND (e.data @> {value}) IS TRUE LIMIT 1)"
+)
+_ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
+_TERM = re.compile(r'-?"[^"]*"?|\S+')
+
+
+def words_tsquery(candidates: str) -> str | None:
+    """``candidates`` as tsquery text when it is only ASCII words and quoted phrases of them
+    (all to be found in one entry: ``'a' <0> 'b'``); None otherwise."""
+    words = candidates.replace('"', " ").split()
+    if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
+        return None
+    return " <0> ".join(f"'{w.lower()}'" for w in words)
+
+
+def _scalar_text(value: Any) -> str | None:
+    """A JSON scalar as ``tracedb_json_keys`` spells it; None for objects and arrays."""
+    if value is None:
+        return "z"
+    if isinstance(value, bool):
+        return "btrue" if value else "bfalse"
+    if isinstance(value, str):
+        return "s" + value
+    if isinstance(value, (int, float)):
+        # PostgreSQL reads the JSON text json.dumps writes (repr for floats) as numeric, and
+        # trim_scale drops trailing zeros: 1.0 and 1 are both "n1".
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return "n0" if number == 0 else "n" + format(number.normalize(), "f")
+    return None
+
+
+def contains_keys(value: Any, key: str | None = None) -> set[str]:
+    """The "=<hash>" lexemes that every entry containing ``value`` has in its block: one per
+    (nearest object key, scalar value), as ``tracedb_json_keys`` makes them."""
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            keys |= contains_keys(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            keys |= contains_keys(v, key)
+    elif key is not None:
+        text = _scalar_text(value)
+        if text is not None:
+            keys.add("=" + hashlib.md5(f"{key}={text}".encode()).hexdigest()[:16])
+    return keys
+
+
+def contains_tsquery(value: Any) -> str | None:
+    """Candidate tsquery text for a containment query; None when it has no key to look for."""
+    keys = sorted(contains_keys(value)) if isinstance(value, dict) else []
+    if not keys:
+        return None
+    return " <0> ".join(f"'{k}'" for k in keys)
+
+
+def candidate_terms(text: str) -> str | None:
+    """The websearch query that every matching trace's words must satisfy.
+
+    Negated terms are dropped (a block can hold a word that the matching entry lacks).
+    None when no such query exists: only negations, or a negation next to OR.
+    """
+    terms = _TERM.findall(text)
+    negated = [t for t in terms if t.startswith("-") and len(t) > 1]
+    if negated and any(t.lower() == "or" for t in terms):
+        return None
+    kept = [t for t in terms if t not in negated]
+    return " ".join(kept) if kept else None
+
+
+def _like_prefix(text: str) -> str:
+    return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+Confirm = Callable[[sql.Composable], sql.Composable]
+_TRACE_ID = sql.SQL("t.id")
+
+
+@dataclass
+class FilterSQL:
+    """A TraceFilter as SQL: conditions indexes can answer, search candidates (through the
+    search rows), and confirmations to check per candidate trace (each a function of the SQL
+    expression of that trace's id), sharing one set of named parameters.
+
+    With search candidates a query runs in two branches that never overlap: the indexed
+    traces that the search rows name, and the traces with entries not indexed yet
+    (``index_pending``, few: the ones being written), which are confirmed directly. Each
+    branch gets its own plan.
+    """
+
+    params: Params = field(default_factory=Params)
+    conditions: list[sql.Composable] = field(default_factory=list)
+    search: list[sql.Composable] = field(default_factory=list)
+    confirms: list[Confirm] = field(default_factory=list)
+    scope: sql.Composable | None = None
+    # True once a condition that cannot match every trace is added (see narrows)
+    narrowing: bool = False
+
+    @property
+    def branches(self) -> list[str]:
+        """The branches a query over this filter runs: "all", or "indexed" and "pending"."""
+        return ["indexed", "pending"] if self.search else ["all"]
+
+    def where(self, branch: str = "all", *, with_confirms: bool = True) -> sql.Composable:
+        """The WHERE condition of a branch (without the keyword); TRUE when there is none."""
+        parts = list(self.conditions) + ([self.scope] if self.scope is not None else [])
+        if branch in ("all", "indexed"):
+            parts += self.search
+        if branch == "indexed":
+            parts.append(sql.SQL("NOT t.index_pending"))
+        elif branch == "pending":
+            parts.append(sql.SQL("t.index_pending"))
+        if with_confirms:
+            parts += [confirm(_TRACE_ID) for confirm in self.confirms]
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+
+    @property
+    def empty(self) -> bool:
+        return not self.conditions and not self.search and not self.confirms
+
+    @property
+    def narrows(self) -> bool:
+        """False when the filter can match every trace: no condition at all, or only ones
+        such as an empty ``contains`` or a text of negations. Deleting with such a filter
+        needs the explicit "all"."""
+        return self.narrowing
+
+
+def compile_filter(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> FilterSQL:
+    """The SQL of ``flt``, for a store that sees only ``scope``'s traces (None: everyone's),
+    where a running trace not heard from for ``abandon_after`` seconds is abandoned.
+
+    Raises:
+        InvalidTraceData: a field has a value of the wrong type.
+    """
+    if flt is not None and not isinstance(flt, TraceFilter):
+        raise InvalidTraceData(f"filter must be a TraceFilter, got {type(flt).__name__}")
+    flt = flt or TraceFilter()
+    out = FilterSQL()
+    p, cond = out.params, out.conditions
+    p["abandon_after"] = float(abandon_after)
+    if scope is not None:
+        # Not a condition of the caller's choosing: is_empty_filter looks at conditions only.
+        out.scope = sql.SQL("t.user_id = {}").format(p.add("scope", scope))
+    user_id = _optional_text("user_id", flt.user_id)
+    thread_id = _optional_text("thread_id", flt.thread_id)
+    provider_id = _optional_text("provider_id", flt.provider_id)
+    name = _optional_text("name", flt.name)
+    node = _optional_text("node", flt.node)
+    text = _optional_text("text", flt.text)
+    if user_id:
+        cond.append(sql.SQL("t.user_id = {}").format(p.add("user_id", user_id)))
+    if thread_id:
+        cond.append(sql.SQL("t.thread_id = {}").format(p.add("thread_id", thread_id)))
+    if provider_id:
+        cond.append(sql.SQL("t.provider_id = {}").format(p.add("provider_id", provider_id)))
+    if name:
+        cond.append(sql.SQL("lower(t.name) LIKE {}").format(p.add("name", _like_prefix(name))))
+    if flt.status:
+        cond.append(_status_condition(flt.status, p))
+    for label, value, op in (("since", flt.since, ">="), ("until", flt.until, "<")):
+        if value is not None:
+            if not isinstance(value, datetime):
+                raise InvalidTraceData(f"{label} must be a datetime, got {type(value).__name__}")
+            cond.append(sql.SQL("t.updated_at {} {}").format(sql.SQL(op), p.add(label, value)))
+    if node:
+        cond.append(sql.SQL("t.nodes @> ARRAY[{}]::text[]").format(p.add("node", node)))
+    out.narrowing = bool(cond)  # each condition so far excludes some traces
+    if text:
+        candidates = candidate_terms(text)
+        if candidates is not None:
+            literal = words_tsquery(candidates)
+            if literal is None:
+                words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
+            else:
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", literal))
+            out.search.append(sql.SQL(_CANDIDATES).format(words=words))
+            out.narrowing = True
+        # (a text of negations only can match every trace: it does not narrow)
+        query = p.add("text", text)
+        out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
+    if flt.contains is not None:
+        if not isinstance(flt.contains, (dict, list)):
+            raise InvalidTraceData("contains must be a JSON object or array")
+        contained = to_jsonable(flt.contains)
+        if isinstance(contained, list):
+            cond.append(sql.SQL("FALSE"))  # entries are JSON objects: none contains an array
+            out.narrowing = True
+        else:
+            literal = contains_tsquery(contained)
+            if literal is not None:
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", literal))
+                out.search.append(sql.SQL(_CANDIDATES).format(words=words))
+                out.narrowing = True
+            # else ({} or only empty values) every trace with an entry matches
+            value = p.add("contains", Jsonb(contained))
+            out.confirms.append(
+                lambda tid, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(tid=tid, value=value)
+            )
+    if flt.trace_ids is not None:
+        if isinstance(flt.trace_ids, (str, bytes)) or not isinstance(
+            flt.trace_ids, (list, tuple, set, frozenset)
+        ):
+            raise InvalidTraceData("trace_ids must be a list of trace ids")
+        ids = [i for i in (parse_uuid(v) for v in flt.trace_ids) if i]
+        cond.append(sql.SQL("t.id = ANY({}::uuid[])").format(p.add("trace_ids", ids)))
+        out.narrowing = True
+    return out
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    """A text filter field: None or blank means "any"; anything but a string is an error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return require_text(name, value)
+
+
+def _status_condition(status: Any, p: Params) -> sql.Composable:
+    """Traces whose status, as read, is one of ``status``: "running" is a running trace heard
+    from lately, "abandoned" one that has not been (see STALE)."""
+    statuses = [status] if isinstance(status, str) else status
+    if not isinstance(statuses, (list, tuple, set, frozenset)) or not statuses:
+        raise InvalidTraceData(f"status must be one of {', '.join(STATUSES)} or a list of them")
+    chosen = {require_status(s, readable=True) for s in statuses}
+    parts: list[sql.Composable] = []
+    stored = sorted(chosen - {"running", "abandoned"})
+    if stored:
+        parts.append(sql.SQL("t.status = ANY({})").format(p.add("status", stored)))
+    if {"running", "abandoned"} <= chosen:
+        parts.append(sql.SQL("t.status = 'running'"))
+    elif "running" in chosen:
+        parts.append(sql.SQL("(t.status = 'running' AND NOT {})").format(STALE))
+    elif "abandoned" in chosen:
+        parts.append(sql.SQL("(t.status = 'running' AND {})").format(STALE))
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts))
+
+
+def is_empty_filter(flt: TraceFilter | None) -> bool:
+    """True when ``flt`` can match every trace: it has no condition, or only ones that need
+    not exclude any trace (an empty ``contains``, a text of negations only)."""
+    return not compile_filter(flt).narrows
+
+
+_ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
+
+
+def _union(f: FilterSQL, branch_query: Callable[[str], sql.Composable]) -> sql.Composable:
+    """The branches of a query over ``f`` (see FilterSQL), joined by UNION ALL."""
+    parts = [sql.SQL("({})").format(branch_query(b)) for b in f.branches]
+    return sql.SQL(" UNION ALL ").join(parts)
+
+
+def list_query(
+    flt: TraceFilter | None,
+    limit: int,
+    cursor: str | None,
+    scope: str | None = None,
+    abandon_after: float = ABANDON_AFTER,
+    offset: int = 0,
+) -> tuple[sql.Composed, Params]:
+    """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``,
+    skipping ``offset`` of them.
+
+    Confirmations are applied to the ordered candidates, outside an ``OFFSET 0`` fence, so
+    that only as many candidates are confirmed as the page needs rather than every candidate
+    before the sort. The outer query has no ORDER BY of its own: with one, PostgreSQL would
+    plan the inner query for all its rows instead of the few the LIMIT needs; a filter over
+    a subquery scan keeps the subquery's order. With search candidates, the inner query
+    merges its two branches (indexed, pending) in order.
+    """
+    f = compile_filter(flt, scope, abandon_after)
+    if cursor:
+        when, tid = decode_cursor(cursor)
+        f.conditions.append(
+            sql.SQL("(t.updated_at, t.id) < ({}, {}::uuid)").format(
+                f.params.add("after_time", when), f.params.add("after_id", tid)
+            )
+        )
+    limit_ = f.params.add("limit", limit + 1)
+    offset_ = f.params.add("offset", offset)
+    if not f.confirms:
+        query = sql.SQL(
+            "SELECT {columns} FROM automation_traces t WHERE {where} {order} LIMIT {limit} OFFSET {offset}"
+        )
+        return query.format(
+            columns=SUMMARY, where=f.where(with_confirms=False), order=_ORDER, limit=limit_, offset=offset_
+        ), f.params
+    checks = sql.SQL(" AND ").join(confirm(sql.SQL("c.uid")) for confirm in f.confirms)
+
+    # each branch of a union must hold the skipped rows too
+    branch_limit = f.params.add("branch_limit", limit + 1 + offset)
+    zero = f.params.add("no_offset", 0)
+
+    def branch(b: str, rows: sql.Composable = branch_limit, skip: sql.Composable = zero) -> sql.Composable:
+        # each branch confirms its own ordered candidates up to the page size, so that each
+        # is planned for the few rows it needs (a LIMIT does not reach into UNION branches)
+        return sql.SQL(
+            "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
+            " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit} OFFSET {offset}"
+        ).format(
+            names=SUMMARY_NAMES,
+            columns=SUMMARY,
+            where=f.where(b, with_confirms=False),
+            order=_ORDER,
+            checks=checks,
+            limit=rows,
+            offset=skip,
+        )
+
+    if f.branches == ["all"]:
+        only = branch("all", limit_, offset_)
+        return sql.SQL("SELECT {names} FROM ({b}) p").format(names=SUMMARY_NAMES, b=only), f.params
+    query = sql.SQL(
+        "SELECT {names} FROM ({union}) p ORDER BY p.updated_at DESC, p.uid DESC LIMIT {limit} OFFSET {offset}"
+    )
+    return query.format(names=SUMMARY_NAMES, union=_union(f, branch), limit=limit_, offset=offset_), f.params
+
+
+def _delete_batch(f: FilterSQL, batch: int) -> sql.Composed:
+    # ARRAY(...) is computed once, then each id is found through the primary key; with
+    # IN (...) the planner may hash the batch and scan the whole table for every batch.
+    batch_ = f.params.add("batch", batch)
+
+    def branch(b: str) -> sql.Composable:
+        return sql.SQL("SELECT t.id FROM automation_traces t WHERE {where} LIMIT {batch}").format(
+            where=f.where(b), batch=batch_
+        )
+
+    return sql.SQL("DELETE FROM automation_traces WHERE id = ANY(ARRAY({ids}))").format(ids=_union(f, branch))
+
+
+def _count(f: FilterSQL) -> sql.Composed:
+    def branch(b: str) -> sql.Composable:
+        return sql.SQL("SELECT 1 FROM automation_traces t WHERE {}").format(f.where(b))
+
+    return sql.SQL("SELECT count(*) AS n FROM ({union}) x").format(union=_union(f, branch))
+
+
+def prune_query(
+    flt: TraceFilter | None,
+    older_than: timedelta,
+    keep_last: int,
+    batch: int,
+    dry_run: bool,
+    scope: str | None = None,
+    abandon_after: float = ABANDON_AFTER,
+) -> tuple[sql.Composed, Params]:
+    """Retention: delete (or with ``dry_run`` count) up to ``batch`` traces not updated for
+    ``older_than`` that match ``flt``, keeping each user's ``keep_last`` most recent."""
+    f = compile_filter(flt, scope, abandon_after)
+    f.conditions.append(sql.SQL("t.updated_at < now() - {}").format(f.params.add("older_than", older_than)))
+    if keep_last:
+        keep = f.params.add("keep", keep_last)
+        f.conditions.append(
+            sql.SQL(
+                "EXISTS (SELECT 1 FROM (SELECT u.updated_at, u.id FROM automation_traces u"
+                " WHERE u.user_id = t.user_id ORDER BY u.updated_at DESC, u.id DESC OFFSET {keep} - 1 LIMIT 1) k"
+                " WHERE (t.updated_at, t.id) < (k.updated_at, k.id))"
+            ).format(keep=keep)
+        )
+    return (_count(f) if dry_run else _delete_batch(f, batch)), f.params
+
+
+def count_query(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params]:
+    f = compile_filter(flt, scope, abandon_after)
+    return _count(f), f.params
+
+
+def delete_batch_query(
+    flt: TraceFilter | None, batch: int, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params]:
+    """Delete up to ``batch`` matching traces of each branch (entries go by cascade)."""
+    f = compile_filter(flt, scope, abandon_after)
+    return _delete_batch(f, batch), f.params
+
+
+def count_estimate_query(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params]:
+    """EXPLAIN of the matching rows: the planner's estimate of a count, in about a millisecond.
+
+    For a dashboard's "about N" when the exact count would take too long; read the figure
+    with :func:`estimate_from_plan`.
+    """
+    f = compile_filter(flt, scope, abandon_after)
+    # Only the index conditions: the planner cannot judge how many candidates a confirmation
+    # keeps, while the candidates' count is what its statistics describe.
+    query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {}")
+    return query.format(f.where(with_confirms=False)), f.params
+
+
+def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
+    """The estimated row count from the result of :func:`count_estimate_query`."""
+    if row is None:
+        return 0
+    plan = row["QUERY PLAN"] if isinstance(row, dict) else row[0]
+    return int(plan[0]["Plan"]["Plan Rows"])
