@@ -171,9 +171,9 @@ LANGUAGE sql AS $$
 $$;
 
 -- updated_at moves when a trace's content changes (entries, status, name, metadata, running
--- nodes, turns, drops) -- at most once a second for appends, as before -- and not when only
--- its heartbeat or its search bookkeeping changes: a trace's place in the listings is
--- where its content last changed.
+-- nodes, turns, drops) -- at most once a second while it streams, as before -- and not when
+-- only its heartbeat or its search bookkeeping changes: a trace's place in the listings is
+-- where its content last changed. Appends decide for their own changes (tracedb_append).
 CREATE OR REPLACE FUNCTION tracedb_touch_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -184,9 +184,7 @@ BEGIN
        OR NEW.name IS DISTINCT FROM OLD.name
        OR NEW.status IS DISTINCT FROM OLD.status THEN
         NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at);
-    ELSIF (NEW.entry_count <> OLD.entry_count OR NEW.metadata IS DISTINCT FROM OLD.metadata
-           OR NEW.running IS DISTINCT FROM OLD.running OR NEW.turns <> OLD.turns
-           OR NEW.dropped_count <> OLD.dropped_count)
+    ELSIF NEW.metadata IS DISTINCT FROM OLD.metadata
           AND clock_timestamp() - OLD.updated_at >= interval '1 second' THEN
         NEW.updated_at := greatest(clock_timestamp(), OLD.updated_at);
     ELSE
@@ -195,6 +193,17 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+
+-- The trigger fires only for changes it decides on (name, status, metadata, an explicit
+-- updated_at): an append sets updated_at itself by the same once-a-second rule, so the
+-- commonest update of all, an append that does not move it, runs no trigger function.
+DROP TRIGGER automation_traces_touch ON automation_traces;
+CREATE TRIGGER automation_traces_touch
+    BEFORE UPDATE ON automation_traces
+    FOR EACH ROW
+    WHEN (NEW.updated_at IS DISTINCT FROM OLD.updated_at OR NEW.name IS DISTINCT FROM OLD.name
+          OR NEW.status IS DISTINCT FROM OLD.status OR NEW.metadata IS DISTINCT FROM OLD.metadata)
+    EXECUTE FUNCTION tracedb_touch_updated_at();
 
 -- Replaced by indexing behind the writes (tracedb_index_traces).
 DROP TRIGGER automation_trace_entries_words ON automation_trace_entries;
@@ -452,6 +461,12 @@ BEGIN
     END IF;
 
     UPDATE automation_traces x SET
+        -- the once-a-second rule for what an append changes (the trigger does name/status)
+        updated_at = CASE WHEN (v_n > 0 OR v_replace OR t.running IS DISTINCT FROM x.running
+                                OR t.turns <> x.turns OR coalesce(p_dropped, 0) > 0)
+                               AND clock_timestamp() - x.updated_at >= interval '1 second'
+                               AND current_setting('tracedb.keep_times', true) IS DISTINCT FROM 'on'
+                          THEN clock_timestamp() ELSE x.updated_at END,
         entry_count = t.entry_count, error_count = t.error_count, nodes = t.nodes,
         first_started_at = t.first_started_at, last_ended_at = t.last_ended_at,
         total_duration_ms = t.total_duration_ms, turns = t.turns,
