@@ -34,7 +34,8 @@ if not __package__:  # run as ``python bench/query.py``
 
 from bench import dataset  # noqa: E402
 from bench.common import admin_url, percentile, temp_database  # noqa: E402
-from tracedb import AutomationTraceDB, TraceFilter, filters  # noqa: E402
+from tracedb import AutomationTraceDB, TraceFilter  # noqa: E402
+from tracedb import filters as filter_sql  # noqa: E402
 from tracedb import queries as q  # noqa: E402
 
 BIG_TABLES = ("automation_traces", "automation_trace_entries")
@@ -159,7 +160,7 @@ class Bench:
         """Time ``list_traces`` (first page) for ``repeat`` filters made by ``filters``."""
         res = Result(name, "list")
         flts = [filters(i) for i in range(self.repeat)]
-        query, params = filters.list_query(flts[0], PAGE, None)
+        query, params = filter_sql.list_query(flts[0], PAGE, None)
         res.plan, res.seq_scan = explain(self.conn, query, params)
         for cold in (True, False):
             for flt in flts:
@@ -175,7 +176,7 @@ class Bench:
         With ``repeat`` given (for counts known to take seconds), one pass only."""
         res = Result(name, "count")
         flts = [filters(i) for i in range(repeat or self.repeat)]
-        query, params = filters.count_query(flts[0])
+        query, params = filter_sql.count_query(flts[0])
         res.plan, res.seq_scan = explain(self.conn, query, params)
         for cold in (False,) if repeat else (True, False):
             for flt in flts:
@@ -189,7 +190,7 @@ class Bench:
         """Time ``AutomationTraceDB.count_traces_bounded`` for ``repeat`` filters made by ``filters``."""
         res = Result(name, "count")
         flts = [filters(i) for i in range(self.repeat)]
-        query, params = filters.count_estimate_query(flts[0])
+        query, params = filter_sql.count_estimate_query(flts[0])
         res.plan = "exact within the budget, else the plan's estimate"
         estimated = 0
         ratios: list[float] = []
@@ -228,7 +229,7 @@ class Bench:
             reached += 1
         res.name = f"page {reached + 1:,} by keyset"
         tail = cursors[-5:] or [None]
-        query, params = filters.list_query(None, PAGE, tail[-1])
+        query, params = filter_sql.list_query(None, PAGE, tail[-1])
         res.plan, res.seq_scan = explain(self.conn, query, params)
         for cold in (True, False):
             for i in range(self.repeat):
@@ -273,7 +274,7 @@ class Bench:
         res = Result("delete 10% by filter", "delete")
         cutoff = self.data.start + (self.data.end - self.data.start) / 10
         flt = TraceFilter(until=cutoff)
-        query, params = filters.delete_batch_query(flt, 1000)
+        query, params = filter_sql.delete_batch_query(flt, 1000)
         res.plan, res.seq_scan = explain(self.conn, query, params)
         self.timed(res, lambda: self.db.delete_traces(flt))
         self.results.append(res)
