@@ -38,7 +38,10 @@ ALTER TABLE automation_traces
     -- index below: a column read by a partial index's predicate makes every update of it a
     -- non-HOT update; the flag changes once per indexing, the count on every append
     ADD COLUMN index_pending boolean NOT NULL DEFAULT false,
-    ADD COLUMN indexed_at timestamptz;
+    ADD COLUMN indexed_at timestamptz,
+    -- moves when a trace's entries are replaced: an indexer that read the entries before
+    -- then throws away what it built from them
+    ADD COLUMN index_epoch integer NOT NULL DEFAULT 0;
 
 UPDATE automation_traces SET fingerprint = NULL, indexed_count = entry_count;
 UPDATE automation_traces t
@@ -131,26 +134,54 @@ LANGUAGE sql AS $$
 $$;
 
 -- Index the entries not yet indexed of the traces given (at most p_max_entries of each per
--- call), each in turn under its row lock, skipping a trace a writer holds right now; returns
--- the ids still pending (to try again). Run in its own transaction by a store's background
--- indexer, never by an append.
+-- call); returns the ids still pending (to try again). Run in its own transaction by a
+-- store's background indexer, never by an append.
+--
+-- It takes no row lock while it builds search rows: it reads the committed entries, so
+-- appends to these traces go on meanwhile, and records what it indexed in one short UPDATE
+-- at the end (row locks are held from there to the commit only). Two indexers never work on
+-- one trace at once (a transaction-level advisory lock, tried, not waited for), and writers
+-- never touch search rows, so neither waits for the other. If a trace's
+-- entries were replaced meanwhile (index_epoch moved), what was built may be stale: the
+-- whole call is undone and its traces stay pending.
 CREATE FUNCTION tracedb_index_traces(p_ids uuid[], p_max_entries integer DEFAULT 256) RETURNS SETOF uuid
 LANGUAGE plpgsql AS $$
 DECLARE
-    r record;
-    v_to integer;
+    r      record;
+    v_ids  uuid[] := '{}';
+    v_from integer[] := '{}';
+    v_to   integer[] := '{}';
+    v_ep   integer[] := '{}';
+    v_n    integer;
 BEGIN
-    FOR r IN
-        SELECT t.id, t.indexed_count, t.entry_count FROM automation_traces t
-         WHERE t.id = ANY(p_ids) AND t.index_pending
-         ORDER BY t.id FOR UPDATE SKIP LOCKED
-    LOOP
-        v_to := least(r.entry_count, r.indexed_count + p_max_entries);
-        PERFORM tracedb_index_entries(r.id, r.indexed_count, v_to);
+    BEGIN
+        FOR r IN
+            SELECT t.id, t.indexed_count, t.entry_count, t.index_epoch FROM automation_traces t
+             WHERE t.id = ANY(p_ids) AND t.index_pending
+             ORDER BY t.id
+        LOOP
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || r.id, 0));
+            v_ids := v_ids || r.id;
+            v_from := v_from || r.indexed_count;
+            v_to := v_to || least(r.entry_count, r.indexed_count + p_max_entries);
+            v_ep := v_ep || r.index_epoch;
+            IF r.indexed_count = 0 THEN  -- new, or its entries were replaced: start afresh
+                DELETE FROM automation_trace_search s WHERE s.trace_id = r.id;
+            END IF;
+            PERFORM tracedb_index_entries(r.id, r.indexed_count, v_to[cardinality(v_to)]);
+        END LOOP;
         UPDATE automation_traces t
-           SET indexed_count = v_to, index_pending = v_to < r.entry_count, indexed_at = clock_timestamp()
-         WHERE t.id = r.id;
-    END LOOP;
+           SET indexed_count = d.upto, index_pending = d.upto < t.entry_count,
+               indexed_at = clock_timestamp()
+          FROM unnest(v_ids, v_from, v_to, v_ep) AS d(id, since, upto, epoch)
+         WHERE t.id = d.id AND t.indexed_count = d.since AND t.index_epoch = d.epoch;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        IF v_n < cardinality(v_ids) THEN
+            RAISE EXCEPTION 'entries replaced while indexed' USING ERRCODE = 'TDB01';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'TDB01' THEN
+        NULL;  -- undone; the traces stay pending for the next round
+    END;
     RETURN QUERY SELECT t.id FROM automation_traces t WHERE t.id = ANY(p_ids) AND t.index_pending;
 END;
 $$;
@@ -208,6 +239,12 @@ CREATE TRIGGER automation_traces_touch
 -- Replaced by indexing behind the writes (tracedb_index_traces).
 DROP TRIGGER automation_trace_entries_words ON automation_trace_entries;
 DROP FUNCTION tracedb_index_words();
+-- Nor does a delete of entries rebuild search rows in the writer's transaction: a writer
+-- never touches search rows (so it never waits for an indexer, nor an indexer for it). The
+-- entries of a trace are deleted only when an upsert replaces them (the indexer then starts
+-- that trace afresh) or with their trace (its search rows go by the foreign key).
+DROP TRIGGER automation_trace_entries_reindex_words ON automation_trace_entries;
+DROP FUNCTION tracedb_reindex_words();
 
 -- "a & b" -> "a <0> b" (both in one entry), phrases likewise; quoted lexemes untouched.
 CREATE FUNCTION tracedb_same_entry(p_query tsquery) RETURNS tsquery
@@ -271,7 +308,8 @@ DROP FUNCTION tracedb_append(uuid, text, text, text, text, jsonb, integer, text,
 -- p_trace_id given: that trace (P0002 when it does not exist or p_scope may not see it).
 -- p_trace_id NULL: the most recent trace of (p_thread_id, p_user_id), created when there is
 -- none; an advisory lock on the thread makes concurrent first writers agree on one trace.
--- The trace row is locked FOR UPDATE: appends to one trace are serialised, seq is dense.
+-- The trace row is locked FOR NO KEY UPDATE: appends to one trace are serialised, seq is
+-- dense; an indexer adding search rows (which hold a key-share lock on the row) waits for none.
 --
 -- p_entries: a JSON array of {"d": entry, "n"/"k"/"nm"/"s": node, kind, name, status,
 -- "a"/"b": started/ended at, "ms": duration, "e": is error, "h": digest, "c": checkpoint id,
@@ -322,7 +360,7 @@ DECLARE
 BEGIN
     IF p_trace_id IS NOT NULL THEN
         SELECT * INTO t FROM automation_traces x
-         WHERE x.id = p_trace_id AND (p_scope IS NULL OR x.user_id = p_scope) FOR UPDATE;
+         WHERE x.id = p_trace_id AND (p_scope IS NULL OR x.user_id = p_scope) FOR NO KEY UPDATE;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'trace % not found', p_trace_id USING ERRCODE = 'P0002';
         END IF;
@@ -330,7 +368,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('tracedb.thread:' || p_thread_id, 0));
         SELECT * INTO t FROM automation_traces x
          WHERE x.thread_id = p_thread_id AND x.user_id = p_user_id
-         ORDER BY x.created_at DESC, x.id DESC LIMIT 1 FOR UPDATE;
+         ORDER BY x.created_at DESC, x.id DESC LIMIT 1 FOR NO KEY UPDATE;
         IF NOT FOUND THEN
             INSERT INTO automation_traces AS x (id, user_id, provider_id, thread_id, name, status)
             VALUES (coalesce(p_new_id, gen_random_uuid()), p_user_id, p_provider_id,
@@ -368,7 +406,9 @@ BEGIN
     END IF;
 
     IF v_replace THEN
-        DELETE FROM automation_trace_entries e WHERE e.trace_id = t.id;  -- rebuilds its search rows
+        -- its search rows are rebuilt by the indexer (from entry 0: it replaces them); a
+        -- writer never touches search rows, so it never waits for an indexer
+        DELETE FROM automation_trace_entries e WHERE e.trace_id = t.id;
         t.entry_count := 0;
         t.error_count := 0;
         t.nodes := '{}';
@@ -474,6 +514,7 @@ BEGIN
         total_tokens = t.total_tokens, cost_usd = t.cost_usd, last_error = t.last_error,
         fingerprint = t.fingerprint, running = t.running, heartbeat_at = t.heartbeat_at,
         recent_batches = t.recent_batches, indexed_count = t.indexed_count,
+        index_epoch = x.index_epoch + CASE WHEN v_replace THEN 1 ELSE 0 END,
         index_pending = t.indexed_count < t.entry_count,
         dropped_count = t.dropped_count + greatest(coalesce(p_dropped, 0), 0),
         name = coalesce(p_name, x.name),

@@ -8,9 +8,18 @@ import math
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tracedb.errors import EntryTooLarge, InvalidTraceData
-from tracedb.jsonsafe import check_trace_data, is_error_entry, prepare_entries, to_jsonable
+from tracedb.jsonsafe import (
+    check_trace_data,
+    dumps,
+    is_error_entry,
+    plain_text,
+    prepare_entries,
+    to_jsonable,
+)
 
 
 class Color(enum.Enum):
@@ -113,3 +122,59 @@ def test_other_shapes_are_named_errors(bad, message):
 )
 def test_is_error_entry(entry, expected):
     assert is_error_entry(entry) is expected
+
+
+# -- plain entries take the C encoder's path; the text must be what the conversion writes --
+
+_keys = st.one_of(st.text(max_size=6), st.integers(-5, 5), st.booleans(), st.none(), st.floats(-2, 2))
+_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),  # lone surrogates and NUL among them
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(entry=st.dictionaries(_keys, _values, max_size=6), depth=st.integers(1, 8))
+def test_the_plain_path_writes_what_the_conversion_writes(entry, depth):
+    text = plain_text(entry, depth)
+    try:
+        expected = dumps(to_jsonable(entry, max_depth=depth))
+    except EntryTooLarge:
+        assert text is None
+        return
+    assert text is None or text == expected
+
+
+def test_the_plain_path_is_taken_for_plain_entries_only():
+    assert plain_text({"node": "a", "out": {"x": [1, 2.5, None, True]}}) == (
+        '{"node":"a","out":{"x":[1,2.5,null,true]}}'
+    )
+    assert plain_text({True: 1, None: 2}) == dumps(to_jsonable({True: 1, None: 2})) == '{"true":1,"null":2}'
+    for needs_conversion in (
+        {"t": datetime(2026, 1, 1)},
+        {"v": math.nan},
+        {"s": "a\x00b"},
+        {"s": "\udc80"},
+        {"n": 10**5000},
+        ["not", "a", "dict"],
+    ):
+        assert plain_text(needs_conversion) is None
+    deep: dict = {}
+    cur = deep
+    for _ in range(70):
+        cur["a"] = {}
+        cur = cur["a"]
+    assert plain_text(deep) is None
+    with pytest.raises(EntryTooLarge):
+        prepare_entries([deep])

@@ -468,6 +468,99 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
+def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str]) -> str:
+    """A trace appended by SQL (so no store's indexer knows it): one entry per word."""
+    payload = json.dumps([{"d": entry("a", output=w), "n": "tools"} for w in words])
+    return str(
+        conn.execute(
+            "SELECT trace_id FROM tracedb_append(NULL, 'ana', NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)",
+            (thread, payload),
+        ).fetchone()[0]
+    )
+
+
+def test_an_indexer_at_work_holds_up_no_append(db, db_url, ids):
+    """While an indexer builds a trace's search rows it holds no lock a writer needs: an
+    append to that trace goes through at once; a second indexer leaves the trace alone."""
+    word = f"zq{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(db_url, autocommit=True) as conn, psycopg.connect(db_url) as indexer:
+        tid = _pending_trace(conn, ids("th"), ["one", "two"])
+        # an indexer mid-way: it has claimed the trace and built rows, not yet committed
+        indexer.execute("SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (tid,))
+        indexer.execute("SELECT tracedb_index_entries(%s, 0, 2)", (tid,))
+        conn.execute("SET statement_timeout = '5s'")
+        db.append_entries([entry("c", output=word)], trace_id=tid)  # no wait on the indexer
+        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == [
+            (uuid.UUID(tid),)
+        ]  # skipped: another indexer has it
+        indexer.rollback()
+        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == []
+    assert [s.id for s in db.list_traces(TraceFilter(text=word)).items] == [tid]
+    assert db.count_traces(TraceFilter(text="one")) >= 1
+
+
+def test_entries_replaced_while_indexed_leave_no_stale_words(db, db_url, ids):
+    """A seed-style upsert replaces a trace's entries while an indexer reads the old ones:
+    the indexer's work is undone (the trace stays pending), and once indexed the trace is
+    found by its new words only."""
+    old, new = f"zq{uuid.uuid4().hex[:10]}", f"zq{uuid.uuid4().hex[:10]}"
+    thread = ids("th")
+    with psycopg.connect(db_url, autocommit=True) as conn, psycopg.connect(db_url) as writer:
+        tid = _pending_trace(conn, thread, [old, "filler"])
+        # the replace, not committed yet: it holds the trace's row
+        writer.execute(
+            "SELECT replaced FROM tracedb_append(%s, NULL, NULL, NULL, NULL, %s::jsonb, 0, NULL, NULL,"
+            " p_chain => ARRAY['x', 'y'], p_replace => true)",
+            (tid, json.dumps([{"d": entry("b", output=new), "n": "tools"}])),
+        )
+        result: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: result.extend(
+                conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall()
+            )
+        )
+        worker.start()  # builds from the old entries, then waits for the row
+        time.sleep(0.5)
+        writer.commit()
+        worker.join(10)
+        assert result == [(uuid.UUID(tid),)], "the indexer kept what it built from replaced entries"
+        words = conn.execute(
+            "SELECT coalesce(string_agg(words::text, ' '), '') FROM automation_trace_search WHERE trace_id = %s",
+            (tid,),
+        ).fetchone()[0]
+        assert old not in words
+        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == []
+    assert db.count_traces(TraceFilter(text=new)) == 1
+    assert db.count_traces(TraceFilter(text=old)) == 0
+    assert stored(db, tid) == [entry("b", output=new)]
+
+
+def test_a_replace_waits_for_no_indexer(db, db_url, ids):
+    """An indexer that has updated a trace's search rows and not committed yet holds those
+    rows: a seed-style upsert replacing the trace's entries goes through at once (a writer
+    never touches search rows), and the trace is then found by its new words only."""
+    old, new = f"zq{uuid.uuid4().hex[:10]}", f"zq{uuid.uuid4().hex[:10]}"
+    thread = ids("th")
+    db.upsert_trace_by_thread("ana", None, thread, [entry("a", output=old)])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tid = conn.execute("SELECT id FROM automation_traces WHERE thread_id = %s", (thread,)).fetchone()[0]
+        conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,))
+    db.upsert_trace_by_thread("ana", None, thread, [entry("a", output=old), entry("b", output=old)])
+    with psycopg.connect(db_url) as indexer:
+        indexer.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (str(tid),)
+        )
+        indexer.execute("SELECT tracedb_index_entries(%s, 1, 2)", (tid,))  # updates block 0's row
+        t0 = time.monotonic()
+        db.upsert_trace_by_thread("ana", None, thread, [entry("c", output=new)])
+        assert time.monotonic() - t0 < 1.0, "the replace waited for the indexer"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == []
+    assert db.count_traces(TraceFilter(user_id="ana", thread_id=thread, text=new)) == 1
+    assert db.count_traces(TraceFilter(user_id="ana", thread_id=thread, text=old)) == 0
+    assert stored(db, str(tid)) == [entry("c", output=new)]
+
+
 def test_json_python_cannot_parse_is_read_without_failing(db, db_url, ids):
     """Stored by another writer (or converted): a number of 5,000 digits and an array nested
     10,000 deep. The store reads them back without an error: the number as its digits, the

@@ -13,7 +13,8 @@ Rules (applied to every entry before it is stored; documented in the README):
 - ``Enum``: its value, converted by these rules.
 - pydantic models (LangChain messages among them): ``model_dump(mode="json")``.
 - dataclasses: a dict of their fields; ``set``/``frozenset``/``tuple``/generators: lists.
-- dict keys: strings as they are, other keys through ``str()``.
+- dict keys: strings as they are; ``None``, ``True``, ``False`` as JSON writes them
+  (``"null"``, ``"true"``, ``"false"``); other keys through ``str()``.
 - generators and other iterators: lists of at most 10,000 items (then a marker).
 - anything else: ``repr()``, cut to 1,000 characters.
 - a value that cannot be converted (an ``int`` too long to write as text, an object whose
@@ -69,6 +70,11 @@ _LONG_INT_BITS = 10_000
 _END = object()
 _REPLACEMENT = "\ufffd"
 _JSON_SCALARS = (str, int, float, bool, type(None))
+# Keys as JSON writes them (json.dumps turns these keys into this text).
+_JSON_KEYS = {None: "null", True: "true", False: "false"}
+# An entry that is plain JSON already is written by the C encoder in one go, without the
+# conversion walk (which costs more than the rest of an append): the text is the same.
+_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _clean_str(value: str) -> str:
@@ -136,6 +142,8 @@ def _convert(value: Any, max_depth: int, _depth: int) -> Any:
             (
                 _clean_str(k)
                 if isinstance(k, str)
+                else _JSON_KEYS[k]
+                if k is None or isinstance(k, bool)
                 else _clean_str(str(to_jsonable(k, max_depth=max_depth, _depth=nxt)))
             ): to_jsonable(v, max_depth=max_depth, _depth=nxt)
             for k, v in value.items()
@@ -198,6 +206,22 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text, parse_int=_parse_int)
     except RecursionError:
         return f"<unreadable here: JSON nested deeper than Python can parse ({len(text):,} bytes)>"
+
+
+def plain_text(entry: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> str | None:
+    """The JSON of an entry that is a dict of plain JSON values already, exactly as
+    ``dumps(to_jsonable(entry))`` writes it; None when it needs the conversion (a value of
+    another type, a NaN, an integer too long for text, a NUL or lone surrogate, a cycle) or
+    may be nested deeper than ``max_depth`` (more brackets than that)."""
+    if type(entry) is not dict:
+        return None
+    try:
+        text = _PLAIN.encode(entry)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if text.count("{") + text.count("[") > max_depth or "\\u0000" in text or _BAD_CHARS.search(text):
+        return None
+    return text
 
 
 def dumps(value: Any) -> str:
@@ -381,15 +405,19 @@ def prepare_entries(
     parts: list[str] = []
     digests: list[str] = []
     for i, entry in enumerate(entries):
-        try:
-            data = to_jsonable(entry, max_depth=max_depth)
-        except RecursionError as exc:
-            raise EntryTooLarge(
-                f"trace_data[{start_index + i}] is nested too deeply (max_depth={max_depth})"
-            ) from exc
-        except EntryTooLarge as exc:
-            raise EntryTooLarge(f"trace_data[{start_index + i}]: {exc}") from exc
-        text = dumps(data)
+        text = plain_text(entry, max_depth)
+        if text is not None:
+            data = entry
+        else:
+            try:
+                data = to_jsonable(entry, max_depth=max_depth)
+            except RecursionError as exc:
+                raise EntryTooLarge(
+                    f"trace_data[{start_index + i}] is nested too deeply (max_depth={max_depth})"
+                ) from exc
+            except EntryTooLarge as exc:
+                raise EntryTooLarge(f"trace_data[{start_index + i}]: {exc}") from exc
+            text = dumps(data)
         raw = text.encode("utf-8")
         if len(raw) > max_entry_bytes:
             raise EntryTooLarge(

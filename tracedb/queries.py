@@ -144,20 +144,17 @@ USER_TRACES = _scoped(
     " AND (%(provider_id)s::text IS NULL OR t.provider_id = %(provider_id)s)"
     " ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s OFFSET %(offset)s"
 )
-LOCK_TRACE = _scoped("SELECT t.id FROM automation_traces t WHERE t.id = %(id)s AND {scoped} FOR UPDATE")
+# NO KEY UPDATE: the key never changes, and key-share locks (rows that refer to the trace,
+# such as search rows an indexer is adding) must not be waited for
+LOCK_TRACE = _scoped(
+    "SELECT t.id FROM automation_traces t WHERE t.id = %(id)s AND {scoped} FOR NO KEY UPDATE"
+)
 RENAME = _scoped("UPDATE automation_traces t SET name = %(name)s WHERE t.id = %(id)s AND {scoped}")
 SET_STATUS = _scoped("UPDATE automation_traces t SET status = %(status)s WHERE t.id = %(id)s AND {scoped}")
 MERGE_METADATA = _scoped(
     "UPDATE automation_traces t SET metadata = t.metadata || %(metadata)s WHERE t.id = %(id)s AND {scoped}"
 )
 DELETE_ONE = _scoped("DELETE FROM automation_traces t WHERE t.id = %(id)s AND {scoped}")
-# Used after LOCK_TRACE, which checked the scope.
-RESET_ENTRIES = """
-UPDATE automation_traces SET entry_count = 0, error_count = 0, nodes = '{}',
-       first_started_at = NULL, last_ended_at = NULL, total_duration_ms = 0, turns = 0
- WHERE id = %(id)s
-"""
-DELETE_ENTRIES = "DELETE FROM automation_trace_entries WHERE trace_id = %(id)s"
 PING = "SELECT 1 AS ok"
 
 ENTRIES = _scoped(
