@@ -1,7 +1,7 @@
 """Plotly figures of the dashboard's frames.
 
 Plotly renders a subset of HTML in labels and hover text, and trace content is untrusted,
-so every string that comes from a trace goes through ``html.escape`` first. Colours come
+so every string that comes from a trace goes through :func:`plain` first. Colours come
 from :mod:`dashboard.colours`, so a status, a kind or a node looks the same everywhere.
 """
 
@@ -23,10 +23,18 @@ STATUS_COLOURS = colours.STATUS
 BAND_FILL = "rgba(86, 180, 233, 0.08)"
 
 
+def plain(text: str) -> str:
+    """``text`` as Plotly's label renderer shows it as typed: ``&``, ``<`` and ``>`` escaped,
+    so no tag (``<a href>``, ``<img>``) is read from it. Quotes stay as they are: Plotly
+    decodes only a few named entities (``&amp;``, ``&lt;``, ``&gt;``), so an escaped quote
+    would show as ``&quot;``."""
+    return html.escape(text, quote=False)
+
+
 def safe(values: pd.Series) -> pd.Series:
     """Strings escaped for Plotly's label renderer; missing values become ``(none)``."""
     text = values.fillna("(none)").astype(str)
-    return text.map({v: html.escape(v) for v in text.unique()})
+    return text.map({v: plain(v) for v in text.unique()})
 
 
 def colour_map(values: list[str], by: str) -> dict[str, str]:
@@ -192,7 +200,7 @@ def timeline_figure(
     return fig
 
 
-def _layout(fig: go.Figure, title: str, height: int = 320, **kw: object) -> go.Figure:
+def layout(fig: go.Figure, title: str, height: int = 320, **kw: object) -> go.Figure:
     """Title on top, the legend in a row under it, labels given the room they need."""
     fig.update_layout(
         height=height,
@@ -205,8 +213,11 @@ def _layout(fig: go.Figure, title: str, height: int = 320, **kw: object) -> go.F
     return fig
 
 
-def traces_per_day_figure(per_day: pd.DataFrame) -> go.Figure:
-    """Stacked bars: traces created per day, by status."""
+BUCKET_FORMATS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d"}
+
+
+def traces_per_day_figure(per_day: pd.DataFrame, bucket: str = "day") -> go.Figure:
+    """Stacked bars: traces created per ``bucket`` (hour, day or week), by status."""
     fig = go.Figure()
     for status in sorted(per_day["status"].unique()) if not per_day.empty else []:
         part = per_day[per_day["status"] == status]
@@ -214,17 +225,21 @@ def traces_per_day_figure(per_day: pd.DataFrame) -> go.Figure:
             go.Bar(
                 x=part["day"],
                 y=part["traces"],
-                name=html.escape(status),
+                name=plain(status),
                 marker_color=colours.colour_of(status, "status"),
-                hovertemplate="%{x|%Y-%m-%d}: %{y:,} " + html.escape(status) + "<extra></extra>",
+                hovertemplate="%{x|"
+                + BUCKET_FORMATS.get(bucket, "%Y-%m-%d")
+                + "}: %{y:,} "
+                + plain(status)
+                + "<extra></extra>",
             )
         )
-    return _layout(fig, barmode="stack", title="Traces per day", xaxis_title=None, yaxis_title="traces")
+    return layout(fig, barmode="stack", title=f"Traces per {bucket}", xaxis_title=None, yaxis_title="traces")
 
 
-def errors_per_day_figure(daily: pd.DataFrame) -> go.Figure:
-    """Traces that failed or recorded an error step, per day: their count as bars, their
-    share of the day's traces as a line."""
+def errors_per_day_figure(daily: pd.DataFrame, bucket: str = "day") -> go.Figure:
+    """Traces that failed or recorded an error step, per ``bucket``: their count as bars,
+    their share of the bucket's traces as a line."""
     fig = go.Figure()
     if not daily.empty:
         hover = [
@@ -245,7 +260,7 @@ def errors_per_day_figure(daily: pd.DataFrame) -> go.Figure:
             go.Scatter(
                 x=daily["day"],
                 y=daily["error_rate"],
-                name="share of the day's traces",
+                name=f"share of the {bucket}'s traces",
                 yaxis="y2",
                 mode="lines+markers",
                 line={"color": colours.BLACK, "width": 1.5},
@@ -253,9 +268,9 @@ def errors_per_day_figure(daily: pd.DataFrame) -> go.Figure:
                 hoverinfo="x+text",
             )
         )
-    return _layout(
+    return layout(
         fig,
-        title="Traces with errors per day",
+        title=f"Traces with errors per {bucket}",
         xaxis_title=None,
         yaxis={"title": "traces", "rangemode": "tozero"},
         yaxis2={
@@ -294,7 +309,7 @@ def latency_figure(latency: pd.DataFrame, title: str) -> go.Figure:
                 hoverinfo="x+text",
             )
         )
-    return _layout(fig, title=title, xaxis_title=None, yaxis={"title": "seconds", "rangemode": "tozero"})
+    return layout(fig, title=title, xaxis_title=None, yaxis={"title": "seconds", "rangemode": "tozero"})
 
 
 def split_bars_figure(
@@ -310,7 +325,7 @@ def split_bars_figure(
         ]
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, height=150 + 28 * max(len(names), 1), barmode="stack", title=title)
+    return layout(fig, height=150 + 28 * max(len(names), 1), barmode="stack", title=title)
 
 
 def node_entries_figure(per_node: pd.DataFrame) -> go.Figure:
@@ -349,7 +364,7 @@ def node_duration_figure(per_node: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_yaxes(autorange="reversed")
-    return _layout(
+    return layout(
         fig,
         height=150 + 34 * max(len(timed), 1),
         barmode="group",

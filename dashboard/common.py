@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -23,6 +24,9 @@ RETRY_AFTER_S = 5.0
 _FAILURE_KEY = "tracedb_db_failure"
 # Connection settings never shown: secrets, and files that hold them.
 _HIDDEN_PARAMS = {"password", "passfile", "sslpassword"}
+# ``hash_funcs`` of ``st.cache_data`` functions that take the store: cached data is keyed by
+# the database and the user the store is seen by, so one user's cache never serves another.
+STORE_HASH = {AutomationTraceDB: lambda db: (db.server.url, db.user_scope)}
 
 
 class _Console(logging.StreamHandler):  # type: ignore[type-arg]
@@ -172,26 +176,29 @@ def as_plain_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
+def show_json(value: Any, expanded: int | bool = 2) -> None:
+    """Any JSON value as a JSON viewer shows it. ``st.json`` reads a text as JSON to parse,
+    so a value is always given serialized: an entry that is a text shows as that text."""
+    st.json(json.dumps(value, ensure_ascii=False, default=str), expanded=expanded)
+
+
 def status_badge(status: str) -> None:
     """A trace status as a badge: its colour and an icon, so it reads without colour."""
     st.badge(status, color=colours.badge_colour(status), icon=colours.status_icon(status))  # type: ignore[arg-type]
 
 
-def error_hints(db: AutomationTraceDB, summaries: list[TraceSummary], look_back: int = 5) -> dict[str, str]:
-    """A one-line reason for each failed trace: the error of the last error step among its
-    last ``look_back`` entries (a failing run stores its error last), else a note that
-    none was recorded. One small query per failed trace."""
-    hints: dict[str, str] = {}
-    for s in summaries:
-        if s.status != "failed":
-            continue
-        rows = db.get_entries(s.id, after_seq=max(-1, s.entry_count - 1 - look_back), limit=look_back)
-        hints[s.id] = "no error step recorded"
-        for row in reversed(rows):
-            data = row.get("data") if isinstance(row.get("data"), dict) else {}
-            if row.get("status") == "error" or data.get("error"):
-                reason = data.get("error") or data.get("output") or "error"
-                text = " ".join(str(reason).split())
-                hints[s.id] = text if len(text) <= 80 else text[:79] + "…"
-                break
-    return hints
+def error_hint(summary: TraceSummary, limit: int = 80) -> str | None:
+    """A one-line reason for a failed trace: the error of its newest error step (kept on the
+    trace row, so a listing needs no query per failed trace), else a note that none was
+    recorded. None for a trace that did not fail."""
+    if summary.status != "failed":
+        return None
+    if not summary.last_error:
+        return "no error step recorded"
+    text = " ".join(str(summary.last_error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_hints(summaries: list[TraceSummary]) -> dict[str, str]:
+    """:func:`error_hint` of each failed trace, by id."""
+    return {s.id: hint for s in summaries if (hint := error_hint(s)) is not None}

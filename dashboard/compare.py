@@ -172,14 +172,14 @@ def _differences(ea: Mapping[str, Any], eb: Mapping[str, Any]) -> list[str]:
 
 def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Two traces' entries (dicts with ``seq`` and ``data``, as from ``get_entries``),
-    aligned step by step.
+    aligned step by step. An entry that is not a JSON object compares as its output.
 
     Each row is one aligned step: ``op`` is ``same`` (only timings or ids differ),
     ``changed``, ``only A`` or ``only B``; ``differs`` names what differs (name, input,
     output, error, status, other fields); times are shown with their difference.
     """
-    da = [r.get("data") or {} for r in a]
-    db_ = [r.get("data") or {} for r in b]
+    da = [frames.entry_fields(r.get("data")) for r in a]
+    db_ = [frames.entry_fields(r.get("data")) for r in b]
 
     def keys(entries: list[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
         return [(_lane(e), str(e.get("name") or ""), _text(step_content(e))) for e in entries]
@@ -238,5 +238,5 @@ def diff_lines(entry: Mapping[str, Any] | None) -> list[str]:
     if entry is None:
         return []
     return json.dumps(
-        content(entry.get("data") or {}), indent=2, ensure_ascii=False, sort_keys=True, default=str
+        content(entry.get("data")), indent=2, ensure_ascii=False, sort_keys=True, default=str
     ).splitlines()

@@ -305,11 +305,17 @@ def short_text(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def entry_fields(data: Any) -> Mapping[str, Any]:
+    """An entry's data as fields: a JSON object as it is; any other JSON value an entry may
+    be (a list, a text, a number, null) as its ``output``."""
+    return data if isinstance(data, Mapping) else {"output": data}
+
+
 def entry_previews(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """seq, input and output previews of entries that carry their ``data``."""
     out = []
     for row in rows:
-        data = row.get("data") if isinstance(row.get("data"), Mapping) else {}
+        data = entry_fields(row.get("data"))
         out.append(
             {
                 "seq": row["seq"],
@@ -352,13 +358,27 @@ def per_day_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def percentiles(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    """The median and 95th percentile of the known values (None for none), interpolated
-    as PostgreSQL's ``percentile_cont`` does."""
-    known = np.array([v for v in values if v is not None], dtype="float64")
-    if known.size == 0:
-        return None, None
-    return float(np.quantile(known, 0.5)), float(np.quantile(known, 0.95))
+def latency_frames(rows: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The store's ``latency`` rows as two frames of ``bucket``, ``p50_ms``, ``p95_ms`` and
+    ``n`` (how many values each was computed from): one of step durations, one of trace work."""
+    frame = pd.DataFrame(
+        list(rows),
+        columns=["bucket", "traces", "trace_p50_ms", "trace_p95_ms", "step_p50_ms", "step_p95_ms", "steps"],
+    )
+    frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
+    out = []
+    for prefix, count in (("step", "steps"), ("trace", "traces")):
+        out.append(
+            pd.DataFrame(
+                {
+                    "bucket": frame["bucket"],
+                    "p50_ms": pd.to_numeric(frame[f"{prefix}_p50_ms"], errors="coerce").astype("float64"),
+                    "p95_ms": pd.to_numeric(frame[f"{prefix}_p95_ms"], errors="coerce").astype("float64"),
+                    "n": pd.to_numeric(frame[count], errors="coerce").fillna(0).astype("int64"),
+                }
+            )
+        )
+    return out[0], out[1]
 
 
 def error_rate_frame(per_day: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,35 @@ def number(value: float | None, decimals: int = 0) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def cost(usd: float | None) -> str:
+    """A cost in US dollars with the digits that matter: ``"$1.24"``, ``"$0.0031"``,
+    ``"<$0.0001"``, ``"$0"``; "—" when unknown."""
+    if _missing(usd):
+        return MISSING
+    assert usd is not None
+    if usd < 0:
+        return "−" + cost(-usd)
+    if usd == 0:
+        return "$0"
+    if usd < 0.0001:
+        return "<$0.0001"
+    if usd < 0.01:
+        return f"${usd:.4f}".rstrip("0")
+    return f"${usd:,.2f}"
+
+
+def tokens(n: float | None) -> str:
+    """A token count as it is read: ``"950"``, ``"12.3k"``, ``"4.1M"``; "—" when unknown."""
+    if _missing(n):
+        return MISSING
+    assert n is not None
+    if abs(n) < 10_000:
+        return f"{n:,.0f}"
+    if abs(n) < 999_950:
+        return f"{n / 1000:.1f}k".replace(".0k", "k")
+    return f"{n / 1_000_000:.1f}M".replace(".0M", "M")
+
+
 def percent(value: float | None) -> str:
     """A share as a percentage: ``0.125`` is ``"12.5%"``; "—" when there is none."""
     if _missing(value):

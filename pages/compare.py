@@ -72,11 +72,13 @@ ORDER = [
 ]
 
 
-@st.cache_data(max_entries=6, ttl=600, show_spinner="Loading entries…")
+@st.cache_data(max_entries=6, ttl=600, show_spinner="Loading entries…", hash_funcs=common.STORE_HASH)
 def load_entries(
-    _db: AutomationTraceDB, trace_id: str, entry_count: int, updated_at: datetime
+    db: AutomationTraceDB, trace_id: str, entry_count: int, updated_at: datetime
 ) -> list[dict[str, Any]]:
-    return _db.get_entries(trace_id, limit=MAX_STEPS)
+    """A trace's stored steps (not those running now); cached per store view and trace
+    state."""
+    return db.get_entries(trace_id, limit=MAX_STEPS, running=False)
 
 
 def style_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +176,7 @@ def step_detail(step: pd.Series, rows_a: list[dict[str, Any]], rows_b: list[dict
             with st.container(width=420):
                 st.caption(f"{name}, entry #{entry['seq']}" if entry else f"(no step in {name})")
                 if entry is not None:
-                    st.json(entry["data"], expanded=1)
+                    common.show_json(entry["data"], expanded=1)
 
 
 # ---------------------------------------------------------------------------------------

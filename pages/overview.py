@@ -1,5 +1,5 @@
-"""Activity over a time range: traces and errors per day, step and trace latency over time,
-steps and durations per node, busiest users."""
+"""Activity over a time range: traces and errors, step and trace latency, tokens and cost
+over time (per hour, day or week), per model, steps and durations per node, busiest users."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, common, frames, human, navigation
-from tracedb import AutomationTraceDB, TraceFilter
+from dashboard import charts, common, frames, human, navigation, usage
+from tracedb import AutomationTraceDB
 from tracedb.models import Overview
 
 # Options are their own labels: a bound widget writes the label into the URL.
@@ -20,65 +20,21 @@ SPANS = {
     "90 days": timedelta(days=90),
     "a year": timedelta(days=365),
 }
-# Latency is drawn per hour over a day, per day up to a month, per week beyond.
-BUCKETS = {"24 hours": timedelta(hours=1), "7 days": timedelta(days=1), "30 days": timedelta(days=1)}
-WEEK = timedelta(days=7)
-# Trace durations of a bucket are read from at most this many of its traces.
-TRACE_SAMPLE = 200
+# Buckets of the charts over time: hours over a day, days up to a month, weeks beyond.
+BUCKETS = {"24 hours": "hour", "7 days": "day", "30 days": "day"}
 CHART_WIDTH = 400
 
 
-@st.cache_data(ttl=30, show_spinner="Aggregating…")
-def load(_db: AutomationTraceDB, url: str, since: datetime, until: datetime, user: str | None) -> Overview:
-    """Aggregates of the traces created in ``[since, until)``."""
-    return _db.overview(since, until, user)
+@st.cache_data(ttl=30, show_spinner="Aggregating…", hash_funcs=common.STORE_HASH)
+def load(db: AutomationTraceDB, since: datetime, until: datetime, user: str | None, bucket: str) -> Overview:
+    """Aggregates of the traces created in ``[since, until)``, per ``bucket`` over time.
+    Cached per store view: one user's figures are never another's."""
+    return db.overview(since, until, user, bucket=bucket)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def users(_db: AutomationTraceDB, url: str) -> list[str]:
-    return _db.filter_choices()["users"]
-
-
-@st.cache_data(ttl=30, show_spinner="Measuring latency…")
-def latency(
-    _db: AutomationTraceDB, url: str, edges: tuple[datetime, ...], user: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Step and trace duration percentiles per bucket between consecutive ``edges``.
-
-    Steps: the store's exact percentiles of the steps of the traces created in the bucket.
-    Traces: percentiles of the durations of up to ``TRACE_SAMPLE`` traces last updated in
-    the bucket (the most recent ones), so that the cost does not grow with the traces.
-    """
-    steps, traces = [], []
-    for low, high in zip(edges, edges[1:], strict=False):
-        view = _db.overview(low, high, user, top_users=1)
-        steps.append(
-            {
-                "bucket": low,
-                "p50_ms": view.totals.get("p50_ms"),
-                "p95_ms": view.totals.get("p95_ms"),
-                "n": int(view.totals.get("entries") or 0),
-            }
-        )
-        sample = _db.list_traces(TraceFilter(user_id=user, since=low, until=high), limit=TRACE_SAMPLE).items
-        p50, p95 = frames.percentiles([human.trace_duration_ms(s) for s in sample])
-        traces.append({"bucket": low, "p50_ms": p50, "p95_ms": p95, "n": len(sample)})
-    return pd.DataFrame(steps), pd.DataFrame(traces)
-
-
-def bucket_edges(span: str, now: datetime) -> tuple[datetime, ...]:
-    """Bucket boundaries covering the range: whole hours, days or weeks, the last one ending
-    after ``now``."""
-    size = BUCKETS.get(span, WEEK)
-    since = now - SPANS[span]
-    if size == timedelta(hours=1):
-        first = since.replace(minute=0, second=0, microsecond=0)
-    else:
-        first = since.replace(hour=0, minute=0, second=0, microsecond=0)
-    edges = [first]
-    while edges[-1] <= now:
-        edges.append(edges[-1] + size)
-    return tuple(edges)
+@st.cache_data(ttl=60, show_spinner=False, hash_funcs=common.STORE_HASH)
+def users(db: AutomationTraceDB) -> list[str]:
+    return db.filter_choices()["users"]
 
 
 def metrics(totals: dict[str, object], traces: int) -> None:
@@ -97,6 +53,24 @@ def metrics(totals: dict[str, object], traces: int) -> None:
         st.metric("Running", f"{int(totals['running']):,}", width="content")
         st.metric("Step median", human.duration(totals.get("p50_ms")), width="content")  # type: ignore[arg-type]
         st.metric("Step p95", human.duration(totals.get("p95_ms")), width="content")  # type: ignore[arg-type]
+        if totals.get("total_tokens") is not None:
+            st.metric("Tokens", human.tokens(totals["total_tokens"]), width="content")  # type: ignore[arg-type]
+        if totals.get("cost_usd") is not None:
+            st.metric("Cost", human.cost(totals["cost_usd"]), width="content")  # type: ignore[arg-type]
+        if int(totals.get("abandoned") or 0):
+            st.metric(
+                "Abandoned",
+                f"{int(totals['abandoned']):,}",  # type: ignore[call-overload]
+                help="Running traces whose writer has not been heard from for a while",
+                width="content",
+            )
+        if int(totals.get("dropped") or 0):
+            st.metric(
+                "Entries lost",
+                f"{int(totals['dropped']):,}",  # type: ignore[call-overload]
+                help="Entries recorders could not store (their buffer was full while the database was away)",
+                width="content",
+            )
 
 
 def chart(figure: object, key: str) -> None:
@@ -117,7 +91,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     )
     user = st.selectbox(
         "User",
-        [""] + users(db, db.server.url),
+        [""] + users(db),
         key="overview_user",
         format_func=lambda v: v or "all users",
         bind="query-params",
@@ -125,7 +99,8 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     )
 
 now = datetime.now(UTC).replace(second=0, microsecond=0)  # whole minutes, so reruns hit the cache
-view = load(db, db.server.url, now - SPANS[span], now + timedelta(minutes=1), user or None)
+bucket = BUCKETS.get(span, "week")
+view = load(db, now - SPANS[span], now + timedelta(minutes=1), user or None, bucket)
 traces = int(view.totals.get("traces") or 0)
 if traces == 0:
     st.info("No traces were created in this time range.")
@@ -141,25 +116,51 @@ per_node = pd.DataFrame(
     view.per_node, columns=["node", "entries", "errors", "p50_ms", "p95_ms", "mean_ms", "total_ms"]
 )
 per_user = pd.DataFrame(
-    view.per_user, columns=["user_id", "traces", "entries", "failed", "error_entries", "last_active"]
+    view.per_user,
+    columns=[
+        "user_id",
+        "traces",
+        "entries",
+        "failed",
+        "error_entries",
+        "last_active",
+        "total_tokens",
+        "cost_usd",
+    ],
 )
-step_latency, trace_latency = latency(db, db.server.url, bucket_edges(span, now), user or None)
-sampled = bool((trace_latency["n"] >= TRACE_SAMPLE).any()) if not trace_latency.empty else False
+step_latency, trace_latency = frames.latency_frames(view.latency)
+tokens_over_time = usage.per_bucket(view.per_day)
+models = usage.per_model(view.per_model)
 
 with st.container(horizontal=True, gap="small"):
-    chart(charts.traces_per_day_figure(per_day), "per_day_chart")
-    chart(charts.errors_per_day_figure(frames.error_rate_frame(per_day)), "errors_chart")
+    chart(charts.traces_per_day_figure(per_day, bucket), "per_day_chart")
+    chart(charts.errors_per_day_figure(frames.error_rate_frame(per_day), bucket), "errors_chart")
     chart(charts.latency_figure(step_latency, "Step duration over time"), "step_latency_chart")
-    chart(
-        charts.latency_figure(
-            trace_latency,
-            "Trace duration over time" + (f" ({TRACE_SAMPLE} latest traces per point)" if sampled else ""),
-        ),
-        "trace_latency_chart",
-    )
+    chart(charts.latency_figure(trace_latency, "Trace work over time"), "trace_latency_chart")
+    if not tokens_over_time.empty:
+        chart(usage.tokens_figure(tokens_over_time, bucket), "tokens_chart")
+    if not models.empty:
+        chart(usage.models_figure(models), "models_chart")
     chart(charts.node_entries_figure(per_node), "node_entries_chart")
     chart(charts.node_duration_figure(per_node), "node_duration_chart")
     chart(charts.users_figure(per_user), "users_chart")
+if tokens_over_time.empty and models.empty:
+    st.caption("No step in this range reported the tokens its model used.")
+if not models.empty:
+    st.subheader("Models")
+    st.dataframe(
+        usage.readable_models(models),
+        key="models_table",
+        hide_index=True,
+        width="stretch",
+        placeholder=human.MISSING,
+        column_config={
+            "steps": st.column_config.NumberColumn("steps", format="localized"),
+            "input tokens": st.column_config.NumberColumn("input tokens", format="localized"),
+            "output tokens": st.column_config.NumberColumn("output tokens", format="localized"),
+            "total tokens": st.column_config.NumberColumn("total tokens", format="localized"),
+        },
+    )
 st.subheader("Busiest users")
 st.dataframe(
     per_user,
@@ -174,9 +175,11 @@ st.dataframe(
         "failed": st.column_config.NumberColumn("failed traces", format="localized"),
         "error_entries": st.column_config.NumberColumn("error steps", format="localized"),
         "last_active": st.column_config.DatetimeColumn("last active", format="distance"),
+        "total_tokens": st.column_config.NumberColumn("tokens", format="localized"),
+        "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
     },
 )
 st.caption(
-    f"Traces created from {view.since:%Y-%m-%d %H:%M} to {view.until:%Y-%m-%d %H:%M} UTC. Trace duration: "
-    "the span of a single run, the work of a conversation of several turns."
+    f"Traces created from {view.since:%Y-%m-%d %H:%M} to {view.until:%Y-%m-%d %H:%M} UTC, per {bucket} over "
+    "time. Trace work: the durations of a trace's steps added up, without the pauses between turns."
 )

@@ -58,7 +58,7 @@ def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
     """Status, counts, how long it took, and where it comes from."""
     common.status_badge(current.status)
     if current.status == "failed":
-        st.caption(f"Error: {common.as_plain_markdown(common.error_hints(db, [current])[current.id])}")
+        st.caption(f"Error: {common.as_plain_markdown(common.error_hint(current) or '')}")
     elif current.status == "abandoned":
         st.caption(
             "Its writer has not been heard from for a while: the run's process stopped or lost the database."
@@ -220,7 +220,7 @@ def entries_section(
         facts.append(f"turn {entry['turn']}")
     facts += [entry.get("status"), f"took {human.duration(entry.get('duration_ms'))}"]
     st.caption(" · ".join(str(f) for f in facts if f))
-    st.json(entry["data"], expanded=2)
+    common.show_json(entry["data"], expanded=2)
 
 
 def trace_view(db: AutomationTraceDB, trace_id: str, live: bool) -> None:

@@ -32,9 +32,9 @@ ROW_PX = 35
 SHOWN_FIRST = ["name", "status", "entries", "duration", "updated", "user"]
 
 
-@st.cache_data(ttl=60, show_spinner=False)
-def filter_choices(_db: AutomationTraceDB, url: str) -> dict[str, list[str]]:
-    return _db.filter_choices()
+@st.cache_data(ttl=60, show_spinner=False, hash_funcs=common.STORE_HASH)
+def filter_choices(db: AutomationTraceDB) -> dict[str, list[str]]:
+    return db.filter_choices()
 
 
 def filter_sidebar(choices: dict[str, list[str]]) -> FilterForm:
@@ -370,7 +370,7 @@ st.title("Traces")
 if flash := st.session_state.pop(FLASH_KEY, None):
     st.success(flash)
 
-form = filter_sidebar(filter_choices(db, db.server.url))
+form = filter_sidebar(filter_choices(db))
 try:
     flt = form.to_filter(datetime.now(UTC))
 except FilterError as exc:
@@ -407,7 +407,7 @@ st.caption(
     f"{total_text} {human.plural(total, 'trace')} {'matches' if total == 1 else 'match'} · "
     f"rows {first + 1:,}–{first + len(page.items):,}"
 )
-ticked = traces_table(page, common.error_hints(db, page.items))
+ticked = traces_table(page, common.error_hints(page.items))
 chosen = [s for s in page.items if s.id in set(ticked)]
 pager(page, number, f"page {number:,} of {pages:,}" if exact else f"page {number:,} of about {pages:,}")
 selection_actions(db, chosen, page)

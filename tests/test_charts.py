@@ -84,6 +84,19 @@ def test_trace_text_is_escaped_for_plotly() -> None:
     assert "<b>x</b>" not in shown and "&lt;b&gt;x&lt;/b&gt;" in shown
 
 
+def test_quotes_in_names_are_shown_as_typed_not_as_entities() -> None:
+    # Plotly decodes &amp; &lt; &gt; but not &quot;: an escaped quote would show as "&quot;".
+    tl, axis = timeline(3, name='say "hi" & it\'s <ok>', node='ask "why"')
+    for big in (False, True):
+        fig = charts.timeline_figure(tl, axis, "node", webgl_above=0 if big else 1000)
+        shown = " ".join(str(list(t.hovertext)) + " " + str(t.name) for t in fig.data)
+        assert "&quot;" not in shown and "&#x27;" not in shown
+        assert 'ask "why"' in shown
+        assert "&lt;ok&gt;" in shown or big
+    lanes = list(charts.timeline_figure(tl, axis, "kind").layout.yaxis.categoryarray)
+    assert 'ask "why"' in lanes
+
+
 def test_empty_timeline_is_an_empty_figure() -> None:
     tl, axis = timeline(0)
     assert len(charts.timeline_figure(tl, axis).data) == 0

@@ -122,3 +122,14 @@ def test_five_thousand_steps_each_align_in_well_under_a_second() -> None:
     assert elapsed < 2.0
     assert sorted(i for i, _ in pairs if i is not None) == list(range(5000))
     assert sorted(j for _, j in pairs if j is not None) == list(range(5000))
+
+
+def test_entries_that_are_not_objects_compare_as_their_output() -> None:
+    odd = [5, "text", [1, {"a": 2}], None, True, {"node": "model", "output": "x"}]
+    a = [{"seq": i, "data": v} for i, v in enumerate(odd)]
+    b = [{"seq": i, "data": v} for i, v in enumerate([5, "other text", [1, {"a": 2}], None, False])]
+    aligned = compare.align_traces(a, b)
+    assert aligned["op"].tolist() == ["same", "changed", "same", "same", "changed", "only A"]
+    assert aligned.loc[1, "a_output"] == "text" and aligned.loc[1, "b_output"] == "other text"
+    assert aligned.loc[1, "differs"] == "output"
+    assert compare.diff_lines(a[2]) == ["[", "  1,", "  {", '    "a": 2', "  }", "]"]

@@ -175,11 +175,6 @@ def test_conversation_from_entries() -> None:
     assert frames.conversation_from_entries(rows) == [("user", "what is 2 + 2?"), ("assistant", "2 + 2 = 4")]
 
 
-def test_percentiles_match_postgresql() -> None:
-    assert frames.percentiles([]) == (None, None)
-    assert frames.percentiles([None, 10.0, 20.0, 30.0, 40.0]) == pytest.approx((25.0, 38.5))
-
-
 def test_timeline_of_ten_thousand_steps_is_quick() -> None:
     import time
 

@@ -91,3 +91,26 @@ def test_colours_are_stable_and_do_not_depend_on_the_trace() -> None:
     assert all(
         colours.badge_colour(s) != "gray" and colours.status_icon(s) != ":material/help:" for s in STATUSES
     )
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [
+        (None, "—"),
+        (0, "$0"),
+        (0.00001, "<$0.0001"),
+        (0.0031, "$0.0031"),
+        (0.5, "$0.50"),
+        (1234.5, "$1,234.50"),
+    ],
+)
+def test_cost_keeps_the_digits_that_matter(usd: float | None, text: str) -> None:
+    assert human.cost(usd) == text
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(None, "—"), (950, "950"), (9_999, "9,999"), (12_345, "12.3k"), (999_999, "1M"), (4.1e6, "4.1M")],
+)
+def test_tokens_are_short(n: float | None, text: str) -> None:
+    assert human.tokens(n) == text
