@@ -65,6 +65,50 @@ def _hover(tl: pd.DataFrame) -> np.ndarray:
     ).to_numpy()
 
 
+OPEN_NAMES = {"running": "running now", "abandoned": "running when its writer went silent"}
+
+
+def _open_bars(fig: go.Figure, tl: pd.DataFrame, y: pd.Series | np.ndarray, span: float) -> None:
+    """Steps that have started and not ended, drawn apart from the others: hatched,
+    outlined, reaching to now (or to when the writer was last heard from)."""
+    for status in ("running", "abandoned"):
+        mask = (tl["status"].astype(str) == status).to_numpy()
+        if not mask.any():
+            continue
+        part = tl[mask]
+        start = part["start"].to_numpy(dtype="float64")
+        width = np.maximum(part["end"].to_numpy(dtype="float64") - start, span * 0.004)
+        hover = (
+            safe(part["name"])
+            + "<br>"
+            + safe(part["lane"])
+            + " · "
+            + status
+            + "<br>"
+            + ("running for " if status == "running" else "had run for ")
+            + part["open_ms"].map(human.duration)
+            + " · from "
+            + (part["at"] * 1000).map(human.duration)
+        ).to_numpy()
+        colour = colours.STATUS[status]
+        fig.add_trace(
+            go.Bar(
+                y=np.asarray(y)[mask],
+                x=width,
+                base=start,
+                orientation="h",
+                name=OPEN_NAMES[status],
+                hovertext=hover,
+                hoverinfo="text",
+                marker={
+                    "color": "rgba(255,255,255,0)",
+                    "line": {"width": 2, "color": colour},
+                    "pattern": {"shape": "/", "fgcolor": colour, "size": 6, "solidity": 0.3},
+                },
+            )
+        )
+
+
 def _turn_bands(fig: go.Figure, bands: pd.DataFrame) -> None:
     """Shade every other turn and name each one, with the pause before it."""
     if len(bands) < 2:
@@ -103,13 +147,16 @@ def timeline_figure(
     steps, one SVG bar per step. Above, WebGL line segments on numbered rows: steps of a row
     closer than 1/``MERGE_RESOLUTION`` of the span are joined into one bar (they would share
     a pixel), and hovering a bar tells how many steps it holds. Numeric arrays reach the
-    browser as compact binary.
+    browser as compact binary. Steps that have started and not ended (``open``) are drawn
+    apart, hatched and outlined, up to where ``timeline_frame`` ended them (now).
     """
     fig = go.Figure()
     if tl.empty:
         return fig
     lanes = list(dict.fromkeys(safe(tl["lane"])))
     span = float(tl["end"].max() - tl["start"].min()) or 1.0
+    is_open = tl["open"].to_numpy(dtype=bool) if "open" in tl else np.zeros(len(tl), dtype=bool)
+    opened, tl = tl[is_open], tl[~is_open]
     if len(tl) > webgl_above:
         bars = frames.merge_steps(tl, colour_by, span / MERGE_RESOLUTION)
         bars["lane"] = safe(bars["lane"])
@@ -156,6 +203,8 @@ def timeline_figure(
             zeroline=False,
             showgrid=False,
         )
+        if not opened.empty:
+            _open_bars(fig, opened, safe(opened["lane"]).map(row).to_numpy(dtype="float64"), span)
     else:
         lane = safe(tl["lane"])
         colour = safe(tl[colour_by])
@@ -177,6 +226,8 @@ def timeline_figure(
                     marker={"color": palette[value], "line": {"width": 0}},
                 )
             )
+        if not opened.empty:
+            _open_bars(fig, opened, safe(opened["lane"]), span)
         fig.update_yaxes(categoryorder="array", categoryarray=lanes[::-1])
     if bands is not None and axis == "time":
         _turn_bands(fig, bands)

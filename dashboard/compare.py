@@ -60,6 +60,9 @@ COLUMNS = [
     "a_time",
     "b_time",
     "time_delta",
+    "a_tokens",
+    "b_tokens",
+    "token_delta",
     "a_input",
     "b_input",
     "a_output",
@@ -156,6 +159,11 @@ def _duration(entry: Mapping[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _tokens(row: Mapping[str, Any] | None) -> int | None:
+    value = row.get("total_tokens") if row is not None else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _differences(ea: Mapping[str, Any], eb: Mapping[str, Any]) -> list[str]:
     """Which parts of two paired steps differ, timings and ids left out."""
     ca, cb = step_content(ea), step_content(eb)
@@ -176,7 +184,9 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
 
     Each row is one aligned step: ``op`` is ``same`` (only timings or ids differ),
     ``changed``, ``only A`` or ``only B``; ``differs`` names what differs (name, input,
-    output, error, status, other fields); times are shown with their difference.
+    output, error, status, other fields); times are shown with their difference, and the
+    tokens each step's model used (``a_tokens``, ``b_tokens``) with theirs (``token_delta``,
+    missing where neither side reported any).
     """
     da = [frames.entry_fields(r.get("data")) for r in a]
     db_ = [frames.entry_fields(r.get("data")) for r in b]
@@ -195,6 +205,7 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
             differs = []
             op = "only A" if eb is None else "only B"
         ma, mb = _duration(ea), _duration(eb)
+        ta, tb = _tokens(a[i] if i is not None else None), _tokens(b[j] if j is not None else None)
         rows.append(
             {
                 "step": len(rows) + 1,
@@ -210,6 +221,9 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
                 "a_time": human.duration(ma) if ea is not None else "",
                 "b_time": human.duration(mb) if eb is not None else "",
                 "time_delta": human.delta(mb - ma) if ma is not None and mb is not None else "",
+                "a_tokens": ta,
+                "b_tokens": tb,
+                "token_delta": (tb or 0) - (ta or 0) if ta is not None or tb is not None else None,
                 "a_input": _preview(ea, frames.INPUT_KEYS),
                 "b_input": _preview(eb, frames.INPUT_KEYS),
                 "a_output": _preview(ea, frames.OUTPUT_KEYS),
@@ -217,7 +231,7 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
             }
         )
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for col in ("a_seq", "b_seq"):
+    for col in ("a_seq", "b_seq", "a_tokens", "b_tokens", "token_delta"):
         frame[col] = frame[col].astype("Int64")
     return frame
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,25 @@ import pandas as pd
 from dashboard import human
 from tracedb.models import TraceSummary
 
-ENTRY_COLUMNS = ("seq", "node", "kind", "name", "status", "started_at", "ended_at", "duration_ms", "turn")
+ENTRY_COLUMNS = (
+    "seq",
+    "node",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "turn",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+)
+# Statuses of a step that has started and not ended: running now, or when its writer went
+# silent (the trace is abandoned).
+OPEN_STATUSES = ("running", "abandoned")
 INPUT_KEYS = ("input", "inputs", "args", "arguments", "tool_input", "messages", "request")
 OUTPUT_KEYS = ("output", "outputs", "result", "response", "content", "error")
 PREVIEW_CHARS = 160
@@ -34,6 +53,7 @@ TRACE_COLUMNS = [
     "provider",
     "tokens",
     "cost",
+    "lost",
     "id",
 ]
 _STATUS_MARKS = {"completed": "✓", "failed": "✗", "running": "●", "interrupted": "‖", "abandoned": "○"}
@@ -42,11 +62,13 @@ _STATUS_MARKS = {"completed": "✓", "failed": "✗", "running": "●", "interru
 def status_text(summary: TraceSummary, hint: str | None = None) -> str:
     """A trace's status as words a person scans: a mark that does not need colour, the
     status, and what went wrong (``"✗ failed: TimeoutError: …"``, ``"⚠ completed, 1 error
-    step"``)."""
+    step"``, ``"✓ completed, 140 entries lost"`` when the recorder could not store some)."""
     mark = _STATUS_MARKS.get(summary.status, "?")
     text = f"{mark} {summary.status}"
     if summary.status == "completed" and summary.error_count:
         text = f"⚠ completed, {human.count(summary.error_count, 'error step')}"
+    if summary.dropped_count:
+        text += f", {human.count(summary.dropped_count, 'entry')} lost"
     if hint:
         text += f": {hint}"
     return text
@@ -78,35 +100,63 @@ def traces_frame(items: Sequence[TraceSummary], hints: Mapping[str, str] | None 
             "provider": s.provider_id,
             "tokens": s.total_tokens,
             "cost": s.cost_usd,
+            "lost": s.dropped_count or None,
             "id": s.id,
         }
         for s in items
     ]
     frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
     return frame.astype(
-        {"entries": "int64", "errors": "int64", "turns": "Int64", "tokens": "Int64", "cost": "float64"}
+        {
+            "entries": "int64",
+            "errors": "int64",
+            "turns": "Int64",
+            "tokens": "Int64",
+            "cost": "float64",
+            "lost": "Int64",
+        }
     )
 
 
 def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     """Entry columns (as returned by ``AutomationTraceDB.entry_columns``) as a typed frame.
+
     ``turn`` is the run of a conversation an entry belongs to (missing when the writer
-    marks no turns)."""
-    data = {name: list(columns.get(name, [])) for name in ENTRY_COLUMNS}
-    if not data["turn"] and data["seq"]:
-        data["turn"] = [None] * len(data["seq"])
+    marks no turns). Steps running now come last, without a ``seq`` (``<NA>``); the
+    ``open`` column marks them. Columns a store did not return are missing values.
+    """
+    n = len(columns.get("seq", []))
+    data = {name: list(columns.get(name) or [None] * n) for name in ENTRY_COLUMNS}
     frame = pd.DataFrame(data, columns=list(ENTRY_COLUMNS))
     # Nodes running right now come as rows without a seq (the recorder marks them while they
     # run); this frame holds the stored steps.
     frame = frame[frame["seq"].notna()].reset_index(drop=True)
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
-    frame["seq"] = frame["seq"].astype("int64")
-    frame["duration_ms"] = pd.to_numeric(frame["duration_ms"], errors="coerce").astype("float64")
-    frame["turn"] = pd.to_numeric(frame["turn"], errors="coerce").astype("Int64")
-    for name in ("node", "kind", "name", "status"):
+    frame["seq"] = pd.to_numeric(frame["seq"], errors="coerce").astype("Int64")
+    for name in ("duration_ms", "cost_usd"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    for name in ("turn", "input_tokens", "output_tokens", "total_tokens"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
+    for name in ("node", "kind", "name", "status", "model"):
         frame[name] = frame[name].astype("object")
+    frame["open"] = frame["seq"].isna().to_numpy(dtype=bool)
     return frame
+
+
+def finished(entries: pd.DataFrame) -> pd.DataFrame:
+    """The stored steps of an entries frame, without those running now."""
+    return entries[~entries["open"]] if "open" in entries else entries
+
+
+def running_now(entries: pd.DataFrame, now: datetime) -> list[tuple[str, float | None]]:
+    """The steps running now, as ``(what, how long so far in ms)``, longest first."""
+    out = []
+    for row in entries[entries["open"]].itertuples(index=False):
+        what = str(row.node or row.name or row.kind or "a step")
+        so_far = (now - row.started_at).total_seconds() * 1000.0 if pd.notna(row.started_at) else None
+        out.append((what, so_far))
+    return sorted(out, key=lambda item: -(item[1] or 0.0))
 
 
 def lane_of(frame: pd.DataFrame) -> pd.Series:
@@ -116,17 +166,43 @@ def lane_of(frame: pd.DataFrame) -> pd.Series:
     return lane.fillna("(none)").astype(str)
 
 
-def timeline_frame(entries: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def took_text(entries: pd.DataFrame, now: datetime) -> pd.Series:
+    """How long each step took, with its unit; ``"running 3.20 s"`` for a step running now."""
+    took = entries["duration_ms"].map(human.duration)
+    if entries["open"].any():
+        so_far = (pd.Timestamp(now) - entries["started_at"]).dt.total_seconds() * 1000.0
+        took = took.where(~entries["open"], "running " + so_far.map(human.duration))
+    return took
+
+
+def timeline_frame(entries: pd.DataFrame, now: datetime | None = None) -> tuple[pd.DataFrame, str]:
     """Where each step sits on the timeline, and the axis: ``"time"`` or ``"step"``.
 
     Adds ``lane``, ``at`` (seconds since the first step, as it happened), ``start`` and
     ``end`` (where the step is drawn) and ``turn`` (1 when the writer marks no turns).
     Steps without a start follow the previous step; steps without an end last their
-    ``duration_ms``, or nothing when that is missing too. On a time axis, the pause between
+    ``duration_ms``, or nothing when that is missing too. A step running now (``open``)
+    reaches ``now``; its time so far is ``open_ms``. On a time axis, the pause between
     two turns of a conversation is cut to a small gap, so each turn's steps keep their
     width; ``turn_bands`` tells where each turn is drawn.
     """
     out = entries.copy()
+    if "open" not in out:
+        out["open"] = False
+    if now is not None:
+        # A running step ends now, as far as anyone knows (never before it started).
+        is_open = out["open"].to_numpy(dtype=bool) & out["ended_at"].isna().to_numpy()
+        stamp = pd.Timestamp(now)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        out.loc[is_open, "ended_at"] = out.loc[is_open, "started_at"].where(
+            out.loc[is_open, "started_at"] > stamp, stamp
+        )
+    out["open_ms"] = np.where(
+        out["open"].to_numpy(dtype=bool),
+        (out["ended_at"] - out["started_at"]).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
+        * 1000.0,
+        np.nan,
+    )
     out["lane"] = lane_of(out)
     out["turn"] = out["turn"].fillna(1).astype("int64")
     n = len(out)
@@ -212,7 +288,9 @@ def _seconds(series: pd.Series) -> np.ndarray:
 
 
 def node_stats(entries: pd.DataFrame) -> pd.DataFrame:
-    """Per lane: steps, errors, total/mean/p50/p95 duration (ms), share of total time."""
+    """Per lane: steps, errors, total/mean/p50/p95 duration (ms), share of total time; of
+    the stored steps (a step running now has no duration yet)."""
+    entries = finished(entries)
     if entries.empty:
         return pd.DataFrame(
             columns=["node", "steps", "errors", "total_ms", "mean_ms", "p50_ms", "p95_ms", "share"]
@@ -254,6 +332,42 @@ def readable_node_stats(stats: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return out
+
+
+# Columns of the entries table that only a trace with model usage shows.
+USAGE_VIEW = ("model", "tokens", "cost")
+
+
+def has_usage(entries: pd.DataFrame) -> bool:
+    """Whether any step of the trace names its model or reports tokens or a cost."""
+    return bool(
+        entries["model"].notna().any()
+        or entries["total_tokens"].notna().any()
+        or entries["cost_usd"].notna().any()
+    )
+
+
+def entries_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """Timeline rows (``timeline_frame``) as the entries table shows them: durations with
+    units, a running step's time so far, tokens and cost."""
+    took = rows["duration_ms"].map(human.duration)
+    if rows["open"].any():
+        took = took.where(~rows["open"], "running " + rows["open_ms"].map(human.duration))
+    return pd.DataFrame(
+        {
+            "seq": rows["seq"],
+            "turn": rows["turn"],
+            "node": rows["node"],
+            "kind": rows["kind"],
+            "name": rows["name"],
+            "status": rows["status"],
+            "started": (rows["at"] * 1000).map(human.duration),
+            "took": took,
+            "model": rows["model"],
+            "tokens": rows["total_tokens"],
+            "cost": rows["cost_usd"].map(lambda v: human.cost(v) if pd.notna(v) else None),
+        }
+    )
 
 
 def filter_entries(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,7 +17,7 @@ import streamlit as st
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 
 from agent import ModelUnavailable, build_graph, get_model, make_checkpointer, model_label, user_input
-from dashboard import common, frames, human, live, navigation, widgets
+from dashboard import common, frames, human, live, navigation, usage, widgets
 from tracedb import AutomationTraceDB, TraceDBError, TraceFilter, TraceSummary
 from tracedb.recorder import TraceRecorder
 
@@ -27,6 +28,8 @@ THREAD_KEY = "chat_thread"
 NEW_THREAD_KEY = "chat_new_thread"
 STEPS_KEY = "chat_steps"
 FLASH_KEY = "chat_flash"
+# While the model streams, the live trace is redrawn at most this often (seconds).
+REDRAW_S = 0.5
 
 
 @dataclass
@@ -71,11 +74,14 @@ def show_trace(db: AutomationTraceDB, summary: TraceSummary | None, kept: dict[s
         st.caption("No trace yet: it starts with the first message.")
         return
     common.status_badge(summary.status)
+    used = usage.tokens_line(summary)
     st.text(
         f"{human.count(summary.entry_count, 'entry')} · {human.count(summary.error_count, 'error step')}"
         f" · {human.count(summary.turns, 'turn')} · {human.work_and_span(summary)}"
+        + (f"\n{used}" if used != human.MISSING else "")
     )
     steps = live.recent_steps(db, summary, kept)
+    live.running_line(steps, summary)
     st.dataframe(
         pd.DataFrame(
             {
@@ -84,7 +90,7 @@ def show_trace(db: AutomationTraceDB, summary: TraceSummary | None, kept: dict[s
                 "node": steps["node"],
                 "name": steps["name"],
                 "status": steps["status"],
-                "took": steps["duration_ms"].map(human.duration),
+                "took": frames.took_text(steps, live.clock(summary)),
             }
         ),
         hide_index=True,
@@ -173,13 +179,18 @@ def reply_tokens(
     final: dict[str, str],
     redraw: Any,
 ) -> Iterator[str]:
-    """The model's answer as it streams, escaped; ``redraw`` after every graph step."""
+    """The model's answer as it streams, escaped; ``redraw`` after every graph step, and
+    while a step streams at most every ``REDRAW_S`` (its running step shows growing)."""
     stream = recorder.stream(agent.graph, user_input(prompt), config, stream_mode=["messages", "updates"])
+    drawn = time.monotonic()
     for mode, data in stream:
         if mode == "messages":
             chunk, meta = data
             if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "model" and chunk.text:
                 yield common.as_plain_markdown(chunk.text)
+            if time.monotonic() - drawn >= REDRAW_S:
+                redraw()
+                drawn = time.monotonic()
         else:
             for update in data.values():
                 replies = [
@@ -190,6 +201,7 @@ def reply_tokens(
                 if replies:
                     final["text"] = replies[-1].text
             redraw()
+            drawn = time.monotonic()
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import common, compare, human, navigation, widgets
+from dashboard import common, compare, human, navigation, usage, widgets
 from tracedb import AutomationTraceDB, TraceSummary
 
 MAX_STEPS = 5000
@@ -30,6 +30,7 @@ DIFF_CELLS = {
     "error": ("a_output", "b_output"),
     "status": ("a_output", "b_output"),
 }
+TOKEN_COLUMNS = ("token_delta", "a_tokens", "b_tokens")
 HIGHLIGHT = "background-color: rgba(230, 159, 0, 0.38)"
 HEADERS = {
     "step": st.column_config.NumberColumn("step", width=50),
@@ -45,6 +46,9 @@ HEADERS = {
     "a_time": st.column_config.TextColumn("A took", width=70),
     "b_time": st.column_config.TextColumn("B took", width=70),
     "time_delta": st.column_config.TextColumn("B − A", width=70),
+    "a_tokens": st.column_config.NumberColumn("A tokens", width=70, format="localized"),
+    "b_tokens": st.column_config.NumberColumn("B tokens", width=70, format="localized"),
+    "token_delta": st.column_config.NumberColumn("tokens B − A", width=85, format="%+d"),
     "a_input": st.column_config.TextColumn("A input", width=200),
     "b_input": st.column_config.TextColumn("B input", width=200),
     "a_output": st.column_config.TextColumn("A output", width=200),
@@ -63,6 +67,9 @@ ORDER = [
     "time_delta",
     "a_time",
     "b_time",
+    "token_delta",
+    "a_tokens",
+    "b_tokens",
     "a_input",
     "b_input",
     "a_output",
@@ -157,6 +164,22 @@ def side_panel(name: str, summary: TraceSummary, other: TraceSummary | None) -> 
                 delta_color="inverse",
                 width="content",
             )
+            if summary.total_tokens is not None or (other is not None and other.total_tokens is not None):
+                st.metric(
+                    "Tokens",
+                    human.tokens(summary.total_tokens),
+                    delta=usage.delta_text(summary.total_tokens, other.total_tokens) if other else None,
+                    delta_color="inverse",
+                    width="content",
+                )
+            if summary.cost_usd is not None or (other is not None and other.cost_usd is not None):
+                st.metric(
+                    "Cost",
+                    human.cost(summary.cost_usd),
+                    delta=usage.delta_text(summary.cost_usd, other.cost_usd, money=True) if other else None,
+                    delta_color="inverse",
+                    width="content",
+                )
 
 
 def step_detail(step: pd.Series, rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> None:
@@ -230,7 +253,7 @@ with table_box:
         width="stretch",
         placeholder="",
         column_config=HEADERS,
-        column_order=ORDER,
+        column_order=[c for c in ORDER if c not in TOKEN_COLUMNS or window["token_delta"].notna().any()],
     )
     st.caption(
         "Steps are paired by node and order. Same: only timings or ids differ (B − A shows the "

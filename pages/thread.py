@@ -1,5 +1,5 @@
-"""One trace (``/thread?trace=<id>``): header, timeline with its turns, time per node,
-entries; live while the run is going on."""
+"""One trace (``/thread?trace=<id>``): header, timeline with its turns and the steps running
+now, time per node, entries with their tokens and cost; live while the run is going on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, common, downloads, frames, human, navigation, widgets
+from dashboard import charts, common, downloads, frames, human, live, navigation, widgets
 from tracedb import AutomationTraceDB, TraceSummary
 
 REFRESH_S = 2.0
@@ -26,18 +26,29 @@ ENTRY_COLUMNS = {
     "name": st.column_config.TextColumn("name", width=120),
     "status": st.column_config.TextColumn("status", width=60),
     "started": st.column_config.TextColumn("started", width=80, help="Time since the trace's first step"),
-    "took": st.column_config.TextColumn("took", width=70),
+    "took": st.column_config.TextColumn("took", width=95),
+    "model": st.column_config.TextColumn("model", width=100),
+    "tokens": st.column_config.NumberColumn(
+        "tokens", format="localized", width=70, help="Tokens the step's model used (input + output)"
+    ),
+    "cost": st.column_config.TextColumn("cost", width=70),
     "input": st.column_config.TextColumn("input", width=220),
     "output": st.column_config.TextColumn("output", width=260),
 }
 
 
-@st.cache_data(max_entries=8, ttl=600, show_spinner=False)
+@st.cache_data(max_entries=8, ttl=600, show_spinner=False, hash_funcs=common.STORE_HASH)
 def entry_frame(
-    _db: AutomationTraceDB, trace_id: str, entry_count: int, updated_at: datetime
+    db: AutomationTraceDB, trace_id: str, entry_count: int, updated_at: datetime, running: str
 ) -> pd.DataFrame:
-    """The trace's entry columns; cached per (trace, count, last update)."""
-    return frames.entries_frame(_db.entry_columns(trace_id))
+    """The trace's entry columns, the steps running now last; cached per store view and
+    trace state (its count, last update and running steps)."""
+    return frames.entries_frame(db.entry_columns(trace_id))
+
+
+def running_key(summary: TraceSummary) -> str:
+    """What tells the running steps of a trace apart from earlier ones, for the cache."""
+    return "|".join(f"{m.get('task_id')}@{m.get('started_at')}" for m in summary.running) + summary.status
 
 
 def pick_recent(db: AutomationTraceDB) -> str | None:
@@ -54,14 +65,24 @@ def pick_recent(db: AutomationTraceDB) -> str | None:
     return widgets.id_select("Trace", labels, "thread_pick", placeholder="Pick one of the most recent traces")
 
 
-def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
-    """Status, counts, how long it took, and where it comes from."""
+def header(current: TraceSummary, entries: pd.DataFrame, refreshing: bool) -> None:
+    """Status, what is running, counts, how long it took, what it used, and where it comes
+    from."""
     common.status_badge(current.status)
     if current.status == "failed":
         st.caption(f"Error: {common.as_plain_markdown(common.error_hint(current) or '')}")
     elif current.status == "abandoned":
         st.caption(
-            "Its writer has not been heard from for a while: the run's process stopped or lost the database."
+            "Its writer has not been heard from for a while: the run's process stopped or lost the database. "
+            "This view no longer refreshes; if the run comes back, reload the page."
+        )
+    live.running_line(entries, current)
+    if current.dropped_count:
+        st.warning(
+            f"{human.count(current.dropped_count, 'entry')} of this run could not be recorded: the recorder "
+            "dropped them (its buffer was full while the database could not be reached). Each gap is a step "
+            "of kind “gap” in the timeline and the entries.",
+            icon=":material/report:",
         )
     with st.container(horizontal=True, gap="large"):
         st.metric("Entries", f"{current.entry_count:,}", width="content")
@@ -77,11 +98,20 @@ def header(db: AutomationTraceDB, current: TraceSummary, live: bool) -> None:
             help="From the first step's start to the last step's end, pauses between turns included",
             width="content",
         )
+        if current.total_tokens is not None:
+            st.metric(
+                "Tokens",
+                human.tokens(current.total_tokens),
+                help=f"{human.number(current.input_tokens)} input, {human.number(current.output_tokens)} output",
+                width="content",
+            )
+        if current.cost_usd is not None:
+            st.metric("Cost", human.cost(current.cost_usd), width="content")
     st.text(
         f"thread {current.thread_id}  ·  user {current.user_id}  ·  provider {current.provider_id or human.MISSING}\n"
         f"created {human.when(current.created_at)}  ·  updated {human.when(current.updated_at)}\nid {current.id}"
     )
-    if live:
+    if refreshing:
         st.caption(f"Running: this view refreshes every {REFRESH_S:g} s until the run ends.")
 
 
@@ -161,19 +191,11 @@ def entries_section(
     shown = frames.filter_entries(timeline, chosen["node"], chosen["kind"], chosen["status"])
     table_box = st.container()
     rows, _, _ = widgets.paged(shown, ENTRIES_PER_PAGE, PAGE_KEY, where=st.container())
-    previews = frames.entry_previews(db.entries_by_seq(trace_id, rows["seq"].tolist()))
-    view = pd.DataFrame(
-        {
-            "seq": rows["seq"],
-            "turn": rows["turn"],
-            "node": rows["node"],
-            "kind": rows["kind"],
-            "name": rows["name"],
-            "status": rows["status"],
-            "started": (rows["at"] * 1000).map(human.duration),
-            "took": rows["duration_ms"].map(human.duration),
-        }
-    ).merge(previews, on="seq", how="left")
+    stored = [int(v) for v in rows["seq"].dropna()]
+    previews = frames.entry_previews(db.entries_by_seq(trace_id, stored))
+    view = frames.entries_view(rows).merge(previews.astype({"seq": "Int64"}), on="seq", how="left")
+    # The model, tokens and cost columns only for a trace whose steps reported usage.
+    shown_columns = [c for c in ENTRY_COLUMNS if frames.has_usage(entries) or c not in frames.USAGE_VIEW]
     table_key = widgets.rows_key(TABLE_KEY, view["seq"].tolist())
     with table_box:
         event = st.dataframe(
@@ -185,23 +207,28 @@ def entries_section(
             width="stretch",
             placeholder=human.MISSING,
             column_config=ENTRY_COLUMNS,
+            column_order=shown_columns,
         )
         st.caption(
             f"{len(shown):,} of {human.count(len(entries), 'entry')} · {ENTRIES_PER_PAGE} per page · "
             "tick a row to see its JSON"
         )
 
-    # A newly ticked row puts its number in the field; typing a number unticks the row.
-    ticked = widgets.selected_values(event, view, "seq")
+    # A newly ticked row puts its number in the field; typing a number unticks the row. A
+    # step running now has no number (and no JSON) yet.
+    ticked = [v for v in widgets.selected_values(event, view, "seq") if pd.notna(v)]
     if ticked and int(ticked[0]) != st.session_state.get(TICKED_KEY):
         st.session_state[SEQ_KEY] = int(ticked[0])
     st.session_state[TICKED_KEY] = int(ticked[0]) if ticked else None
 
+    last = frames.finished(entries)["seq"].max()
+    if pd.isna(last):
+        return
     st.subheader("Entry JSON")
     seq = st.number_input(
         "Entry number (#)",
         min_value=0,
-        max_value=int(entries["seq"].max()),
+        max_value=int(last),
         value=None,
         step=1,
         key=SEQ_KEY,
@@ -223,20 +250,20 @@ def entries_section(
     common.show_json(entry["data"], expanded=2)
 
 
-def trace_view(db: AutomationTraceDB, trace_id: str, live: bool) -> None:
+def trace_view(db: AutomationTraceDB, trace_id: str, refreshing: bool) -> None:
     """Everything that changes while a run goes on; a fragment reruns it alone."""
     current = db.get_summary(trace_id)
     if current is None:
         st.warning("This trace has just been deleted.")
         return
-    if live and current.status != "running":
+    if refreshing and current.status != "running":
         st.rerun()  # the run has ended: a full rerun stops the refresh
-    header(db, current, live)
-    entries = entry_frame(db, trace_id, current.entry_count, current.updated_at)
+    entries = entry_frame(db, trace_id, current.entry_count, current.updated_at, running_key(current))
+    header(current, entries, refreshing)
     if entries.empty:
         st.info("This trace has no entries yet.")
         return
-    timeline, axis = frames.timeline_frame(entries)
+    timeline, axis = frames.timeline_frame(entries, live.clock(current))
     timeline_section(timeline, axis)
     node_section(entries)
     entries_section(db, trace_id, entries, timeline)
@@ -265,11 +292,10 @@ if message := widgets.rename_form(db, summary, key="trace_name"):
     st.session_state[FLASH_KEY] = message
     st.rerun()
 
-live = summary.status == "running"
-if live:
-    st.fragment(run_every=REFRESH_S)(trace_view)(db, trace_id, live)
+if summary.status == "running":
+    st.fragment(run_every=REFRESH_S)(trace_view)(db, trace_id, True)
 else:
-    trace_view(db, trace_id, live)
+    trace_view(db, trace_id, False)
 
 st.download_button(
     "Download the whole trace (JSON)",

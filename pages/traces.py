@@ -29,7 +29,7 @@ COMPARING_KEY = "traces_comparing"
 MAX_WALK = 200
 VISIBLE_ROWS = 15  # the table scrolls beyond
 ROW_PX = 35
-SHOWN_FIRST = ["name", "status", "entries", "duration", "updated", "user"]
+SHOWN_FIRST = ["name", "status", "entries", "duration", "tokens", "cost", "updated", "user"]
 
 
 @st.cache_data(ttl=60, show_spinner=False, hash_funcs=common.STORE_HASH)
@@ -242,8 +242,20 @@ def traces_table(page: TracePage, hints: dict[str, str]) -> list[str]:
             "errors": hidden(st.column_config.NumberColumn("error steps")),
             "created": hidden(st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss")),
             "provider": hidden(st.column_config.TextColumn("provider")),
-            "tokens": hidden(st.column_config.NumberColumn("tokens", format="localized")),
-            "cost": hidden(st.column_config.NumberColumn("cost", format="dollar")),
+            "tokens": st.column_config.NumberColumn(
+                "tokens",
+                format="localized",
+                width=70,
+                help="Tokens the trace's models used; — when none reported",
+            ),
+            "cost": st.column_config.NumberColumn(
+                "cost", format="$%.4f", width=70, help="What those tokens cost, from the price table"
+            ),
+            "lost": hidden(
+                st.column_config.NumberColumn(
+                    "lost", help="Entries the recorder could not store", format="localized"
+                )
+            ),
             "id": hidden(st.column_config.TextColumn("id")),
         },
     )

@@ -29,7 +29,7 @@ def timeline(n: int, **overrides: object) -> tuple[pd.DataFrame, str]:
         }
         values.update({k: v for k, v in overrides.items() if i == 0})
         for name in frames.ENTRY_COLUMNS:
-            rows[name].append(values[name])
+            rows[name].append(values.get(name))
     return frames.timeline_frame(frames.entries_frame(rows))
 
 
@@ -138,7 +138,7 @@ def test_turns_are_bands_on_the_timeline() -> None:
             "turn": turn,
         }
         for name in frames.ENTRY_COLUMNS:
-            rows[name].append(values[name])
+            rows[name].append(values.get(name))
     tl, axis = frames.timeline_frame(frames.entries_frame(rows))
     fig = charts.timeline_figure(tl, axis, "kind", bands=frames.turn_bands(tl))
     labels = [a.text for a in fig.layout.annotations]

@@ -163,3 +163,25 @@ def test_page_functions_get_what_they_use_as_arguments(page: str) -> None:
 def test_the_check_of_page_functions_finds_a_page_global() -> None:
     source = "def show():\n    return db.get(1)\n\n\ndb = open_store()\nshow()\n"
     assert page_globals_read_by_functions(source) == ["show: db"]
+
+
+def test_no_page_fails_on_entries_that_are_not_json_objects(fresh_db_url: str) -> None:
+    from tracedb import AutomationTraceDB
+
+    odd = [5, "plain text", [1, {"a": 2}], None, True, 1.5, {"node": "model", "output": "x"}, []]
+    with AutomationTraceDB(fresh_db_url) as db:
+        one = db.save_trace("local", None, "odd-1", odd, name="odd one")
+        two = db.save_trace("local", None, "odd-2", odd[::-1], name="odd two")
+    with dashboard_env(TRACEDB_URL=fresh_db_url, TRACEDB_USER="local", LLM_MODEL=None):
+        for page, params in (
+            ("traces", {}),
+            ("thread", {"trace": one}),
+            ("compare", {"a": one, "b": two}),
+            ("overview", {}),
+            ("chat", {}),
+        ):
+            at = open_page(page, **params)
+            assert not at.exception, page
+            if page == "chat":
+                at.selectbox(key="chat_thread_widget").set_value("odd-1").run()
+                assert not at.exception

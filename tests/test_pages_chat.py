@@ -4,7 +4,7 @@ test chats as a user of its own."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apptest_support import dashboard_env, open_page, texts
@@ -130,3 +130,43 @@ def test_the_live_trace_reads_only_the_steps_it_has_not_shown(db, ids) -> None:
     assert steps["seq"].tolist() == list(range(75, 105)) and store.after == [69, 99]
     steps = live.recent_steps(store, db.get_summary(first.trace_id), kept)
     assert len(steps) == 30 and store.after[-1] == 104 and list(kept) == [first.trace_id]
+
+
+def test_the_live_trace_shows_the_steps_running_now(user, db) -> None:
+    now = datetime.now(UTC)
+    step = {"node": "planner", "started_at": (now - timedelta(seconds=3)).isoformat()}
+    db.append_entries(
+        [{**step, "ended_at": (now - timedelta(seconds=2)).isoformat()}],
+        thread_id="running-chat",
+        user_id=user,
+        status="running",
+        name="still thinking",
+        running_start={"task-1": {"node": "model", "started_at": (now - timedelta(seconds=2)).isoformat()}},
+    )
+    at = open_page("chat")
+    at.selectbox(key="chat_thread_widget").set_value("running-chat").run()
+    assert not at.exception
+    assert any(
+        m.value.startswith(":blue[:material/progress_activity:] Running now: model for 2")
+        for m in at.markdown
+    )
+    steps = at.dataframe[0].value
+    assert steps["node"].tolist() == ["planner", "model"]
+    assert steps["status"].tolist()[-1] == "running" and steps["took"].tolist()[-1].startswith("running 2")
+
+
+def test_the_live_trace_keeps_stored_steps_and_reads_running_ones_afresh(db, ids) -> None:
+    first = db.append_entries(
+        [{"node": "n"}] * 3,
+        thread_id=ids("live"),
+        user_id="x",
+        status="running",
+        running_start={"t1": {"node": "model", "started_at": datetime.now(UTC).isoformat()}},
+    )
+    kept: dict = {}
+    steps = live.recent_steps(db, db.get_summary(first.trace_id), kept)
+    assert steps["seq"].tolist()[:3] == [0, 1, 2] and steps["open"].tolist() == [False] * 3 + [True]
+    assert kept[first.trace_id]["seq"].tolist() == [0, 1, 2]  # a running step is never kept
+    db.append_entries([{"node": "model"}], trace_id=first.trace_id, running_end=["t1"])
+    steps = live.recent_steps(db, db.get_summary(first.trace_id), kept)
+    assert steps["seq"].tolist() == [0, 1, 2, 3] and not steps["open"].any()

@@ -85,3 +85,40 @@ def test_unknown_ids_are_not_a_traceback(pair) -> None:
     assert not at.exception
     assert any("No trace has the id nope" in w.value for w in at.warning)
     assert any("Pick two traces" in t for t in texts(at))
+
+
+def test_tokens_and_cost_are_compared(pair, db) -> None:
+    def used(tokens: list[int]) -> list[dict]:
+        return [
+            {
+                "node": "model",
+                "name": "llm",
+                "model": "gpt-4o-mini",
+                "output": "x",
+                "usage": {"input_tokens": n, "output_tokens": 10},
+            }
+            for n in tokens
+        ]
+
+    a = db.save_trace("ana", None, "cmp-tok-a", used([1000, 2000]), name="tokens A")
+    b = db.save_trace("ana", None, "cmp-tok-b", used([1000, 5000, 500]), name="tokens B")
+    at = open_page("compare", a=a, b=b)
+    assert not at.exception
+    tokens = [m for m in at.metric if m.label == "Tokens"]
+    assert [m.value for m in tokens] == ["3,020", "6,530"]
+    assert tokens[1].proto.delta == "+3,510 vs A"
+    cost = [m for m in at.metric if m.label == "Cost"]
+    assert len(cost) == 2 and cost[1].proto.delta.startswith("+$")
+    table = at.dataframe[0].value
+    assert table["token_delta"].sum() == 3510 and table["b_tokens"].sum() == 6530
+
+
+def test_entries_that_are_not_objects_compare(pair, db) -> None:
+    a = db.save_trace("ana", None, "cmp-odd-a", [5, "text", [1, 2], None, {"node": "model"}], name="odd A")
+    b = db.save_trace("ana", None, "cmp-odd-b", [5, "other", [1, 2], True], name="odd B")
+    at = open_page("compare", a=a, b=b)
+    assert not at.exception
+    assert at.dataframe[0].value["op"].tolist() == ["same", "changed", "same", "changed", "only A"]
+    tick(at, "compare_table", "step", [1])
+    assert not at.exception
+    assert [json.loads(j.value) for j in at.json] == ["text", "other"]

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from apptest_support import dashboard_env, open_page, plotly_specs, table_key, texts, tick
+from apptest_support import dashboard_env, open_page, plotly_array, plotly_specs, table_key, texts, tick
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script> [click](javascript:alert(1)) **bold**'
 
 
-def agent_entries(n: int, hostile: bool = False) -> list[dict]:
+def agent_entries(n: int, hostile: bool = False, t0: datetime = T0) -> list[dict]:
     out = []
     for i in range(n):
         node = ("planner", "model", "tools", "summarise")[0 if i == 0 else 3 if i == n - 1 else 1 + i % 2]
-        start = T0 + timedelta(seconds=i)
+        start = t0 + timedelta(seconds=i)
         out.append(
             {
                 "node": node,
@@ -53,8 +54,54 @@ def traces(db, db_url: str) -> Iterator[dict[str, str]]:
     made["big"] = big
     running = db.append_entries(agent_entries(3), thread_id="th-running", user_id="cy", status="running")
     made["running"] = running.trace_id
+    made["live"] = live_trace(db, "th-live")
+    lossy = agent_entries(4)
+    lossy.insert(
+        2,
+        {
+            "node": "__recorder__",
+            "kind": "gap",
+            "name": "entries not recorded",
+            "status": "gap",
+            "dropped": 140,
+            "started_at": lossy[1]["ended_at"],
+            "ended_at": lossy[2]["started_at"],
+        },
+    )
+    made["lossy"] = db.append_entries(
+        lossy, thread_id="th-lossy", user_id="ana", name="lossy", dropped=140
+    ).trace_id
+    made["usage"] = db.save_trace("ana", "openai", "th-usage", usage_entries(), name="with usage")
+    made["odd"] = db.save_trace("ana", None, "th-odd", ODD, name="odd entries")
     with dashboard_env(TRACEDB_URL=db_url):
         yield made
+
+
+ODD = [5, "plain text", [1, {"a": 2}], None, True, 1.5, {"node": "model", "output": "x"}]
+
+
+def live_trace(db, thread: str) -> str:
+    """A running trace: three stored steps, the model running for 20 s and a tool for 3 s."""
+    now = datetime.now(UTC)
+    return db.append_entries(
+        agent_entries(3, t0=now - timedelta(seconds=24)),
+        thread_id=thread,
+        user_id="cy",
+        status="running",
+        running_start={
+            "task-model": {"node": "model", "started_at": (now - timedelta(seconds=20)).isoformat()},
+            "task-tools": {"node": "tools", "started_at": (now - timedelta(seconds=3)).isoformat()},
+        },
+    ).trace_id
+
+
+def usage_entries() -> list[dict]:
+    out = agent_entries(4)
+    out[1]["usage"] = {"input_tokens": 1000, "output_tokens": 200, "total_tokens": 1200}
+    out[1]["model"] = "gpt-4o-mini"
+    out[2]["usage"] = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+    out[2]["model"] = "gpt-4o-mini"
+    return out
 
 
 def test_without_a_trace_parameter_offers_recent_traces(traces) -> None:
@@ -162,6 +209,90 @@ def test_running_trace_refreshes_until_it_ends(traces, db) -> None:
     assert not at.exception
     assert not any("refreshes every" in t for t in texts(at))
     assert at.metric[0].value == "5"
+
+
+def test_running_steps_are_open_bars_that_say_for_how_long(traces) -> None:
+    at = open_page("thread", trace=traces["live"])
+    assert not at.exception
+    running = next(m.value for m in at.markdown if "Running now" in m.value)
+    # longest first, with the time so far
+    assert re.search(r"Running now: model for [\d.]+ s, tools for [\d.]+ s$", running), running
+    assert any("refreshes every" in t for t in texts(at))
+    figure = json.loads(plotly_specs(at)[0])
+    open_bars = [t for t in figure["data"] if t["name"] == "running now"]
+    assert len(open_bars) == 1 and open_bars[0]["marker"]["pattern"]["shape"] == "/"
+    assert sorted(open_bars[0]["y"]) == ["model", "tools"]
+    # the model bar reaches now: about 20 s long
+    widths = dict(zip(open_bars[0]["y"], plotly_array(open_bars[0]["x"]), strict=True))
+    assert 19.0 < widths["model"] < 40.0
+    table = at.dataframe[1].value
+    assert table["status"].tolist()[-2:] == ["running", "running"]
+    assert table["seq"].isna().sum() == 2 and table["took"].iloc[-1].startswith("running ")
+    # time per node counts stored steps only
+    assert at.dataframe[0].value["steps"].sum() == 3
+    # ticking a running step shows no JSON (it has none yet), and nothing fails
+    tick(at, "entries_table", "seq", [4], index=1)
+    assert not at.exception and not at.json
+
+
+def test_a_running_step_that_ends_is_drawn_as_what_it_stored(traces, db) -> None:
+    trace_id = live_trace(db, "th-ends")
+    at = open_page("thread", trace=trace_id)
+    assert any("Running now" in m.value for m in at.markdown)
+    db.append_entries(agent_entries(1), trace_id=trace_id, running_end=["task-model", "task-tools"])
+    at.run()
+    assert not at.exception
+    assert not any("Running now" in m.value for m in at.markdown)
+    names = [t["name"] for t in json.loads(plotly_specs(at)[0])["data"]]
+    assert "running now" not in names
+    assert at.metric[0].value == "4"
+
+
+def test_an_abandoned_trace_stops_refreshing_and_says_what_was_running(db, db_url: str) -> None:
+    trace_id = live_trace(db, "th-abandoned")
+    with dashboard_env(TRACEDB_URL=db_url, TRACEDB_ABANDON_AFTER="0.5"):
+        time.sleep(0.6)
+        at = open_page("thread", trace=trace_id)
+        assert not at.exception
+        assert at.markdown[0].value == ":violet-badge[:material/link_off: abandoned]"
+        assert not any("refreshes every" in t for t in texts(at))
+        assert any("went silent: model for" in m.value for m in at.markdown)
+        names = [t["name"] for t in json.loads(plotly_specs(at)[0])["data"]]
+        assert "running when its writer went silent" in names
+
+
+def test_lost_entries_are_said_and_marked(traces) -> None:
+    at = open_page("thread", trace=traces["lossy"])
+    assert not at.exception
+    assert any("140 entries of this run could not be recorded" in w.value for w in at.warning)
+    table = at.dataframe[1].value
+    assert "gap" in table["kind"].tolist()
+
+
+def test_tokens_and_cost_per_step_and_in_the_header(traces, db) -> None:
+    at = open_page("thread", trace=traces["usage"])
+    assert not at.exception
+    summary = db.get_summary(traces["usage"])
+    assert summary.total_tokens == 1260
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tokens"] == "1,260" and metrics["Cost"].startswith("$")
+    table = at.dataframe[1].value
+    assert table["tokens"].tolist()[1:3] == [1200, 60]
+    assert table["model"].tolist()[1] == "gpt-4o-mini" and table["cost"].tolist()[1].startswith("$")
+    # a trace without usage has no such columns to show
+    plain = open_page("thread", trace=traces["small"])
+    assert "Tokens" not in {m.label for m in plain.metric}
+
+
+def test_entries_that_are_not_objects_show_as_they_are(traces) -> None:
+    at = open_page("thread", trace=traces["odd"])
+    assert not at.exception
+    table = at.dataframe[1].value
+    assert table["output"].tolist()[:3] == ["5", "plain text", '[1, {"a": 2}]']
+    for seq, value in enumerate(ODD):
+        at.number_input(key="entry_seq").set_value(seq).run()
+        assert not at.exception
+        assert json.loads(at.json[0].value) == value
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "00000000-0000-4000-8000-000000000000"])

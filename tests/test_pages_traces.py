@@ -310,3 +310,26 @@ def test_custom_date_range(stored, db) -> None:
     assert at.date_input(key="dates") and len(table(at)) == min(200, db.count_traces())
     at.date_input(key="dates").set_value((date(2020, 1, 1), date(2020, 1, 2))).run()
     assert not at.dataframe
+
+
+def test_tokens_cost_and_lost_entries_are_shown(db, ids, stored) -> None:
+    user = ids("spender")
+    used = [
+        {"node": "model", "model": "gpt-4o-mini", "usage": {"input_tokens": 900, "output_tokens": 100}},
+        {"node": "model", "model": "gpt-4o-mini", "usage": {"input_tokens": 300, "output_tokens": 50}},
+    ]
+    costly = db.save_trace(user, None, ids("th"), used, name="costly")
+    plain = db.save_trace(user, None, ids("th"), [{"node": "model"}], name="plain")
+    lossy = db.append_entries([{"node": "model"}], thread_id=ids("th"), user_id=user, name="lossy", dropped=7)
+    streamlit.cache_data.clear()
+    at = open_page("traces", user=user)
+    assert not at.exception
+    frame = table(at).set_index("name")
+    assert frame.loc["costly", "tokens"] == db.get_summary(costly).total_tokens == 1350
+    assert (
+        frame.loc["costly", "cost"] == pytest.approx(db.get_summary(costly).cost_usd)
+        and frame.loc["costly", "cost"] > 0
+    )
+    assert frame.loc[["plain", "lossy"], "tokens"].isna().all()  # unknown, not zero
+    assert frame.loc["lossy", "status"] == "✓ completed, 7 entries lost" and frame.loc["lossy", "lost"] == 7
+    assert db.get_summary(plain).total_tokens is None and db.get_summary(lossy.trace_id).dropped_count == 7
