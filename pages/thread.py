@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, common, downloads, frames, human, live, navigation, widgets
+from dashboard import charts, common, downloads, frames, graph, human, live, navigation, widgets
 from tracedb import AutomationTraceDB, TraceSummary
 
 REFRESH_S = 2.0
@@ -18,6 +18,9 @@ PAGE_KEY = "entries_page"
 SEQ_KEY = "entry_seq"
 TABLE_KEY = "entries_table"
 TICKED_KEY = "entries_ticked"
+NODES_KEY = "entry_nodes"
+GRAPH_KEY = "graph_chart"
+GRAPH_SEEN_KEY = "graph_seen"
 ENTRY_COLUMNS = {
     "seq": st.column_config.NumberColumn("#", width=55),
     "turn": st.column_config.NumberColumn("turn", width=50),
@@ -115,6 +118,47 @@ def header(current: TraceSummary, entries: pd.DataFrame, refreshing: bool) -> No
         st.caption(f"Running: this view refreshes every {REFRESH_S:g} s until the run ends.")
 
 
+def graph_section(current: TraceSummary, entries: pd.DataFrame) -> None:
+    """The agent's graph, when the trace recorded it: each node with what its steps did, the
+    running one outlined. Clicking a node shows its steps in the entries below."""
+    drawn = graph.graph_of(current.metadata)
+    if drawn is None:
+        return
+    st.subheader("Graph")
+    direction = (
+        st.segmented_control("Layout", list(graph.DIRECTIONS), default="left to right", key="graph_direction")
+        or "left to right"
+    )
+    facts = graph.node_facts(drawn, entries, live.clock(current))
+    lanes = dict(zip(facts["node"], facts["lane"], strict=True))
+    # A click is a new selection of the chart (sent before this run): it filters the entries
+    # once, and the filter can then be changed by hand. Read before the chart is drawn, so
+    # the chart rings the node it filters by.
+    selection = st.session_state.get(GRAPH_KEY) or {}
+    points = selection.get("selection", {}).get("points", [])
+    picked = next((p.get("customdata") for p in points if p.get("customdata") in lanes), None)
+    if picked != st.session_state.get(GRAPH_SEEN_KEY):
+        st.session_state[GRAPH_SEEN_KEY] = picked
+        if picked is not None and lanes[picked] in frames.choices(entries, "node"):
+            st.session_state[NODES_KEY] = [lanes[picked]]
+            first_page()
+        elif picked is not None:
+            st.info(f"{common.as_plain_markdown(drawn.nodes[picked])} has no steps in this trace.")
+    filtered = st.session_state.get(NODES_KEY) or []
+    chosen = next((n for n, lane in lanes.items() if [lane] == filtered), None)
+    st.plotly_chart(
+        graph.graph_figure(drawn, facts, graph.DIRECTIONS[direction], chosen),
+        key=GRAPH_KEY,
+        on_select="rerun",
+        selection_mode="points",
+        config={"displaylogo": False, "displayModeBar": False},
+    )
+    st.caption(
+        "Dotted: an edge a condition chooses. Outlined in blue: running now; in red: with errors. "
+        "Click a node to see its steps in the entries below."
+    )
+
+
 def timeline_section(timeline: pd.DataFrame, axis: str) -> None:
     st.subheader("Timeline")
     colour_by = (
@@ -183,7 +227,7 @@ def entries_section(
                 width=220,
             )
             for column, key in (
-                ("node", "entry_nodes"),
+                ("node", NODES_KEY),
                 ("kind", "entry_kinds"),
                 ("status", "entry_statuses"),
             )
@@ -260,6 +304,7 @@ def trace_view(db: AutomationTraceDB, trace_id: str, refreshing: bool) -> None:
         st.rerun()  # the run has ended: a full rerun stops the refresh
     entries = entry_frame(db, trace_id, current.entry_count, current.updated_at, running_key(current))
     header(current, entries, refreshing)
+    graph_section(current, entries)
     if entries.empty:
         st.info("This trace has no entries yet.")
         return

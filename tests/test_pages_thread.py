@@ -73,10 +73,30 @@ def traces(db, db_url: str) -> Iterator[dict[str, str]]:
     ).trace_id
     made["usage"] = db.save_trace("ana", "openai", "th-usage", usage_entries(), name="with usage")
     made["odd"] = db.save_trace("ana", None, "th-odd", ODD, name="odd entries")
+    made["graph"] = live_trace(db, "th-graph")
+    made["graph_done"] = db.save_trace("ana", None, "th-graph-done", agent_entries(6), name="graph, done")
+    for key in ("graph", "graph_done"):
+        db.update_metadata(made[key], {"graph": AGENT_GRAPH})
     with dashboard_env(TRACEDB_URL=db_url):
         yield made
 
 
+AGENT_GRAPH = {
+    "nodes": [
+        {"id": n, "name": n}
+        for n in ("__start__", "planner", "model", "tools", "summarise", "reviewer", "__end__")
+    ],
+    "edges": [
+        {"source": "model", "target": "reviewer", "conditional": True},
+        {"source": "reviewer", "target": "__end__"},
+        {"source": "__start__", "target": "planner"},
+        {"source": "planner", "target": "model"},
+        {"source": "model", "target": "tools", "conditional": True},
+        {"source": "model", "target": "summarise", "conditional": True},
+        {"source": "tools", "target": "model"},
+        {"source": "summarise", "target": "__end__"},
+    ],
+}
 ODD = [5, "plain text", [1, {"a": 2}], None, True, 1.5, {"node": "model", "output": "x"}]
 
 
@@ -293,6 +313,55 @@ def test_entries_that_are_not_objects_show_as_they_are(traces) -> None:
         at.number_input(key="entry_seq").set_value(seq).run()
         assert not at.exception
         assert json.loads(at.json[0].value) == value
+
+
+def click_node(at, node: str, index: int):
+    """What the browser sends when a node of the graph is clicked: that point selected."""
+    at.session_state["graph_chart"] = {
+        "selection": {
+            "points": [{"customdata": node, "point_index": index}],
+            "point_indices": [index],
+            "box": [],
+            "lasso": [],
+        }
+    }
+    return at.run()
+
+
+def test_the_graph_shows_each_node_and_a_click_filters_the_entries(traces) -> None:
+    at = open_page("thread", trace=traces["graph"])
+    assert not at.exception
+    assert any(s.value == "Graph" for s in at.subheader)
+    figure = json.loads(plotly_specs(at)[0])
+    nodes = figure["data"][-1]
+    assert nodes["customdata"] == [n["id"] for n in AGENT_GRAPH["nodes"]]
+    labels = dict(zip(nodes["customdata"], nodes["text"], strict=True))
+    assert labels["tools"].startswith("<b>tools</b><br>1 step · p50 300 ms") and "running" in labels["tools"]
+    assert (
+        labels["model"].startswith("<b>model</b><br>● running 2") and labels["reviewer"] == "<b>reviewer</b>"
+    )
+    # clicks, on a trace that has ended (a running one redraws in a fragment)
+    at = open_page("thread", trace=traces["graph_done"])
+    click_node(at, "tools", 3)
+    assert not at.exception
+    assert at.multiselect(key="entry_nodes").value == ["tools"]
+    assert set(at.dataframe[1].value["node"]) == {"tools"}
+    # the chosen node is ringed; the filter can still be changed by hand
+    ringed = json.loads(plotly_specs(at)[0])["data"][-1]
+    assert ringed["marker"]["line"]["width"] == [1, 1, 1, 4, 1, 1, 1]
+    at.multiselect(key="entry_nodes").set_value(["planner", "model"]).run()
+    assert set(at.dataframe[1].value["node"]) == {"planner", "model"}
+    # a node without steps says so and filters nothing
+    click_node(at, "reviewer", 5)
+    assert any("reviewer has no steps" in i.value for i in at.info)
+    assert at.multiselect(key="entry_nodes").value == ["planner", "model"]
+    at.segmented_control(key="graph_direction").set_value("top down").run()
+    assert not at.exception
+
+
+def test_a_trace_without_a_graph_draws_none(traces) -> None:
+    at = open_page("thread", trace=traces["small"])
+    assert not any(s.value == "Graph" for s in at.subheader)
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "00000000-0000-4000-8000-000000000000"])
