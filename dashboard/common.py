@@ -15,7 +15,7 @@ import psycopg
 import streamlit as st
 from psycopg.conninfo import conninfo_to_dict
 
-from dashboard import colours
+from dashboard import auth, colours
 from tracedb import AutomationTraceDB, TraceDBError, TraceSummary
 from tracedb.server import default_data_dir
 
@@ -94,12 +94,17 @@ def db_problem() -> str:
 
 
 def require_db() -> AutomationTraceDB:
-    """The store; show why and stop the page when there is none."""
+    """The store as the signed-in user sees it (every user's traces for an admin or a
+    single-user dashboard, else only theirs); show why and stop the page when there is
+    none."""
     db = get_db()
     if db is None:
         st.error(db_problem())
         st.stop()
-    return db
+    identity = auth.current()
+    if identity is None:  # the app's frame shows the sign-in instead
+        st.stop()
+    return auth.store_for(db, identity)
 
 
 def database_label(url: str) -> str:
@@ -134,8 +139,8 @@ def server_label() -> str:
 
 
 def sidebar_status(db: AutomationTraceDB | None) -> None:
-    """The database in use (a URL to paste, or the embedded server's folder), whether it
-    answers, and the user the dashboard records and lists as."""
+    """The database in use (a URL to paste, or the embedded server's folder) and whether it
+    answers."""
     with st.sidebar:
         st.caption("Database")
         if db is None:
@@ -149,12 +154,13 @@ def sidebar_status(db: AutomationTraceDB | None) -> None:
                 )
             st.code(database_label(db.server.url), language=None, wrap_lines=True)
             st.caption(":green[answers]" if db.ping() else ":red[does not answer]")
-        st.caption("User")
-        st.text(current_user())
 
 
 def current_user() -> str:
-    return os.environ.get("TRACEDB_USER") or "local"
+    """The user traces are recorded as: the signed-in user, else ``TRACEDB_USER`` (default
+    ``local``)."""
+    identity = auth.current()
+    return identity.user_id if identity else os.environ.get("TRACEDB_USER") or "local"
 
 
 def trace_label(summary: TraceSummary) -> str:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import psycopg
 import streamlit as st
 
-from dashboard import common
+from dashboard import auth, common
 from tracedb import TraceDBError
 
 # Each session's script runs on a thread of its own, so the mark is per thread.
@@ -59,14 +59,22 @@ def is_framed() -> bool:
 
 
 def run_app() -> None:
-    """The whole app: page settings, navigation, the sidebar, and the page of the URL,
-    marked as framed. A database error of the page is a message, not a traceback."""
+    """The whole app: page settings, sign-in, navigation, the sidebar, and the page of the
+    URL, marked as framed. Without a signed-in user only the sign-in shows (the navigation
+    is still set up, hidden, so that a deep link opens its page after the sign-in). A
+    database error of the page is a message, not a traceback."""
     # An integer sidebar state is its width: narrow enough to leave room at 800 px.
     st.set_page_config(
         page_title="tracedb", page_icon=":material/timeline:", layout="wide", initial_sidebar_state=230
     )
-    page = st.navigation(pages())
-    common.sidebar_status(common.get_db())
+    db = common.get_db()
+    identity = auth.gate(db)
+    page = st.navigation(pages(), position="sidebar" if identity else "hidden")
+    common.sidebar_status(db)
+    if identity is None:
+        st.stop()
+    with st.sidebar:
+        auth.sidebar(identity)
     try:
         with framed():
             page.run()

@@ -132,7 +132,11 @@ def confirm_delete(db: AutomationTraceDB, request: dict[str, Any]) -> None:
     else:
         st.write(f"Delete all {human.count(n, 'trace')} that match the current filters, with their entries?")
     if request["allow_all"]:
-        st.warning("No filter is set: this deletes every trace in the database.")
+        st.warning(
+            "No filter is set: this deletes every one of your traces."
+            if db.user_scope
+            else "No filter is set: this deletes every trace in the database."
+        )
     st.caption("This cannot be undone.")
     with st.container(horizontal=True):
         confirm = st.button(f"Delete {n:,}", type="primary", key="delete_confirm")
@@ -160,7 +164,14 @@ def confirm_delete(db: AutomationTraceDB, request: dict[str, Any]) -> None:
 
 
 def offer_demo(db: AutomationTraceDB) -> None:
-    """What an empty database shows: where traces come from, and demo traces on a click."""
+    """What an empty database shows: where traces come from, and demo traces on a click
+    (for whoever sees every user's traces: the demo's traces belong to several users)."""
+    if db.user_scope:
+        st.info(
+            "You have no traces yet. Chat with the agent on the Chat page, or record a LangGraph run with "
+            "TraceRecorder and your API key."
+        )
+        return
     st.info(
         "No traces are stored yet. Chat with the agent on the Chat page, record a LangGraph run with "
         "TraceRecorder, or load a few hundred realistic demo traces."
