@@ -40,6 +40,7 @@ def pages() -> list[st.Page]:
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", url_path="overview"),
         st.Page("pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
+        st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     ]
 
 

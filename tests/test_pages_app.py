@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import common, navigation
 
-PAGES = ("traces", "thread", "compare", "overview", "chat")
+PAGES = ("traces", "thread", "compare", "overview", "chat", "settings")
 UNREACHABLE = "postgresql://tracer:s3cret-pw@127.0.0.1:9/tracedb"
 
 
