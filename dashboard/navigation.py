@@ -12,6 +12,15 @@ page calls :func:`require_app` first: a run without the mark runs the frame itse
 the public ``st.navigation`` (which also switches Streamlit to the app's navigation for
 every later run) and the page inside it, then stops. Doing it in the same run, rather
 than with a rerun, keeps a button click that arrived with the run.
+
+One run is different: the first of a browser session. On a fresh server it comes through
+the folder mode (``app.py`` as the main page, or a page on its own): widgets it draws
+belong to that mode's page, and the next run (in the app's navigation) drops what they
+send, so a key typed into the sign-in form of a fresh server would be lost. The first run
+of every browser session therefore reruns at once, through the navigation it has just set
+up, before any page runs; it carries no click to keep. Only a browser's session (one with
+request headers) switches modes this way: ``AppTest`` runs every run through the folder
+mode, so its widgets always belong to the same page.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from tracedb import TraceDBError
 
 # Each session's script runs on a thread of its own, so the mark is per thread.
 _frame = threading.local()
+_SESSION_SEEN_KEY = "tracedb_session_seen"
 
 
 def pages() -> list[st.Page]:
@@ -71,6 +81,10 @@ def run_app() -> None:
     db = common.get_db()
     identity = auth.gate(db)
     page = st.navigation(pages(), position="sidebar" if identity else "hidden")
+    first = not st.session_state.get(_SESSION_SEEN_KEY)
+    st.session_state[_SESSION_SEEN_KEY] = True
+    if first and st.context.headers:  # a browser's session (see the module)
+        st.rerun()
     common.sidebar_status(db)
     if identity is None:
         st.stop()

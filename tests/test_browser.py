@@ -6,95 +6,29 @@ is ticked, one click to open a trace, a 10,000-step timeline. Screenshots go to
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from browser_support import (
+    USER,
+    body,
+    cell_point,
+    chromium,
+    needs_chromium,
+    screenshots,
+    settled,
+    streamlit_server,
+    tick,
+    wait_for_text,
+    wait_for_ticked,
+)
 
 from tracedb import TraceFilter
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-USER = "browser-user"
-HEADER_PX = 36  # the table's header row
-ROW_PX = 35  # each row of a table
-TICKED = '[data-testid="stDataFrame"] table tr[aria-selected="true"]'
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def streamlit_server(db_url: str, log: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on ``db_url``, freshly started; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "TRACEDB_URL": db_url, "TRACEDB_USER": USER}
-    env.pop("LLM_MODEL", None)
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -106,22 +40,15 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 @pytest.fixture(scope="module")
 def shots() -> Path:
-    folder = Path(os.environ.get("TRACEDB_SCREENSHOTS") or ROOT / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = screenshots()
     print(f"\nscreenshots in {folder}")
     return folder
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture()
@@ -131,46 +58,6 @@ def page(browser) -> Iterator[object]:
         yield tab
     finally:
         tab.close()
-
-
-def settled(page: object, timeout: float = 30) -> None:
-    """Wait until the script has finished and nothing is left loading; no error on the page."""
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000
-    )
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=timeout * 1000
-    )
-    assert page.locator("text=Page not found").count() == 0, page.url
-    assert page.locator('[data-testid="stException"]').count() == 0, page.url
-
-
-def body(page: object) -> str:
-    return page.inner_text('[data-testid="stAppViewContainer"]')
-
-
-def wait_for_text(page: object, text: str, timeout: float = 30) -> None:
-    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout * 1000)
-    settled(page)
-
-
-def cell_point(page: object, row: int, x: float) -> tuple[float, float]:
-    """Where in the first table row ``row`` (0-based) is, ``x`` pixels from its left edge."""
-    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
-    return box["x"] + x, box["y"] + HEADER_PX + row * ROW_PX + ROW_PX / 2
-
-
-def tick(page: object, row: int) -> None:
-    """Click the checkbox of a row of the first table."""
-    page.mouse.click(*cell_point(page, row, 16))
-
-
-def ticked_rows(page: object) -> list[int]:
-    """The rows (0-based) that the first table draws as ticked, read from the grid's
-    accessible copy, which follows what is drawn."""
-    return page.eval_on_selector_all(
-        TICKED, "rows => rows.map(r => Number(r.getAttribute('aria-rowindex')) - 2)"
-    )
 
 
 def ask(page: object, question: str, answer: str) -> None:
@@ -204,7 +91,9 @@ def test_a_deep_link_on_a_fresh_server_opens_inside_the_app(
         tab.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=30_000)
         sidebar = tab.inner_text('[data-testid="stSidebar"]')
         assert "Database" in sidebar and "answers" in sidebar  # app.py's sidebar is there
-        assert all(name in sidebar for name in ("Traces", "Thread", "Compare", "Overview", "Chat"))
+        assert all(
+            name in sidebar for name in ("Traces", "Thread", "Compare", "Overview", "Chat", "Settings")
+        )
         assert "deep link" in tab.input_value('[data-testid="stTextInput"] input')
         assert tab.url.endswith(f"/thread?trace={trace_id}")
         tab.get_by_text("Overview", exact=True).first.click()  # and the navigation works from there
@@ -250,19 +139,19 @@ def test_after_a_delete_nothing_is_ticked_and_the_next_ticks_are_the_selection(
     for row in (0, 1, 2):
         tick(page, row)
         wait_for_text(page, f"Delete selected ({row + 1})")
-    assert ticked_rows(page) == [0, 1, 2]
+    assert wait_for_ticked(page, [0, 1, 2]) == [0, 1, 2]
     page.get_by_role("button", name="Delete selected (3)").click()
     page.get_by_role("button", name="Delete 3").click()
     wait_for_text(page, "Deleted 3 traces")
     assert db.count_traces(TraceFilter(user_id=user)) == 3
     assert all(db.get_summary(t) is None for t in made[:3])
     # the rows that moved up are not ticked, and the button agrees
-    assert ticked_rows(page) == []
+    assert wait_for_ticked(page, []) == []
     assert page.get_by_role("button", name="Delete selected (0)").is_disabled()
     page.screenshot(path=str(shots / "traces-after-delete.png"))
     tick(page, 1)
     wait_for_text(page, "Delete selected (1)")
-    assert ticked_rows(page) == [1]
+    assert wait_for_ticked(page, [1]) == [1]
 
 
 def test_export_follows_the_ticked_rows(server: str, page, db) -> None:
@@ -347,4 +236,235 @@ def test_ten_thousand_entries_open_quickly(server: str, browser, shots: Path, db
     # Drawing happens in the browser (software WebGL here); a loose bound catches a page that
     # would draw 10,000 SVG bars, not a slow machine.
     assert elapsed < 15.0
+    page.close()
+
+
+# -- stored payloads, running steps, the graph ------------------------------------------------
+
+PAYLOADS = [
+    "<script>window.__pwned='script'</script>",
+    "<img src=x onerror=\"window.__pwned='img'\">",
+    "[click](javascript:window.__pwned='markdown')",
+    "javascript:window.__pwned='href'",
+    "<a href=\"javascript:window.__pwned='a'\">a link</a>",
+    "<svg onload=\"window.__pwned='svg'\"></svg>",
+]
+HOSTILE = " ".join(PAYLOADS)
+QUOTED = 'say "hi"'
+
+
+def hostile_trace(db, user: str, thread: str, variant: int) -> str:
+    """A trace whose every text is a payload: its name, provider, nodes, kinds, names,
+    inputs, outputs, error, model, and the node names and edge labels of its graph."""
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    nodes = [PAYLOADS[1], PAYLOADS[4], QUOTED]
+    rows = []
+    for i in range(6):
+        start = t0 + timedelta(seconds=i)
+        rows.append(
+            {
+                "node": nodes[i % 3],
+                "kind": PAYLOADS[i % len(PAYLOADS)],
+                "name": PAYLOADS[(i + variant) % len(PAYLOADS)],
+                "input": {"q": HOSTILE},
+                "output": HOSTILE if i % 2 else {"content": PAYLOADS[0], "tool_calls": []},
+                "status": "error" if i == 5 else "ok",
+                "error": HOSTILE if i == 5 else None,
+                "model": PAYLOADS[1],
+                "usage": {"input_tokens": 10 + i, "output_tokens": 5},
+                "started_at": start.isoformat(),
+                "ended_at": (start + timedelta(milliseconds=400)).isoformat(),
+            }
+        )
+    trace_id = db.save_trace(user, PAYLOADS[3], thread, rows, name=HOSTILE)
+    graph = {
+        "nodes": [{"id": "__start__"}, *({"id": n, "name": n} for n in nodes), {"id": "__end__"}],
+        "edges": [
+            {"source": "__start__", "target": nodes[0]},
+            {"source": nodes[0], "target": nodes[1], "conditional": True, "label": PAYLOADS[2]},
+            {"source": nodes[1], "target": nodes[2]},
+            {"source": nodes[2], "target": "__end__"},
+        ],
+    }
+    db.update_metadata(trace_id, {"graph": graph, "note": HOSTILE})
+    return trace_id
+
+
+def nothing_ran(page: object, dialogs: list[str], where: str) -> None:
+    """No payload ran, and none became a live element or a javascript: link."""
+    assert page.evaluate("() => window.__pwned") is None, where
+    assert dialogs == [], where
+    assert page.locator('a[href^="javascript:" i], [href^="javascript:" i]').count() == 0, where
+    assert page.locator('img[src="x"], svg[onload], [onerror]').count() == 0, where
+    assert page.locator("script:has-text('__pwned')").count() == 0, where
+
+
+def hover_everything(page: object, points: str, limit: int = 12) -> int:
+    """Hover the first ``limit`` ``points`` of every plotly chart on the page: no hover
+    label may hold an element of a payload. Returns how many labels showed a payload as
+    text."""
+    from browser_support import hover_centre
+
+    shown = 0
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    for c in range(charts.count()):
+        chart = charts.nth(c)
+        found = chart.locator(points)
+        for i in range(min(found.count(), limit)):
+            hover_centre(page, found.nth(i))
+            page.wait_for_timeout(120)
+            label = chart.locator(".hoverlayer")
+            assert label.locator("img, a, script, svg svg").count() == 0
+            text = label.text_content() or ""
+            shown += "<img" in text or "<a href" in text
+    return shown
+
+
+def test_stored_payloads_run_no_script_on_any_page(server: str, browser, db, shots: Path) -> None:
+    a = hostile_trace(db, USER, "hostile-a", 0)
+    b = hostile_trace(db, USER, "hostile-b", 1)
+    hostile_trace(db, PAYLOADS[1], "hostile-c", 2)  # a user whose id is a payload
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    page.goto(f"{server}/")
+    settled(page)
+    assert "<img src=x" in body(page) or page.locator('[data-testid="stDataFrame"]').count()
+    nothing_ran(page, dialogs, "traces")
+
+    page.goto(f"{server}/thread?trace={a}")
+    settled(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .barlayer', timeout=30_000)
+    assert "Graph" in body(page)
+    # the timeline's hover text and the graph's show the payloads as text
+    assert hover_everything(page, ".barlayer .point", limit=4) > 0  # the timeline
+    assert hover_everything(page, ".scatterlayer .trace:last-child .point", limit=3) > 0  # the graph
+    # a node name with quotes is drawn as typed, not as &quot;
+    ticks = page.eval_on_selector_all(".ytick text", "els => els.map(e => e.textContent)")
+    assert QUOTED in ticks and not any("&quot;" in t for t in ticks)
+    page.locator('[data-testid="stNumberInput"] input').first.fill("5")
+    page.keyboard.press("Enter")
+    settled(page)
+    page.wait_for_selector('[data-testid="stJson"]', timeout=30_000)
+    nothing_ran(page, dialogs, "thread")
+    page.screenshot(path=str(shots / "thread-payloads.png"), full_page=True)
+
+    page.goto(f"{server}/compare?a={a}&b={b}")
+    settled(page)
+    tick(page, 0)
+    page.wait_for_selector('[data-testid="stJson"]', timeout=30_000)
+    settled(page)
+    nothing_ran(page, dialogs, "compare")
+
+    page.goto(f"{server}/overview?span=a+year")
+    settled(page)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .barlayer', timeout=30_000)
+    hover_everything(page, ".barlayer .point", limit=1)
+    nothing_ran(page, dialogs, "overview")
+
+    page.goto(f"{server}/chat")
+    settled(page)
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option").nth(1).click()
+    settled(page)
+    nothing_ran(page, dialogs, "chat")
+
+    page.goto(f"{server}/settings")
+    settled(page)
+    nothing_ran(page, dialogs, "settings")
+    page.close()
+
+
+def test_a_running_trace_grows_and_its_graph_filters_the_entries(
+    server: str, browser, db, shots: Path
+) -> None:
+    from browser_support import click_centre
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    now = datetime.now(UTC)
+    steps = [("planner", 14.0, 0.3), ("model", 13.5, 2.0), ("tools", 11.3, 0.8), ("model", 10.3, 2.5)]
+    rows = [
+        {
+            "node": node,
+            "kind": {"model": "llm", "tools": "tool"}.get(node, "plan"),
+            "name": node,
+            "started_at": (now - timedelta(seconds=ago)).isoformat(),
+            "ended_at": (now - timedelta(seconds=ago - took)).isoformat(),
+        }
+        for node, ago, took in steps
+    ]
+    trace_id = db.append_entries(
+        rows,
+        thread_id="browser-running",
+        user_id=USER,
+        status="running",
+        name="a run in progress",
+        running_start={
+            "task-tools": {"node": "tools", "started_at": (now - timedelta(seconds=7)).isoformat()}
+        },
+    ).trace_id
+    graph = {
+        "nodes": [
+            {"id": n, "name": n} for n in ("__start__", "planner", "model", "tools", "summarise", "__end__")
+        ],
+        "edges": [
+            {"source": "__start__", "target": "planner"},
+            {"source": "planner", "target": "model"},
+            {"source": "model", "target": "tools", "conditional": True},
+            {"source": "model", "target": "summarise", "conditional": True},
+            {"source": "tools", "target": "model"},
+            {"source": "summarise", "target": "__end__"},
+        ],
+    }
+    db.update_metadata(trace_id, {"graph": graph})
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{server}/thread?trace={trace_id}")
+    settled(page)
+    wait_for_text(page, "Running now: tools for")
+
+    def running_for() -> float:
+        text = page.get_by_text("Running now: tools for").first.inner_text()
+        return float(text.split("tools for ")[1].split(" s")[0])
+
+    first = running_for()
+    # the hatched bar of the running step, and the view refreshing by itself
+    assert page.locator('[data-testid="stPlotlyChart"] pattern').count() >= 1
+    assert page.get_by_text("running now", exact=True).count() >= 1  # the legend
+    page.wait_for_function(
+        f"() => /Running now: tools for ([0-9.]+) s/.exec(document.body.innerText)?.[1] > {first + 1}",
+        timeout=15_000,
+    )
+    page.screenshot(path=str(shots / "thread-running.png"), full_page=True)
+
+    # a click on the graph's model node shows only its steps
+    nodes = (
+        page.locator('[data-testid="stPlotlyChart"]')
+        .first.locator(".scatterlayer .trace")
+        .last.locator(".point")
+    )
+    assert nodes.count() == 6
+    chosen = "() => [...document.querySelectorAll('[data-testid=\"stMultiSelect\"]')].some(e => e.innerText.includes('model'))"
+    for _ in range(3):  # the view redraws every 2 s while the run goes on: a click may meet a redraw
+        click_centre(page, nodes.nth(2))
+        try:
+            page.wait_for_function(chosen, timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    page.wait_for_function(chosen, timeout=1_000)
+    settled(page)
+    assert "2 of 5 entries" in body(page)
+    page.screenshot(path=str(shots / "thread-graph.png"), full_page=True)
+
+    # the run ends: the running step is gone and the page stops refreshing
+    db.append_entries(
+        [{"node": "tools", "name": "tools"}],
+        trace_id=trace_id,
+        running_end=["task-tools"],
+        status="completed",
+    )
+    page.wait_for_function("() => !document.body.innerText.includes('Running now')", timeout=15_000)
+    settled(page)
+    assert "refreshes every" not in body(page)
     page.close()
