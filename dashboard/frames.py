@@ -128,9 +128,6 @@ def entries_frame(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     n = len(columns.get("seq", []))
     data = {name: list(columns.get(name) or [None] * n) for name in ENTRY_COLUMNS}
     frame = pd.DataFrame(data, columns=list(ENTRY_COLUMNS))
-    # Nodes running right now come as rows without a seq (the recorder marks them while they
-    # run); this frame holds the stored steps.
-    frame = frame[frame["seq"].notna()].reset_index(drop=True)
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], utc=True)
     frame["seq"] = pd.to_numeric(frame["seq"], errors="coerce").astype("Int64")

@@ -99,11 +99,12 @@ def test_entries_frame_types() -> None:
     assert frames.entries_frame({}).empty
 
 
-def test_entries_frame_holds_stored_steps_not_running_nodes() -> None:
+def test_entries_frame_marks_running_nodes_and_finished_drops_them() -> None:
     running = step(2, "tools", 5, None)
     running["seq"] = None  # a node running right now, as entry_columns lists it
     frame = frames.entries_frame(columns([step(0, "planner", 0, 100), running]))
-    assert frame["seq"].tolist() == [0] and frame["seq"].dtype == np.int64
+    assert frame["open"].tolist() == [False, True]
+    assert frames.finished(frame)["seq"].tolist() == [0]
 
 
 def test_timeline_uses_times_and_places_untimed_steps_after_the_previous_one() -> None:

@@ -3,6 +3,7 @@ test chats as a user of its own."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -146,13 +147,16 @@ def test_the_live_trace_shows_the_steps_running_now(user, db) -> None:
     at = open_page("chat")
     at.selectbox(key="chat_thread_widget").set_value("running-chat").run()
     assert not at.exception
-    assert any(
-        m.value.startswith(":blue[:material/progress_activity:] Running now: model for 2")
-        for m in at.markdown
-    )
+    running = [m.value for m in at.markdown if "Running now" in m.value]
+    # started 2 s before the page ran; the page may take a moment on a busy machine
+    assert running and re.match(
+        r":blue\[:material/progress_activity:\] Running now: model for [2-9]", running[0]
+    ), running
     steps = at.dataframe[0].value
     assert steps["node"].tolist() == ["planner", "model"]
-    assert steps["status"].tolist()[-1] == "running" and steps["took"].tolist()[-1].startswith("running 2")
+    assert steps["status"].tolist()[-1] == "running" and re.match(
+        r"running [2-9]", steps["took"].tolist()[-1]
+    )
 
 
 def test_the_live_trace_keeps_stored_steps_and_reads_running_ones_afresh(db, ids) -> None:
