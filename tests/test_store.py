@@ -765,3 +765,20 @@ def test_a_user_view_sees_and_changes_only_that_users_traces(db, entries, ids) -
     assert after.entry_count == 3 and after.status == "completed" and after.name is None
     assert after.created_at.year > 2020
     assert db.get_summary(mine) is None
+
+
+def test_get_forks_lists_the_runs_forked_from_a_trace(db, entries, ids):
+    original = db.save_trace("ana", None, ids("th"), entries(3), name="original")
+    other = db.save_trace("ana", None, ids("th"), entries(1), name="other")
+    first = db.save_trace("ana", None, ids("fork"), entries(2), name="first")
+    db.update_metadata(first, {"forked_from": {"trace_id": original, "seq": 1}})
+    second = db.save_trace("ben", None, ids("fork"), entries(1), name="second")
+    db.update_metadata(second, {"forked_from": {"trace_id": original, "seq": 2}, "graph": {"nodes": []}})
+    db.update_metadata(other, {"forked_from": {"trace_id": other, "seq": 0}})
+    assert [s.id for s in db.get_forks(original)] == [second, first]
+    assert [s.id for s in db.get_forks(original, limit=1)] == [second]
+    assert db.get_forks(original)[1].metadata["forked_from"] == {"trace_id": original, "seq": 1}
+    assert db.get_forks(first) == [] and db.get_forks("not-a-uuid") == []
+    assert [s.id for s in db.as_user("ana").get_forks(original)] == [first]  # a user sees their own
+    with pytest.raises(InvalidTraceData, match="limit"):
+        db.get_forks(original, limit=0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from . import checks, filters
 from . import queries as q
 from .core import (
@@ -72,6 +74,19 @@ class ReadOperations(StoreBase):
             return None
         row = yield _one(q.SUMMARY_BY_ID, self._by_id(id=tid))
         return summary_from_row(row) if row else None
+
+    @operation(read=True)
+    def get_forks(self, trace_id: str, limit: int = 50) -> Op[list[TraceSummary]]:
+        """The traces run again from a step of this one (their ``metadata["forked_from"]``
+        names it), most recently created first, without entries. Empty for an unknown or
+        malformed id."""
+        tid = checks.parse_uuid(trace_id)
+        limit, _ = checks.require_limit(limit, 0)
+        if tid is None:
+            return []
+        forked_from = Jsonb({"forked_from": {"trace_id": str(tid)}})
+        rows = yield _all(q.FORKS, self._by_id(forked_from=forked_from, limit=limit))
+        return [summary_from_row(r) for r in rows]
 
     def _running_rows(self, markers: list[dict[str, Any]], with_data: bool) -> list[dict[str, Any]]:
         """Steps that are running now, as entry rows (no seq yet)."""
