@@ -7,17 +7,17 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import psycopg
 import streamlit as st
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langgraph.errors import InvalidUpdateError
 
-from agent import ModelUnavailable, build_graph, get_model, make_checkpointer, model_label, user_input
-from dashboard import common, frames, human, live, navigation, usage, widgets
+from agent import ForkError, ModelUnavailable, fork_from_trace, user_input
+from dashboard import chat_agent, common, frames, human, live, navigation, usage, widgets
+from dashboard.chat_agent import FORK_KEY, Agent, ForkRequest, load_agent
 from tracedb import AutomationTraceDB, TraceDBError, TraceFilter, TraceSummary
 from tracedb.recorder import TraceRecorder
 
@@ -30,22 +30,6 @@ STEPS_KEY = "chat_steps"
 FLASH_KEY = "chat_flash"
 # While the model streams, the live trace is redrawn at most this often (seconds).
 REDRAW_S = 0.5
-
-
-@dataclass
-class Agent:
-    graph: Any
-    label: str
-    resources: ExitStack
-
-
-@st.cache_resource(show_spinner="Starting the agent…", on_release=lambda agent: agent.resources.close())
-def load_agent(url: str, model_spec: str) -> Agent:
-    """The compiled graph with its PostgreSQL checkpointer, one per process and model."""
-    model = get_model(model_spec)
-    resources = ExitStack()
-    saver = resources.enter_context(make_checkpointer(url, max_size=4))
-    return Agent(build_graph(model, saver), model_label(model), resources)
 
 
 def new_thread_id() -> str:
@@ -171,17 +155,52 @@ def show_history(agent: Agent, db: AutomationTraceDB, thread_id: str, summary: T
         )
 
 
+def forked_from(db: AutomationTraceDB, summary: TraceSummary | None) -> None:
+    """Where a conversation forked from a recorded run comes from, as a link to that run."""
+    found = chat_agent.origin(summary)
+    if found is None:
+        return
+    trace_id, seq = found
+    original = db.get_summary(trace_id)
+    if original is None:
+        st.caption(f"Forked at step {seq} of a trace that no longer exists.")
+        return
+    st.page_link(
+        "pages/thread.py",
+        label=f"Forked from {chat_agent.short_label(original)} at step {seq}",
+        icon=":material/call_split:",
+        query_params={"trace": original.id},
+    )
+
+
+def start_fork(db: AutomationTraceDB, agent: Agent, request: ForkRequest) -> dict[str, Any] | None:
+    """Fork the thread of a recorded run at a step (the thread page's request); the new
+    thread becomes the chosen conversation. Returns the fork's config and metadata, or None
+    (and says why) when it cannot be forked."""
+    try:
+        fork = fork_from_trace(db, agent.graph, request.trace_id, request.seq, values=request.values())
+    except (ForkError, InvalidUpdateError, psycopg.Error, TraceDBError) as exc:
+        st.error(f"This step cannot be replayed: {exc}")
+        return None
+    st.session_state[THREAD_KEY] = fork.thread_id
+    original = db.get_summary(request.trace_id)
+    name = f"replay of {original.name or original.thread_id}" if original is not None else "replay"
+    return {"config": fork.config, "metadata": fork.metadata, "name": name[:200]}
+
+
 def reply_tokens(
     recorder: TraceRecorder,
     agent: Agent,
-    prompt: str,
+    graph_input: dict[str, Any] | None,
     config: dict[str, Any],
     final: dict[str, str],
     redraw: Any,
 ) -> Iterator[str]:
     """The model's answer as it streams, escaped; ``redraw`` after every graph step, and
-    while a step streams at most every ``REDRAW_S`` (its running step shows growing)."""
-    stream = recorder.stream(agent.graph, user_input(prompt), config, stream_mode=["messages", "updates"])
+    while a step streams at most every ``REDRAW_S`` (its running step shows growing).
+    ``graph_input`` is the user's message, or None to run a forked thread from where it
+    stands."""
+    stream = recorder.stream(agent.graph, graph_input, config, stream_mode=["messages", "updates"])
     drawn = time.monotonic()
     for mode, data in stream:
         if mode == "messages":
@@ -221,39 +240,48 @@ except (psycopg.Error, TraceDBError) as exc:
     st.error(f"The conversation store cannot be opened: {exc}")
     st.stop()
 
+# A replay asked for on the thread page runs here, as a turn without a new message.
+request: ForkRequest | None = st.session_state.pop(FORK_KEY, None)
+fork = start_fork(db, agent, request) if request is not None else None
+
 st.session_state.setdefault(NEW_THREAD_KEY, new_thread_id())
 kept: dict[str, pd.DataFrame] = st.session_state.setdefault(STEPS_KEY, {})
 pick = widgets.id_select("Conversation", conversations(db, user), THREAD_KEY, default=NEW, width=520)
 thread_id: str = st.session_state[NEW_THREAD_KEY] if pick in (None, NEW) else pick
 config = {"configurable": {"thread_id": thread_id}}
 st.text(f"user {user}  ·  model {agent.label}  ·  thread {thread_id}")
+summary = thread_trace(db, thread_id)
+forked_from(db, summary)
 
 chat_col, trace_col = st.columns([3, 2], gap="large")
 with trace_col:
     st.subheader("Live trace")
     slot = st.empty()
-summary = thread_trace(db, thread_id)
 with chat_col:
     show_history(agent, db, thread_id, summary)
 
 prompt = st.chat_input("Ask the agent, e.g. what is 17 * 23?", key="chat_input")
-if not prompt:
+if fork is not None:
+    recorder = TraceRecorder(db, user, provider_id=agent.label, name=fork["name"], metadata=fork["metadata"])
+    graph_input, config = None, fork["config"]
+elif prompt:
+    recorder = TraceRecorder(db, user, provider_id=agent.label, name=prompt[:80] if summary is None else None)
+    graph_input = user_input(prompt)
+else:
     with slot.container():
         show_trace(db, summary, kept)
     st.stop()
 
-recorder = TraceRecorder(db, user, provider_id=agent.label, name=prompt[:80] if summary is None else None)
 final: dict[str, str] = {}
-
-
 with chat_col:
-    with st.chat_message("user"):
-        st.text(prompt)
+    if graph_input is not None:
+        with st.chat_message("user"):
+            st.text(prompt)
     with st.chat_message("assistant"):
         try:
             streamed = st.write_stream(
                 reply_tokens(
-                    recorder, agent, prompt, config, final, lambda: show_live(slot, db, recorder, kept)
+                    recorder, agent, graph_input, config, final, lambda: show_live(slot, db, recorder, kept)
                 )
             )
         except (psycopg.Error, TraceDBError) as exc:
