@@ -1,15 +1,21 @@
 """One trace (``/thread?trace=<id>``): header, timeline with its turns and the steps running
-now, time per node, entries with their tokens and cost; live while the run is going on."""
+now, time per node, entries with their tokens and cost; live while the run is going on. A
+step of a chat run can be replayed (on the chat page); a replay links to its original and
+the original to its replays."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
+import psycopg
 import streamlit as st
 
-from dashboard import charts, common, downloads, frames, graph, human, live, navigation, widgets
-from tracedb import AutomationTraceDB, TraceSummary
+from agent import ModelUnavailable
+from dashboard import charts, chat_agent, common, downloads, frames, graph, human, live, navigation, widgets
+from tracedb import AutomationTraceDB, TraceDBError, TraceSummary
 
 REFRESH_S = 2.0
 ENTRIES_PER_PAGE = 100
@@ -21,6 +27,9 @@ TICKED_KEY = "entries_ticked"
 NODES_KEY = "entry_nodes"
 GRAPH_KEY = "graph_chart"
 GRAPH_SEEN_KEY = "graph_seen"
+REPLAY_KEY = "replay_from_here"
+# How many of the runs replayed from a trace its page links to.
+MAX_FORKS = 20
 ENTRY_COLUMNS = {
     "seq": st.column_config.NumberColumn("#", width=55),
     "turn": st.column_config.NumberColumn("turn", width=50),
@@ -118,6 +127,101 @@ def header(current: TraceSummary, entries: pd.DataFrame, refreshing: bool) -> No
         st.caption(f"Running: this view refreshes every {REFRESH_S:g} s until the run ends.")
 
 
+def lineage(db: AutomationTraceDB, current: TraceSummary) -> None:
+    """Where a replayed run comes from (with a comparison to it), and the runs replayed from
+    this one."""
+    found = chat_agent.origin(current)
+    if found is not None:
+        trace_id, seq = found
+        original = db.get_summary(trace_id)
+        if original is None:
+            st.caption(f"Forked at step {seq} of a trace that no longer exists.")
+        else:
+            with st.container(horizontal=True, gap="medium"):
+                st.page_link(
+                    "pages/thread.py",
+                    label=f"Forked from {chat_agent.short_label(original)}, step {seq}",
+                    icon=":material/call_split:",
+                    query_params={"trace": original.id},
+                )
+                st.page_link(
+                    "pages/compare.py",
+                    label="Compare with the original",
+                    icon=":material/compare_arrows:",
+                    query_params={"a": original.id, "b": current.id},
+                )
+    forks = db.get_forks(current.id, limit=MAX_FORKS)
+    if forks:
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+            st.markdown("Replayed as:", width="content")
+            for fork in forks:
+                step = (chat_agent.origin(fork) or ("", None))[1]
+                st.page_link(
+                    "pages/thread.py",
+                    label=f"{chat_agent.short_label(fork)} from step {step}",
+                    icon=":material/replay:",
+                    query_params={"trace": fork.id},
+                )
+
+
+def replay_agent(
+    db: AutomationTraceDB, current: TraceSummary, entry: dict[str, Any]
+) -> tuple[chat_agent.Agent | None, str | None]:
+    """The chat agent that can run this step again, or why none can."""
+    if not entry.get("checkpoint_id"):
+        return None, "recorded without a checkpointer"
+    if current.status == "running":
+        return None, "the run is still going"
+    try:
+        agent = chat_agent.load_agent(db.server.url, os.environ.get("LLM_MODEL", ""))
+    except ModelUnavailable as exc:
+        return None, f"the chat model is not available: {exc}"
+    except (psycopg.Error, TraceDBError) as exc:
+        return None, f"the agent's checkpoints cannot be opened: {exc}"
+    reason = chat_agent.replay_blocker(agent, current, entry)
+    return (None, reason) if reason else (agent, None)
+
+
+def replay_control(db: AutomationTraceDB, current: TraceSummary, entry: dict[str, Any]) -> None:
+    """Run the chat agent again from this step, in a new conversation on the chat page,
+    recorded as a trace of its own; the user's message the step saw can be changed first."""
+    agent, reason = replay_agent(db, current, entry)
+    if agent is None:
+        st.button("Replay from here", key=REPLAY_KEY, icon=":material/replay:", disabled=True, help=reason)
+        st.caption(f"Replay from here is not available: {reason}.")
+        return
+    message = chat_agent.last_user_message(agent, current.thread_id, entry["checkpoint_id"])
+    text = None
+    if message is not None:
+        text = st.text_area(
+            "The user's message this step saw (change it to replay with another)",
+            value=message.text,
+            key=f"replay_text_{current.id}_{entry['seq']}",
+            height=80,
+        )
+    clicked = st.button(
+        "Replay from here",
+        key=REPLAY_KEY,
+        icon=":material/replay:",
+        type="primary",
+        help="Run the agent again from this step in a new conversation on the chat page; "
+        "the new run is recorded as a trace of its own",
+    )
+    if not clicked:
+        return
+    if text is not None and not text.strip():
+        st.error("The message cannot be empty.")
+        return
+    edited = message is not None and text is not None and text != message.text
+    st.session_state[chat_agent.FORK_KEY] = chat_agent.ForkRequest(
+        current.id,
+        int(entry["seq"]),
+        message_id=message.id if edited and message is not None else None,
+        text=text if edited else None,
+    )
+    st.switch_page("pages/chat.py")
+
+
 def graph_section(current: TraceSummary, entries: pd.DataFrame) -> None:
     """The agent's graph, when the trace recorded it: each node with what its steps did, the
     running one outlined. Clicking a node shows its steps in the entries below."""
@@ -213,9 +317,11 @@ def forget_selection(table_key: str) -> None:
 
 
 def entries_section(
-    db: AutomationTraceDB, trace_id: str, entries: pd.DataFrame, timeline: pd.DataFrame
+    db: AutomationTraceDB, current: TraceSummary, entries: pd.DataFrame, timeline: pd.DataFrame
 ) -> None:
-    """Filters, one page of entries with previews of their data, and the JSON of one."""
+    """Filters, one page of entries with previews of their data, and the JSON of one, with
+    the control to replay the run from it."""
+    trace_id = current.id
     st.subheader("Entries")
     with st.container(horizontal=True):
         chosen = {
@@ -291,6 +397,7 @@ def entries_section(
         facts.append(f"turn {entry['turn']}")
     facts += [entry.get("status"), f"took {human.duration(entry.get('duration_ms'))}"]
     st.caption(" · ".join(str(f) for f in facts if f))
+    replay_control(db, current, entry)
     common.show_json(entry["data"], expanded=2)
 
 
@@ -311,7 +418,7 @@ def trace_view(db: AutomationTraceDB, trace_id: str, refreshing: bool) -> None:
     timeline, axis = frames.timeline_frame(entries, live.clock(current))
     timeline_section(timeline, axis)
     node_section(entries)
-    entries_section(db, trace_id, entries, timeline)
+    entries_section(db, current, entries, timeline)
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,6 +443,8 @@ if summary is None:
 if message := widgets.rename_form(db, summary, key="trace_name"):
     st.session_state[FLASH_KEY] = message
     st.rerun()
+
+lineage(db, summary)
 
 if summary.status == "running":
     st.fragment(run_every=REFRESH_S)(trace_view)(db, trace_id, True)
