@@ -58,7 +58,8 @@ def rename_form(db: AutomationTraceDB, summary: TraceSummary, key: str, label: s
     Shows an error and returns None when the name is empty or the trace is gone.
     """
     owner = f"{key}_for"
-    if st.session_state.get(owner) != summary.id:
+    # (the field's value is dropped when another page runs: fill it again then too)
+    if st.session_state.get(owner) != summary.id or key not in st.session_state:
         st.session_state[owner] = summary.id
         st.session_state[key] = summary.name or ""
     with st.form(f"{key}_form", border=False):
