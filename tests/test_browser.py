@@ -207,6 +207,38 @@ def test_chat_turn_then_traces_then_thread_page(server: str, page, db, shots: Pa
     page.screenshot(path=str(shots / "thread.png"), full_page=True)
 
 
+def test_replay_from_a_step_of_a_chat_run_lands_on_the_chat_page(server: str, page, db, shots: Path) -> None:
+    page.goto(f"{server}/chat")
+    ask(page, "what is 12 * 12?", "12 * 12 = 144")
+    original = db.list_traces(TraceFilter(user_id=USER, name="what is 12 * 12")).items[0]
+    page.goto(f"{server}/thread?trace={original.id}")
+    settled(page)
+    entry = page.get_by_label("Entry number (#)")
+    entry.fill("2")  # the calculator step
+    entry.press("Enter")
+    wait_for_text(page, "The user's message this step saw")
+    assert page.get_by_label("The user's message this step saw").input_value() == "what is 12 * 12?"
+    page.get_by_role("button", name="Replay from here").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "replay-control.png"))
+    page.get_by_role("button", name="Replay from here").click()
+    page.wait_for_url("**/chat", timeout=30_000)
+    wait_for_text(page, "Forked from")
+    settled(page)
+    page.wait_for_selector('[data-testid="stChatMessage"] >> text=12 * 12 = 144', timeout=30_000)
+    (fork,) = db.get_forks(original.id)
+    assert fork.metadata["forked_from"] == {"trace_id": original.id, "seq": 2}
+    text = body(page)
+    assert f"thread {fork.thread_id}" in text and f"({original.id[:8]}) at step 2" in text
+    page.screenshot(path=str(shots / "replay.png"), full_page=True)
+    # the link goes back to the original, which lists its replay
+    page.get_by_text("Forked from").first.click()
+    page.wait_for_url(f"**/thread?trace={original.id}", timeout=30_000)
+    wait_for_text(page, "Replayed as:")
+    assert f"({fork.id[:8]}) from step 2" in body(page)
+    assert page.input_value('[data-testid="stTextInput"] input') == "what is 12 * 12?"  # its name, again
+    page.screenshot(path=str(shots / "replayed-as.png"))
+
+
 def test_ten_thousand_entries_open_quickly(server: str, browser, shots: Path, db) -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
