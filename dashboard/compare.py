@@ -40,7 +40,7 @@ VOLATILE_KEYS = frozenset(
 )
 # What a step is (drawn in its own columns), as opposed to what it did.
 IDENTITY_KEYS = frozenset({"node", "kind", "name"})
-OPS = ("same", "changed", "only A", "only B")
+OPS = ("same", "changed", "only A", "only B", "before the fork")
 # Alignment scores: matching the same node is worth more than leaving two steps apart, and
 # a match with the same name and content is preferred among those.
 GAP = 1
@@ -178,7 +178,24 @@ def _differences(ea: Mapping[str, Any], eb: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def fork_of(a: Any, b: Any) -> tuple[str, int] | None:
+    """Where one of two traces (summaries with ``id`` and ``metadata``) was run again from a
+    step of the other: ``("a", seq)`` when B is a replay of A from A's step ``seq``,
+    ``("b", seq)`` the other way round, None when neither is."""
+    for original, replay, side in ((a, b, "a"), (b, a, "b")):
+        found = replay.metadata.get("forked_from") if isinstance(replay.metadata, Mapping) else None
+        if isinstance(found, Mapping) and found.get("trace_id") == original.id:
+            seq = found.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                return side, seq
+    return None
+
+
+def align_traces(
+    a: Sequence[Mapping[str, Any]],
+    b: Sequence[Mapping[str, Any]],
+    fork: tuple[str, int] | None = None,
+) -> pd.DataFrame:
     """Two traces' entries (dicts with ``seq`` and ``data``, as from ``get_entries``),
     aligned step by step. An entry that is not a JSON object compares as its output.
 
@@ -187,6 +204,11 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
     output, error, status, other fields); times are shown with their difference, and the
     tokens each step's model used (``a_tokens``, ``b_tokens``) with theirs (``token_delta``,
     missing where neither side reported any).
+
+    ``fork`` (from :func:`fork_of`): one side is a replay of the other from a step. The
+    original's steps before that step were not run again: they are listed first as
+    ``before the fork``, and the replay's steps are aligned with the original's from the
+    step on, so the replay's first step is paired with the step it was run again from.
     """
     da = [frames.entry_fields(r.get("data")) for r in a]
     db_ = [frames.entry_fields(r.get("data")) for r in b]
@@ -194,8 +216,23 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
     def keys(entries: list[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
         return [(_lane(e), str(e.get("name") or ""), _text(step_content(e))) for e in entries]
 
+    head: list[tuple[int | None, int | None]] = []
+    start_a = start_b = 0
+    if fork is not None:
+        side, seq = fork
+        rows_of = a if side == "a" else b
+        cut = next((k for k, r in enumerate(rows_of) if r["seq"] >= seq), len(rows_of))
+        if side == "a":
+            head, start_a = [(k, None) for k in range(cut)], cut
+        else:
+            head, start_b = [(None, k) for k in range(cut)], cut
+    pairs = head + [
+        (i + start_a if i is not None else None, j + start_b if j is not None else None)
+        for i, j in align(keys(da[start_a:]), keys(db_[start_b:]))
+    ]
+
     rows: list[dict[str, Any]] = []
-    for i, j in align(keys(da), keys(db_)):
+    for n, (i, j) in enumerate(pairs):
         ea = da[i] if i is not None else None
         eb = db_[j] if j is not None else None
         if ea is not None and eb is not None:
@@ -203,7 +240,7 @@ def align_traces(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]])
             op = "changed" if differs else "same"
         else:
             differs = []
-            op = "only A" if eb is None else "only B"
+            op = "before the fork" if n < len(head) else "only A" if eb is None else "only B"
         ma, mb = _duration(ea), _duration(eb)
         ta, tb = _tokens(a[i] if i is not None else None), _tokens(b[j] if j is not None else None)
         rows.append(

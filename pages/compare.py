@@ -22,6 +22,7 @@ OP_COLOURS = {
     "only A": "rgba(213, 94, 0, 0.12)",
     "only B": "rgba(0, 114, 178, 0.12)",
     "same": "",
+    "before the fork": "rgba(128, 128, 128, 0.10)",
 }
 DIFF_CELLS = {
     "name": ("a_name", "b_name"),
@@ -223,7 +224,8 @@ rows_a = load_entries(db, sa.id, sa.entry_count, sa.updated_at)
 rows_b = load_entries(db, sb.id, sb.entry_count, sb.updated_at)
 if max(sa.entry_count, sb.entry_count) > MAX_STEPS:
     st.warning(f"Comparing the first {MAX_STEPS:,} steps of each trace.")
-aligned = compare.align_traces(rows_a, rows_b)
+fork = compare.fork_of(sa, sb)
+aligned = compare.align_traces(rows_a, rows_b, fork)
 counts = compare.alignment_counts(aligned)
 
 with st.container(horizontal=True):
@@ -234,9 +236,22 @@ with st.container(horizontal=True, gap="large"):
     st.metric("Changed", f"{counts['changed']:,}", width="content")
     st.metric("Only in A", f"{counts['only A']:,}", width="content")
     st.metric("Only in B", f"{counts['only B']:,}", width="content")
+    if fork is not None:
+        st.metric(
+            "Before the fork",
+            f"{counts['before the fork']:,}",
+            width="content",
+            help="Steps of the original that the replay did not run again",
+        )
+if fork is not None:
+    original, replay = ("A", "B") if fork[0] == "a" else ("B", "A")
+    st.caption(
+        f"{replay} was run again from step #{fork[1]:,} of {original}: the steps are paired from there, "
+        f"and {original}'s steps before it are listed first, in grey."
+    )
 
 only_diff = st.toggle("Only steps that differ", key="compare_only_diff")
-shown = aligned[aligned["op"] != "same"] if only_diff else aligned
+shown = aligned[~aligned["op"].isin(("same", "before the fork"))] if only_diff else aligned
 if shown.empty:
     st.info("Every step is the same in both traces (timings and ids aside).")
     st.stop()

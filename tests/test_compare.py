@@ -37,7 +37,13 @@ def test_steps_that_differ_only_in_timings_and_ids_are_the_same() -> None:
     aligned = compare.align_traces(a, b)
     assert aligned["op"].tolist() == ["same", "same", "same"]
     assert aligned.loc[2, "time_delta"] == "+890 ms"
-    assert compare.alignment_counts(aligned) == {"same": 3, "changed": 0, "only A": 0, "only B": 0}
+    assert compare.alignment_counts(aligned) == {
+        "same": 3,
+        "changed": 0,
+        "only A": 0,
+        "only B": 0,
+        "before the fork": 0,
+    }
 
 
 def test_changed_and_missing_steps() -> None:
@@ -59,7 +65,13 @@ def test_changed_and_missing_steps() -> None:
     assert aligned.loc[2, "differs"] == "input, output"
     assert aligned.loc[2, "time_delta"] == "+800 ms"
     assert pd.isna(aligned.loc[3, "a_seq"]) and aligned.loc[3, "b_seq"] == 3
-    assert compare.alignment_counts(aligned) == {"same": 3, "changed": 1, "only A": 0, "only B": 1}
+    assert compare.alignment_counts(aligned) == {
+        "same": 3,
+        "changed": 1,
+        "only A": 0,
+        "only B": 1,
+        "before the fork": 0,
+    }
 
 
 def test_only_steps_of_the_same_node_are_paired_and_content_picks_the_partner() -> None:
@@ -133,3 +145,38 @@ def test_entries_that_are_not_objects_compare_as_their_output() -> None:
     assert aligned.loc[1, "a_output"] == "text" and aligned.loc[1, "b_output"] == "other text"
     assert aligned.loc[1, "differs"] == "output"
     assert compare.diff_lines(a[2]) == ["[", "  1,", "  {", '    "a": 2', "  }", "]"]
+
+
+class _Summary:
+    def __init__(self, id: str, metadata: dict) -> None:
+        self.id, self.metadata = id, metadata
+
+
+def test_a_replay_is_aligned_at_the_step_it_was_run_again_from() -> None:
+    # A: plan, model, tools, model, summary; B ran again from A's second model step (seq 3),
+    # with a changed answer. Left to itself the alignment pairs B's model step with A's
+    # first one; at the fork it must pair it with seq 3.
+    a = [
+        entry(0, "planner", "plan", "q", "p"),
+        entry(1, "model", "llm", "q", "call"),
+        entry(2, "tools", "calc", "1+1", "2"),
+        entry(3, "model", "llm", "2", "it is 2"),
+        entry(4, "summarise", "sum", "it is 2", "2"),
+    ]
+    b = [entry(0, "model", "llm", "2", "it is two"), entry(1, "summarise", "sum", "it is two", "two")]
+    original, replay = _Summary("A", {}), _Summary("B", {"forked_from": {"trace_id": "A", "seq": 3}})
+    fork = compare.fork_of(original, replay)
+    assert fork == ("a", 3)
+    aligned = compare.align_traces(a, b, fork)
+    assert aligned["op"].tolist() == ["before the fork"] * 3 + ["changed", "changed"]
+    assert aligned["a_seq"].tolist() == [0, 1, 2, 3, 4]
+    assert aligned["b_seq"].tolist()[3:] == [0, 1]
+    assert compare.alignment_counts(aligned)["before the fork"] == 3
+    # the other way round: the replay on the left
+    swapped = compare.align_traces(b, a, compare.fork_of(replay, original))
+    assert swapped["op"].tolist() == ["before the fork"] * 3 + ["changed", "changed"]
+    assert swapped["b_seq"].tolist() == [0, 1, 2, 3, 4] and swapped["a_seq"].tolist()[3:] == [0, 1]
+    # unrelated traces, or a malformed record, are not a fork
+    assert compare.fork_of(original, _Summary("C", {"forked_from": {"trace_id": "X", "seq": 3}})) is None
+    assert compare.fork_of(original, _Summary("C", {"forked_from": {"trace_id": "A", "seq": "3"}})) is None
+    assert compare.fork_of(original, _Summary("C", {"forked_from": "A"})) is None

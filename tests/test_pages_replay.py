@@ -181,4 +181,7 @@ def test_a_replay_and_its_original_link_to_each_other(user, db) -> None:
 
     compare = open_page("compare", a=original.id, b=fork.id)
     assert not compare.exception
-    assert {m.label: m.value for m in compare.metric}["Only in A"] == "2"  # planner and model
+    metrics = {m.label: m.value for m in compare.metric}
+    # aligned at the fork: the planner and model steps before it were not run again
+    assert metrics["Before the fork"] == "2" and metrics["Only in A"] == "0"
+    assert any("was run again from step #2 of A" in c.value for c in compare.caption)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
 from store_support import STORES
 
 from tracedb import (
@@ -782,3 +783,14 @@ def test_get_forks_lists_the_runs_forked_from_a_trace(db, entries, ids):
     assert [s.id for s in db.as_user("ana").get_forks(original)] == [first]  # a user sees their own
     with pytest.raises(InvalidTraceData, match="limit"):
         db.get_forks(original, limit=0)
+
+
+def test_the_forks_look_up_goes_through_its_index(db, db_url, ids) -> None:
+    """The thread page asks for a trace's replays on every view: the look-up must not read
+    every trace's metadata."""
+    original = db.save_trace("ana", None, ids("th"), [{"node": "a"}])
+    params = {"forked_from": original, "limit": 50, "scope": None, "abandon_after": 120}
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = conn.execute(sql.SQL("EXPLAIN ") + q.FORKS, params).fetchall()
+    assert "automation_traces_forked_from_idx" in "\n".join(r[0] for r in plan)

@@ -155,9 +155,10 @@ MERGE_METADATA = _scoped(
     "UPDATE automation_traces t SET metadata = t.metadata || %(metadata)s WHERE t.id = %(id)s AND {scoped}"
 )
 # Traces run again from a step of this one (the replays record where they started in
-# metadata.forked_from); containment keeps the look-up one condition whatever else it holds.
+# metadata.forked_from); both conditions are the partial index's (automation_traces_forked_from_idx).
 FORKS = _scoped(
-    "SELECT {columns} FROM automation_traces t WHERE t.metadata @> %(forked_from)s AND {scoped}"
+    "SELECT {columns} FROM automation_traces t WHERE t.metadata ? 'forked_from'"
+    " AND t.metadata -> 'forked_from' ->> 'trace_id' = %(forked_from)s AND {scoped}"
     " ORDER BY t.created_at DESC, t.id DESC LIMIT %(limit)s"
 )
 DELETE_ONE = _scoped("DELETE FROM automation_traces t WHERE t.id = %(id)s AND {scoped}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from . import checks, filters
 from . import queries as q
 from .core import (
@@ -84,8 +82,7 @@ class ReadOperations(StoreBase):
         limit, _ = checks.require_limit(limit, 0)
         if tid is None:
             return []
-        forked_from = Jsonb({"forked_from": {"trace_id": str(tid)}})
-        rows = yield _all(q.FORKS, self._by_id(forked_from=forked_from, limit=limit))
+        rows = yield _all(q.FORKS, self._by_id(forked_from=str(tid), limit=limit))
         return [summary_from_row(r) for r in rows]
 
     def _running_rows(self, markers: list[dict[str, Any]], with_data: bool) -> list[dict[str, Any]]:
