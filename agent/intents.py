@@ -363,6 +363,4 @@ def describe_result(name: str, args: dict[str, Any], content: str, ok: bool) -> 
         return f"The {name} tool failed: {reason}."
     if name == "calculator":
         return f"{args.get('expression', '?')} = {content}"
-    if name == "read_page":
-        return content
     return content

@@ -60,7 +60,14 @@ def test_every_endpoint(pair, ids):
     r = client.post(
         f"/automation/traces/{tid}/entries", json={"entries": [{"node": "b"}], "status": "running"}
     )
-    assert r.json() == {"success": True, "trace_id": tid, "first_seq": 1, "entry_count": 2, "written": 1}
+    assert r.json() == {
+        "success": True,
+        "trace_id": tid,
+        "first_seq": 1,
+        "entry_count": 2,
+        "written": 1,
+        "duplicate": False,
+    }
 
     r = client.patch(
         f"/automation/traces/{tid}", json={"trace_id": tid, "name": "renamed", "status": "failed"}
@@ -422,3 +429,39 @@ def test_the_typescript_clients_openapi_document_is_current():
         "clients/typescript/openapi.json is stale: run `python -m tracedb openapi > clients/typescript/openapi.json`"
         " and `npm run generate` in clients/typescript"
     )
+
+
+def test_an_append_sent_again_with_its_batch_id_is_stored_once(pair, ids):
+    """A client that lost the reply sends the same batch again: it is recognised."""
+    _, client, _, _ = pair
+    tid = client.post("/automation/traces", json={"thread_id": ids("th"), "trace_data": []}).json()[
+        "trace_id"
+    ]
+    batch = {"entries": [{"node": "a"}, {"node": "b"}], "batch_id": str(uuid.uuid4())}
+    first = client.post(f"/automation/traces/{tid}/entries", json=batch).json()
+    again = client.post(f"/automation/traces/{tid}/entries", json=batch).json()
+    assert (first["written"], first["duplicate"]) == (2, False)
+    assert (again["written"], again["duplicate"], again["entry_count"]) == (0, True, 2)
+    other = client.post(f"/automation/traces/{tid}/entries", json={**batch, "batch_id": str(uuid.uuid4())})
+    assert other.json()["entry_count"] == 4  # another batch with the same entries is another batch
+    bad = client.post(f"/automation/traces/{tid}/entries", json={**batch, "batch_id": "not-a-uuid"})
+    assert bad.status_code == 422 and "batch_id" in bad.json()["detail"]
+    assert_clean(bad)
+    assert client.get(f"/automation/traces/{tid}").json()["trace_data"] == [{"node": "a"}, {"node": "b"}] * 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"contains": "{}"}, {"text": "-zzzz"}, {"text": "-zzzz -yyyy"}, {"contains": "{}", "text": "-q"}],
+    ids=["empty contains", "negation", "two negations", "both"],
+)
+def test_a_filter_that_can_match_every_trace_deletes_only_with_all(pair, ids, params):
+    _, client, _, _ = pair
+    for n in range(2):
+        client.post("/automation/traces", json={"thread_id": ids("th"), "trace_data": [{"n": n}]})
+    refused = client.delete("/automation/traces", params=params)
+    assert refused.status_code == 422, refused.text
+    assert "all" in refused.json()["detail"]
+    assert_clean(refused)
+    assert client.get("/automation/traces/count").json()["count"] == 2
+    assert client.delete("/automation/traces", params={**params, "all": "true"}).json()["deleted"] == 2

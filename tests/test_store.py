@@ -666,8 +666,10 @@ def test_operations_are_generators_of_statements() -> None:
     assert done.value.value == (1234, False)
 
 
-def test_sizes_are_the_same_in_sql_and_python(db_url) -> None:
+def test_sizes_are_the_same_in_sql_and_python(db, db_url) -> None:
     from tracedb import limits
+
+    # ``db`` migrates the module's database, so the test stands alone in any order
 
     with psycopg.connect(db_url) as conn:
         size, entry_bytes = conn.execute(

@@ -718,7 +718,9 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one function per route, f
     )
     async def append_entries(trace_id: str, body: m.AppendEntriesBody, who: CallerDep) -> Response:
         """Add entries at the end of a trace (and set its status)."""
-        r = await who.db.append_entries(body.entries, trace_id=trace_id, status=body.status)
+        r = await who.db.append_entries(
+            body.entries, trace_id=trace_id, status=body.status, batch_id=body.batch_id
+        )
         return JSONBody(
             {
                 "success": True,
@@ -726,6 +728,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one function per route, f
                 "first_seq": r.first_seq,
                 "entry_count": r.entry_count,
                 "written": r.written,
+                "duplicate": r.duplicate,
             }
         )
 

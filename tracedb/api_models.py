@@ -69,6 +69,11 @@ class AppendEntriesBody(_Body):
 
     entries: TraceData
     status: Status | None = Field(default=None, description="set in the same statement")
+    batch_id: str | None = Field(
+        default=None,
+        description="a UUID naming this batch: sent again with the same id (after a lost reply),"
+        " the batch is stored once and the answer says duplicate",
+    )
 
 
 class TraceSummaryRow(BaseModel):
@@ -167,6 +172,9 @@ class AppendedEntries(BaseModel):
     first_seq: int
     entry_count: int
     written: int
+    duplicate: bool = Field(
+        default=False, description="the batch had been stored before: nothing was written"
+    )
 
 
 class TraceCount(BaseModel):

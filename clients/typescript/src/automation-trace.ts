@@ -112,7 +112,11 @@ export interface AutomationTraceClient {
   deleteTrace(traceId: string): Promise<DeletedTrace>;
   /** `PUT /automation/traces/thread/{thread_id}`: the stored trace becomes `trace_data`. */
   upsertTraceByThread(threadId: string, body: UpsertTraceBody): Promise<UpsertedTrace>;
-  /** `POST /automation/traces/{trace_id}/entries`: add entries at the end. */
+  /**
+   * `POST /automation/traces/{trace_id}/entries`: add entries at the end. The batch is sent
+   * with a `batch_id` (the caller's, or a new one), and sent again with it when no answer
+   * came back (up to twice): the server stores it once, however many times it arrived.
+   */
   appendEntries(traceId: string, body: AppendEntriesBody): Promise<AppendedEntries>;
   /** `GET /automation/traces/count`. */
   countTraces(filters?: TraceFilters): Promise<TraceCount>;
@@ -139,6 +143,8 @@ function queryString(params: Query | undefined): string {
 }
 
 const segment = (value: string): string => encodeURIComponent(value);
+/** How many times an append that got no answer is sent again. */
+const APPEND_RETRIES = 2;
 
 /** A client of one server. */
 export function createAutomationTraceClient(options: ClientOptions = {}): AutomationTraceClient {
@@ -183,8 +189,22 @@ export function createAutomationTraceClient(options: ClientOptions = {}): Automa
     deleteTrace: (traceId) => request("DELETE", `/automation/traces/${segment(traceId)}`),
     upsertTraceByThread: (threadId, body) =>
       request("PUT", `/automation/traces/thread/${segment(threadId)}`, undefined, body),
-    appendEntries: (traceId, body) =>
-      request("POST", `/automation/traces/${segment(traceId)}/entries`, undefined, body),
+    appendEntries: async (traceId, body) => {
+      const path = `/automation/traces/${segment(traceId)}/entries`;
+      const batchId = body.batch_id ?? globalThis.crypto?.randomUUID?.();
+      if (!batchId) return request("POST", path, undefined, body);
+      const sent = { ...body, batch_id: batchId };
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await request<AppendedEntries>("POST", path, undefined, sent);
+        } catch (error) {
+          // status 0: no answer (never arrived, or its reply was lost); the batch id makes
+          // sending it again safe
+          if (!(error instanceof NetworkError) || error.status !== 0 || attempt >= APPEND_RETRIES) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+        }
+      }
+    },
     countTraces: (filters) => request("GET", "/automation/traces/count", filters),
     deleteMatching: (params) => request("DELETE", "/automation/traces", params),
     health: () => request("GET", "/health"),

@@ -162,6 +162,11 @@ export interface components {
              * @description set in the same statement
              */
             status?: ("running" | "completed" | "failed" | "interrupted") | null;
+            /**
+             * Batch Id
+             * @description a UUID naming this batch: sent again with the same id (after a lost reply), the batch is stored once and the answer says duplicate
+             */
+            batch_id?: string | null;
         };
         /** AppendedEntries */
         AppendedEntries: {
@@ -178,6 +183,12 @@ export interface components {
             entry_count: number;
             /** Written */
             written: number;
+            /**
+             * Duplicate
+             * @description the batch had been stored before: nothing was written
+             * @default false
+             */
+            duplicate: boolean;
         };
         /** DeletedTrace */
         DeletedTrace: {

@@ -134,3 +134,43 @@ test("two users' keys cannot see each other's traces; an admin key sees both", a
   assert.ok(seen.traces.some((t) => t.id === mine));
   await admin.deleteTrace(mine);
 });
+
+describe("appends that lose their answer", () => {
+  test("are sent again with their batch id and stored once", async () => {
+    const id = (await ana.saveTrace({ thread_id: unique("thread"), trace_data: [] })).trace_id;
+    let calls = 0;
+    // The request reaches the server and is stored; its answer is lost on the way back.
+    const losing = async (input, init) => {
+      const response = await fetch(input, init);
+      calls += 1;
+      if (calls === 1) {
+        await response.text();
+        throw new TypeError("connection reset");
+      }
+      return response;
+    };
+    const client = createAutomationTraceClient({ baseUrl: servers.keysUrl, token: servers.keys.ana, fetch: losing });
+    const appended = await client.appendEntries(id, { entries: [{ node: "a" }, { node: "b" }] });
+    assert.equal(calls, 2);
+    assert.equal(appended.duplicate, true);
+    assert.equal(appended.entry_count, 2);
+    assert.deepEqual((await ana.getTraceById(id)).trace_data, [{ node: "a" }, { node: "b" }]);
+
+    const batch_id = crypto.randomUUID();
+    const first = await ana.appendEntries(id, { entries: [{ node: "c" }], batch_id });
+    const again = await ana.appendEntries(id, { entries: [{ node: "c" }], batch_id });
+    assert.deepEqual([first.written, first.duplicate, again.written, again.duplicate], [1, false, 0, true]);
+    assert.equal((await ana.getTraceById(id)).trace_data.length, 3);
+  });
+
+  test("give up after two more tries when nothing answers", async () => {
+    let calls = 0;
+    const down = async () => {
+      calls += 1;
+      throw new TypeError("connection refused");
+    };
+    const client = createAutomationTraceClient({ baseUrl: servers.keysUrl, token: servers.keys.ana, fetch: down });
+    await assert.rejects(client.appendEntries(unique("id"), { entries: [{}] }), NetworkError);
+    assert.equal(calls, 3);
+  });
+});
