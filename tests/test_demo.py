@@ -39,3 +39,38 @@ def test_load_demo(db) -> None:
 
 def test_load_demo_of_nothing(db) -> None:
     assert load_demo(db, traces=0) == 0
+
+
+def test_demo_loads_as_a_role_that_owns_nothing_and_leaves_nothing_running(db, db_url) -> None:
+    """Loading demo traces needs only the rights to read and write rows: no table-owner
+    rights (nothing is altered), and no trace is left running when it ends."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from tracedb import AutomationTraceDB
+
+    role = f"tracedb_demo_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} NOLOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    try:
+        as_role = make_conninfo(db_url, options=f"-c role={role}")
+        with AutomationTraceDB(as_role) as store:
+            assert store.load_trace_by_id(str(uuid.uuid4())) is None
+            with psycopg.connect(as_role) as conn:  # the store runs as the role: it owns no table
+                assert conn.execute("SELECT current_user").fetchone()[0] == role
+            before = store.count_traces()
+            assert load_demo(store, traces=30, seed=5) == 30
+            assert store.count_traces() == before + 30
+            assert store.count_traces(TraceFilter(status="running")) == 0
+            created = [s.created_at for s in store.list_traces(limit=100).items]
+            assert min(created) < datetime.now(UTC) - timedelta(days=1)  # times set without ALTER
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
