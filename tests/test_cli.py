@@ -196,3 +196,35 @@ def test_the_server_starts_both_ways(db, db_url, ids, how):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_upsert_makes_the_threads_trace_exactly_the_json_given(
+    db, db_url, ids, tmp_path, capsys, monkeypatch
+):
+    user, thread = ids("cli"), ids("th")
+    path = tmp_path / "trace.json"
+    path.write_text(json.dumps([{"node": "a"}, {"node": "b"}]))
+    assert main(["--url", db_url, "upsert", thread, str(path), "--user", user, "--name", "first"]) == 0
+    tid, count = capsys.readouterr().out.split()[:2]
+    assert count == "2" and db.load_trace_by_id(tid).trace_data == [{"node": "a"}, {"node": "b"}]
+    # a longer list extends it, a different one replaces it; the seed's dict shape from stdin
+    path.write_text(json.dumps([{"node": "a"}, {"node": "b"}, {"node": "c"}]))
+    assert main(["--url", db_url, "upsert", thread, str(path), "--user", user]) == 0
+    monkeypatch.setattr(
+        "sys.stdin", __import__("io").StringIO(json.dumps({"automation_trace": [{"node": "x"}]}))
+    )
+    assert main(["--url", db_url, "upsert", thread, "--user", user]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == [tid, tid] and out[-1].endswith("1 entry")
+    trace = db.load_trace_by_id(tid)
+    assert (trace.trace_data, trace.name) == ([{"node": "x"}], "first")
+    # bad input: a message, and what is stored stays
+    path.write_text("[{oops")
+    assert main(["--url", db_url, "upsert", thread, str(path), "--user", user]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["--url", db_url, "upsert", thread, str(tmp_path / "missing.json"), "--user", user]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    path.write_text(json.dumps({"not": "a trace"}))
+    assert main(["--url", db_url, "upsert", thread, str(path), "--user", user]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert db.load_trace_by_id(tid).trace_data == [{"node": "x"}]

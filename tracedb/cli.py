@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -78,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(p)
     p.add_argument("--format", choices=("json", "jsonl", "csv"), default="jsonl")
     p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p = sub.add_parser(
+        "upsert",
+        help="make a thread's trace exactly the JSON given (a list of entries, or "
+        '{"automation_trace": [...]}); create it if the thread has none',
+    )
+    p.add_argument("thread_id")
+    p.add_argument("file", nargs="?", default="-", help="JSON file (default: standard input)")
+    p.add_argument("--user", default=None, help="the trace's user (default: TRACEDB_USER, else local)")
+    p.add_argument("--provider", default=None, help="provider id")
+    p.add_argument("--name", default=None, help="set the trace's name (default: keep it)")
     p = sub.add_parser("rename", help="rename a trace")
     p.add_argument("trace_id")
     p.add_argument("new_name")
@@ -253,6 +264,8 @@ def _run(db: Any, args: argparse.Namespace) -> int:
             if args.output:
                 out.close()
         print(f"exported {n} traces", file=sys.stderr)
+    elif args.command == "upsert":
+        return _upsert(db, args)
     elif args.command == "rename":
         if not db.rename_trace(args.trace_id, args.new_name):
             print(f"error: no trace has the id {args.trace_id!r}", file=sys.stderr)
@@ -273,6 +286,28 @@ def _run(db: Any, args: argparse.Namespace) -> int:
 
         n = load_demo(db, traces=args.traces, seed=args.seed)
         print(f"loaded {n} demo traces into {db.server.label}")
+    return 0
+
+
+def _upsert(db: Any, args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        data = json.loads(text)
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        print(f"error: {args.file} is not valid JSON: {str(exc)[:200]}", file=sys.stderr)
+        return 2
+    user = args.user or os.environ.get("TRACEDB_USER") or "local"
+    trace_id = db.upsert_trace_by_thread(user, args.provider, args.thread_id, data, name=args.name)
+    summary = db.get_summary(trace_id)
+    count = summary.entry_count if summary is not None else 0
+    print(f"{trace_id}  {count} entr{'y' if count == 1 else 'ies'}")
     return 0
 
 
