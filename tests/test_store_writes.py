@@ -500,6 +500,23 @@ def test_an_indexer_at_work_holds_up_no_append(db, db_url, ids):
     assert db.count_traces(TraceFilter(text="one")) >= 1
 
 
+def test_an_indexer_skips_a_trace_being_deleted_and_never_deadlocks(db, db_url, ids):
+    """A delete of traces holds their rows; the indexer must not wait for it (while the
+    delete may wait for the indexer's next trace: that is a deadlock), it skips them."""
+    with psycopg.connect(db_url, autocommit=True) as conn, psycopg.connect(db_url) as deleter:
+        doomed = _pending_trace(conn, ids("th"), ["one", "two"])
+        kept = _pending_trace(conn, ids("th"), ["three"])
+        deleter.execute("DELETE FROM automation_traces WHERE id = %s", (doomed,))  # not committed
+        conn.execute("SET lock_timeout = '3s'")
+        left = conn.execute("SELECT tracedb_index_traces(ARRAY[%s, %s]::uuid[])", (doomed, kept)).fetchall()
+        assert left == [(uuid.UUID(doomed),)]  # skipped, still pending; the other indexed
+        pending = "SELECT index_pending FROM automation_traces WHERE id = %s"
+        assert conn.execute(pending, (kept,)).fetchone() == (False,)
+        deleter.commit()
+        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (doomed,)).fetchall() == []
+    assert db.get_summary(doomed) is None and db.get_summary(kept) is not None
+
+
 def test_entries_replaced_while_indexed_leave_no_stale_words(db, db_url, ids):
     """A seed-style upsert replaces a trace's entries while an indexer reads the old ones:
     the indexer's work is undone (the trace stays pending), and once indexed the trace is
