@@ -115,6 +115,15 @@ def delta(ms: float | None) -> str:
     return ("+" if ms > 0 else "−") + duration(abs(ms))
 
 
+def metric_delta(change: str | None) -> str | None:
+    """A change (``"−1.20 s vs A"``) as ``st.metric`` should show it: Streamlit reads a change
+    as a decrease only when its text starts with an ASCII hyphen-minus, so a leading
+    typographic minus is written as one; no change (``"±0 ms"``) is shown as none."""
+    if change is None or change.startswith("±"):
+        return None
+    return "-" + change[1:] if change.startswith("−") else change
+
+
 def work_and_span(summary: TraceSummary) -> str:
     """How long a trace took: its work (the steps' time added up) and its span (first
     start to last end, pauses between turns included), e.g. ``"work 15 ms · span 2 min"``;

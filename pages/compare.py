@@ -152,7 +152,7 @@ def side_panel(name: str, summary: TraceSummary, other: TraceSummary | None) -> 
             st.metric(
                 "Duration",
                 human.duration(shown),
-                delta=f"{human.delta(shown - base)} vs A"
+                delta=human.metric_delta(f"{human.delta(shown - base)} vs A")
                 if shown is not None and base is not None and other
                 else None,
                 delta_color="inverse",
@@ -169,7 +169,9 @@ def side_panel(name: str, summary: TraceSummary, other: TraceSummary | None) -> 
                 st.metric(
                     "Tokens",
                     human.tokens(summary.total_tokens),
-                    delta=usage.delta_text(summary.total_tokens, other.total_tokens) if other else None,
+                    delta=human.metric_delta(usage.delta_text(summary.total_tokens, other.total_tokens))
+                    if other
+                    else None,
                     delta_color="inverse",
                     width="content",
                 )
@@ -177,7 +179,9 @@ def side_panel(name: str, summary: TraceSummary, other: TraceSummary | None) -> 
                 st.metric(
                     "Cost",
                     human.cost(summary.cost_usd),
-                    delta=usage.delta_text(summary.cost_usd, other.cost_usd, money=True) if other else None,
+                    delta=human.metric_delta(usage.delta_text(summary.cost_usd, other.cost_usd, money=True))
+                    if other
+                    else None,
                     delta_color="inverse",
                     width="content",
                 )

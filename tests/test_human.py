@@ -50,6 +50,13 @@ def test_counts_plurals_and_missing_values() -> None:
     assert human.delta(800) == "+800 ms" and human.delta(-1200) == "−1.20 s" and human.delta(0) == "±0 ms"
 
 
+def test_a_metric_change_starts_with_the_minus_streamlit_reads_as_a_decrease() -> None:
+    assert human.metric_delta("−1.20 s vs A") == "-1.20 s vs A"
+    assert human.metric_delta("−$0.003 vs A") == "-$0.003 vs A"
+    assert human.metric_delta("+800 ms vs A") == "+800 ms vs A"
+    assert human.metric_delta("±0 ms vs A") is None and human.metric_delta(None) is None
+
+
 def summary(first_end_s: float, total_ms: float, turns: int) -> TraceSummary:
     return TraceSummary(
         id="00000000-0000-4000-8000-000000000001",

@@ -122,3 +122,39 @@ def test_entries_that_are_not_objects_compare(pair, db) -> None:
     tick(at, "compare_table", "step", [1])
     assert not at.exception
     assert [json.loads(j.value) for j in at.json] == ["text", "other"]
+
+
+def test_a_b_that_used_less_reads_as_a_decrease(pair, db) -> None:
+    """B took less time and used fewer tokens and less money than A: each change points down,
+    in the colour of an improvement, whichever minus sign its text is written with; a trace
+    compared with itself shows no change at all."""
+    from streamlit.proto.Metric_pb2 import Metric
+
+    def used(tokens: list[int], ms: float) -> list[dict]:
+        return [
+            {
+                "node": "model",
+                "name": "llm",
+                "model": "gpt-4o-mini",
+                "output": "x",
+                "duration_ms": ms,
+                "usage": {"input_tokens": n, "output_tokens": 10},
+            }
+            for n in tokens
+        ]
+
+    a = db.save_trace("ana", None, "cmp-less-a", used([1000, 5000, 500], 900.0), name="more")
+    b = db.save_trace("ana", None, "cmp-less-b", used([1000, 2000], 100.0), name="less")
+    at = open_page("compare", a=a, b=b)
+    assert not at.exception
+    changes = {m.label: m.proto for m in at.metric if m.proto.delta}
+    assert set(changes) == {"Steps", "Duration", "Tokens", "Cost"}
+    assert {label: p.direction for label, p in changes.items()} == dict.fromkeys(
+        changes, Metric.MetricDirection.DOWN
+    )
+    for label in ("Duration", "Tokens", "Cost"):
+        assert changes[label].color == Metric.MetricColor.GREEN, label
+
+    itself = open_page("compare", a=a, b=a)
+    assert not itself.exception
+    assert [m.label for m in itself.metric if m.proto.delta] == []
