@@ -158,3 +158,11 @@ def test_a_b_that_used_less_reads_as_a_decrease(pair, db) -> None:
     itself = open_page("compare", a=a, b=a)
     assert not itself.exception
     assert [m.label for m in itself.metric if m.proto.delta] == []
+
+
+def test_the_what_column_holds_before_the_fork_whole(pair) -> None:
+    """The "what" column is as wide as its longest value, "before the fork", needs in the
+    table's font (about 7 px a character), so that the word is not cut."""
+    at = open_page("compare", a=pair[0], b=pair[1])
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["op"]["width"] >= 7 * len("before the fork")
