@@ -260,7 +260,10 @@ def align_traces(
                 "time_delta": human.delta(mb - ma) if ma is not None and mb is not None else "",
                 "a_tokens": ta,
                 "b_tokens": tb,
-                "token_delta": (tb or 0) - (ta or 0) if ta is not None or tb is not None else None,
+                # a step before the fork was not run again: there is nothing to compare it with
+                "token_delta": (tb or 0) - (ta or 0)
+                if (ta is not None or tb is not None) and op != "before the fork"
+                else None,
                 "a_input": _preview(ea, frames.INPUT_KEYS),
                 "b_input": _preview(eb, frames.INPUT_KEYS),
                 "a_output": _preview(ea, frames.OUTPUT_KEYS),

@@ -172,6 +172,9 @@ def test_a_replay_is_aligned_at_the_step_it_was_run_again_from() -> None:
     assert aligned["a_seq"].tolist() == [0, 1, 2, 3, 4]
     assert aligned["b_seq"].tolist()[3:] == [0, 1]
     assert compare.alignment_counts(aligned)["before the fork"] == 3
+    assert aligned["token_delta"].isna().all()  # no usage reported, and none before the fork
+    a_used = [{**r, "total_tokens": 10} for r in a]
+    assert compare.align_traces(a_used, b, fork)["token_delta"].tolist()[:4] == [pd.NA] * 3 + [-10]
     # the other way round: the replay on the left
     swapped = compare.align_traces(b, a, compare.fork_of(replay, original))
     assert swapped["op"].tolist() == ["before the fork"] * 3 + ["changed", "changed"]
