@@ -131,3 +131,10 @@ def test_any_argument_to_any_method_is_a_result_or_a_named_error(db, known, scra
             pass
     # refused or harmless: the kept trace is as it was (the calls that write target scratch)
     unchanged(db, known)
+
+
+def test_a_thread_id_no_trace_can_have_finds_nothing(db) -> None:
+    """Look-ups by a thread id that could never be stored (a lone surrogate, NUL) answer
+    None, as for any unknown thread, instead of failing while the id is sent."""
+    for thread in ("\ud800", "a\udfffb", "x\x00y", ""):
+        assert db.load_trace_by_thread(thread) is None

@@ -202,7 +202,14 @@ def _append_params(**params: Any) -> dict[str, Any]:
 
 
 def _valid_thread(thread_id: Any) -> bool:
-    return isinstance(thread_id, str) and bool(thread_id) and "\x00" not in thread_id
+    """Whether ``thread_id`` could name a stored thread (a look-up of any other is None)."""
+    if not isinstance(thread_id, str) or not thread_id or "\x00" in thread_id:
+        return False
+    try:
+        thread_id.encode("utf-8")  # a lone surrogate cannot be sent, nor stored
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _abandon_after() -> float:
