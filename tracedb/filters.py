@@ -69,11 +69,24 @@ _TEXT_CONFIRMS = (
     " ELSE tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query})) END)"
     " IS TRUE LIMIT 1)"
 )
+# Plain words (no phrase, no negation, no OR) need no confirming read of the entries where
+# the trace's search rows are current (none pending, none of a replaced list) and complete:
+# a block's "a <0> b" then says exactly that one of its entries holds both words, as the
+# confirmation would find. Only traces without such a block fall back to reading entries.
+_EXACT_BLOCK = (
+    "(SELECT TRUE FROM automation_traces x JOIN automation_trace_search s ON s.trace_id = x.id"
+    " WHERE x.id = {tid} AND NOT x.index_pending AND s.complete"
+    " AND s.block * tracedb_search_block_size() < x.indexed_count AND s.words @@ {words}::tsquery"
+    " LIMIT 1) IS TRUE"
+)
 _CONTAINS_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
     " AND (e.data @> {value}) IS TRUE LIMIT 1)"
 )
 _ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
+# A word PostgreSQL's parser reads as one token spelled as typed (lower-cased): letters then
+# letters or digits, or digits alone ("12e3x" is two tokens, "12e3" and "x").
+_ONE_TOKEN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*|[0-9]+)$")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
@@ -82,6 +95,16 @@ def words_tsquery(candidates: str) -> str | None:
     (all to be found in one entry: ``'a' <0> 'b'``); None otherwise."""
     words = candidates.replace('"', " ").split()
     if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
+        return None
+    return " <0> ".join(f"'{w.lower()}'" for w in words)
+
+
+def exact_words_tsquery(text: str) -> str | None:
+    """``text`` as tsquery text (``'a' <0> 'b'``) when it is only plain words, each one token
+    of PostgreSQL's parser (no quotes, negations or OR): then a current, complete search
+    block that matches it holds an entry that matches ``text``. None otherwise."""
+    words = text.split()
+    if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
     return " <0> ".join(f"'{w.lower()}'" for w in words)
 
@@ -253,7 +276,17 @@ def compile_filter(
             out.narrowing = True
         # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
-        out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
+        exact = exact_words_tsquery(text)
+        if exact is None:
+            out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
+        else:
+            exact_words = p.add("exact_words", exact)
+            out.confirms.append(
+                lambda tid, query=query, words=exact_words: sql.SQL("({} OR {})").format(
+                    sql.SQL(_EXACT_BLOCK).format(tid=tid, words=words),
+                    sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query),
+                )
+            )
     if flt.contains is not None:
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
