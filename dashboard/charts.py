@@ -109,15 +109,31 @@ def _open_bars(fig: go.Figure, tl: pd.DataFrame, y: pd.Series | np.ndarray, span
         )
 
 
+# Label placement for turn bands: the plot's width in pixels assumed for a thread page, a
+# character of the 11 px label font, and the lines labels may take before they overlap.
+_PLOT_PX = 900
+_LABEL_CHAR_PX = 6.2
+_LABEL_LINES = 3
+
+
 def _turn_bands(fig: go.Figure, bands: pd.DataFrame) -> None:
-    """Shade every other turn and name each one, with the pause before it."""
+    """Shade every other turn and name each one, with the pause before it. A label that
+    would run into the one before it (a short turn) goes on the next line down."""
     if len(bands) < 2:
         return
+    span = float(bands["end"].max() - bands["start"].min()) or 1.0
+    per_char = span * _LABEL_CHAR_PX / _PLOT_PX
+    line_ends = [float("-inf")] * _LABEL_LINES  # where the last label of each line ends
     for i, band in enumerate(bands.itertuples(index=False)):
         label = f"turn {band.turn}"
         if band.idle_ms and band.idle_ms > 0:
             label += f" · {human.duration(band.idle_ms)} later"
+        start = float(band.start)
+        free = [k for k, end in enumerate(line_ends) if end <= start]
+        line = free[0] if free else min(range(_LABEL_LINES), key=line_ends.__getitem__)
+        line_ends[line] = start + (len(label) + 1) * per_char
         fig.add_vrect(
+            annotation_yshift=-14 * line,
             x0=band.start,
             x1=band.end,
             fillcolor=BAND_FILL if i % 2 == 0 else "rgba(0,0,0,0)",

@@ -25,6 +25,17 @@ def rows_key(prefix: str, ids: Sequence[Any]) -> str:
     return f"{prefix}_{digest}"
 
 
+# Streamlit's table: its header and each row, in pixels
+TABLE_HEADER_PX = 38
+TABLE_ROW_PX = 35
+
+
+def table_height(rows: int, visible: int) -> int:
+    """The height of a table showing ``rows`` rows, up to ``visible`` of them before it
+    scrolls (Streamlit's default shows about ten, whatever the page holds)."""
+    return TABLE_HEADER_PX + TABLE_ROW_PX * min(max(rows, 1), visible)
+
+
 def selected_values(event: Any, frame: pd.DataFrame, column: str) -> list[Any]:
     """The ``column`` values of the rows selected in a table event (positions are
     turned into values at once, against the frame that was shown)."""

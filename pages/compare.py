@@ -14,6 +14,7 @@ from tracedb import AutomationTraceDB, TraceSummary
 
 MAX_STEPS = 5000
 ROWS_PER_PAGE = 200
+VISIBLE_ROWS = 20  # the table scrolls beyond
 PAGE_KEY = "compare_page"
 TABLE_KEY = "compare_table"
 # Light tints of the colour-blind-safe palette; the "what" column says it in words too.
@@ -270,6 +271,7 @@ with table_box:
         selection_mode="single-row",
         hide_index=True,
         width="stretch",
+        height=widgets.table_height(len(window), VISIBLE_ROWS),
         placeholder="",
         column_config=HEADERS,
         column_order=[c for c in ORDER if c not in TOKEN_COLUMNS or window["token_delta"].notna().any()],

@@ -28,7 +28,6 @@ COMPARING_KEY = "traces_comparing"
 # How many pages a shared link may ask to be walked through (keyset pages have no offset).
 MAX_WALK = 200
 VISIBLE_ROWS = 15  # the table scrolls beyond
-ROW_PX = 35
 SHOWN_FIRST = ["name", "status", "entries", "duration", "tokens", "cost", "updated", "user"]
 
 
@@ -225,7 +224,7 @@ def traces_table(page: TracePage, hints: dict[str, str]) -> list[str]:
         selection_mode="multi-row",
         hide_index=True,
         width="stretch",
-        height=38 + ROW_PX * min(max(len(table), 1), VISIBLE_ROWS),
+        height=widgets.table_height(len(table), VISIBLE_ROWS),
         placeholder=human.MISSING,
         column_order=SHOWN_FIRST + [c for c in table.columns if c not in SHOWN_FIRST],
         column_config={

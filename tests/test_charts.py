@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from dashboard import charts, frames
 from dashboard import colours as colours_module
@@ -143,8 +144,26 @@ def test_turns_are_bands_on_the_timeline() -> None:
     fig = charts.timeline_figure(tl, axis, "kind", bands=frames.turn_bands(tl))
     labels = [a.text for a in fig.layout.annotations]
     assert labels == ["turn 1", "turn 2 · 4 min 59 s later"]
+    assert [a.yshift for a in fig.layout.annotations] == [0, 0]  # far apart: one line
     assert "pauses between turns cut out" in fig.layout.xaxis.title.text
     assert max(max(t.base + t.x) for t in fig.data) < 2.0  # five minutes of pause are not drawn
+
+
+def test_labels_of_short_turns_do_not_run_into_each_other() -> None:
+    # a 50 ms turn, then a turn of 10 s, then one more: turn 2's label would start where
+    # turn 1's is still being written
+    bands = pd.DataFrame(
+        {
+            "turn": [1, 2, 3],
+            "start": [0.0, 0.05, 8.0],
+            "end": [0.05, 7.9, 10.0],
+            "idle_ms": [0.0, 53.0, 2000.0],
+        }
+    )
+    fig = go.Figure()
+    charts._turn_bands(fig, bands)
+    shifts = {a.text: a.yshift for a in fig.layout.annotations}
+    assert shifts == {"turn 1": 0, "turn 2 · 53 ms later": -14, "turn 3 · 2.00 s later": 0}
 
 
 def test_nodes_without_timings_are_left_out_of_the_duration_chart() -> None:
