@@ -631,30 +631,38 @@ def test_overview_buckets(db, ids):
 def test_plain_words_are_exact_from_current_blocks_and_never_from_stale_ones(db, db_url, ids):
     """Plain words are answered from the search blocks without reading entries where the
     blocks are current; a trace whose entries were replaced (its blocks stale) is confirmed
-    against its entries, so what it no longer holds is never found."""
+    against its entries, so what it no longer holds is never found. The traces are written
+    and indexed by SQL here, so that no store's background indexer changes them meanwhile."""
     a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
-    user = ids("u")
-    together = db.save_trace(user, None, ids("th"), [entry("x", output=f"{a} and {b}")])
-    apart = db.save_trace(user, None, ids("th"), [entry("x", output=a), entry("y", output=b)])
-    emptied_thread, changed_thread = ids("th"), ids("th")
-    emptied = db.upsert_trace_by_thread(user, None, emptied_thread, [entry("x", output=f"{a} {b}")])
-    changed = db.upsert_trace_by_thread(user, None, changed_thread, [entry("x", output=f"{b} {a}")])
-    db.index_pending()
-    both = TraceFilter(user_id=user, text=f"{a} {b}")
-    assert {s.id for s in db.list_traces(both).items} == {together, emptied, changed}
-    # the lists change; the search rows of both still hold the old words until re-indexed
-    db.upsert_trace_by_thread(user, None, emptied_thread, [])
-    db.upsert_trace_by_thread(user, None, changed_thread, [entry("x", output="nothing here")])
-    with psycopg.connect(db_url) as conn:
+    replace = (
+        "SELECT replaced FROM tracedb_append(%s, NULL, NULL, NULL, NULL, %s::jsonb, 0, NULL, NULL,"
+        " p_chain => %s::text[], p_replace => true)"
+    )
+    index = "SELECT tracedb_index_traces(%s::uuid[])"
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        together = _pending_trace(conn, ids("th"), [f"{a} and {b}"])
+        apart = _pending_trace(conn, ids("th"), [a, b])
+        emptied = _pending_trace(conn, ids("th"), [f"{a} {b}"])
+        changed = _pending_trace(conn, ids("th"), [f"{b} {a}"])
+        every = [together, apart, emptied, changed]
+        assert conn.execute(index, (every,)).fetchall() == []
+        both = TraceFilter(text=f"{a} {b}")
+        assert {s.id for s in db.list_traces(both).items} == {together, emptied, changed}
+        # the lists change; the search rows of both still hold the old words until re-indexed
+        conn.execute(replace, (emptied, "[]", []))
+        conn.execute(
+            replace, (changed, json.dumps([{"d": entry("x", output="nothing here"), "n": "x"}]), ["c"])
+        )
         stale = conn.execute(
             "SELECT count(*) FROM automation_trace_search WHERE trace_id = ANY(%s::uuid[])",
             ([emptied, changed],),
         ).fetchone()[0]
-    assert stale >= 1  # what makes this a test of stale rows
+        assert stale == 2  # what makes this a test of stale rows
+        assert [s.id for s in db.list_traces(both).items] == [together]
+        assert db.count_traces(both) == 1
+        assert db.count_traces(TraceFilter(text=a)) == 2  # together, apart
+        conn.execute(index, (every,))
     assert [s.id for s in db.list_traces(both).items] == [together]
-    assert db.count_traces(both) == 1
-    assert db.count_traces(TraceFilter(user_id=user, text=f"{a}")) == 2  # together, apart
-    db.index_pending()
-    assert [s.id for s in db.list_traces(both).items] == [together]
-    assert db.count_traces(TraceFilter(user_id=user, text="nothing here")) == 1
+    assert db.count_traces(TraceFilter(text=f"nothing here {a}")) == 0
+    assert [s.id for s in db.list_traces(TraceFilter(text=f"{a} {b}")).items] == [together]
     assert apart not in {s.id for s in db.list_traces(both).items}
