@@ -666,3 +666,16 @@ def test_plain_words_are_exact_from_current_blocks_and_never_from_stale_ones(db,
     assert db.count_traces(TraceFilter(text=f"nothing here {a}")) == 0
     assert [s.id for s in db.list_traces(TraceFilter(text=f"{a} {b}")).items] == [together]
     assert apart not in {s.id for s in db.list_traces(both).items}
+
+
+def test_words_the_parser_splits_are_found(db, ids):
+    """A word such as 12e3x is two tokens to PostgreSQL's parser (12e3, x): a search for it
+    finds the entry that holds it, as the parser reads both."""
+    user = ids("u")
+    tag = uuid.uuid4().hex[:6]
+    odd = f"12e3x{tag}"
+    tid = db.save_trace(user, None, ids("th"), [entry("x", output=f"reading {odd} now")])
+    db.index_pending()
+    for text in (odd, f"reading {odd}", f'"{odd} now"'):
+        assert [s.id for s in db.list_traces(TraceFilter(user_id=user, text=text)).items] == [tid], text
+        assert db.count_traces(TraceFilter(user_id=user, text=text)) == 1, text

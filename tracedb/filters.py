@@ -83,7 +83,6 @@ _CONTAINS_CONFIRMS = (
     "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
     " AND (e.data @> {value}) IS TRUE LIMIT 1)"
 )
-_ASCII_WORD = re.compile(r"^[A-Za-z0-9]+$")
 # A word PostgreSQL's parser reads as one token spelled as typed (lower-cased): letters then
 # letters or digits, or digits alone ("12e3x" is two tokens, "12e3" and "x").
 _ONE_TOKEN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*|[0-9]+)$")
@@ -91,10 +90,11 @@ _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
 def words_tsquery(candidates: str) -> str | None:
-    """``candidates`` as tsquery text when it is only ASCII words and quoted phrases of them
-    (all to be found in one entry: ``'a' <0> 'b'``); None otherwise."""
+    """``candidates`` as tsquery text when it is only words the parser reads as one token
+    each, and quoted phrases of them (all to be found in one entry: ``'a' <0> 'b'``); None
+    otherwise (PostgreSQL parses the text then)."""
     words = candidates.replace('"', " ").split()
-    if not words or not all(_ASCII_WORD.match(w) for w in words) or any(w.lower() == "or" for w in words):
+    if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
     return " <0> ".join(f"'{w.lower()}'" for w in words)
 
