@@ -41,9 +41,10 @@ def test_load_demo_of_nothing(db) -> None:
     assert load_demo(db, traces=0) == 0
 
 
-def test_demo_loads_as_a_role_that_owns_nothing_and_leaves_nothing_running(db, db_url) -> None:
+def test_demo_loads_as_a_role_that_owns_nothing_and_leaves_nothing_running(fresh_db_url) -> None:
     """Loading demo traces needs only the rights to read and write rows: no table-owner
-    rights (nothing is altered), and no trace is left running when it ends."""
+    rights (nothing is altered), and no trace is left running when it ends. A database of
+    its own: the other tests here count the module database's traces."""
     import uuid
 
     import psycopg
@@ -51,6 +52,8 @@ def test_demo_loads_as_a_role_that_owns_nothing_and_leaves_nothing_running(db, d
 
     from tracedb import AutomationTraceDB
 
+    db_url = fresh_db_url
+    AutomationTraceDB(db_url).close()  # migrated by its owner
     role = f"tracedb_demo_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} NOLOGIN")
