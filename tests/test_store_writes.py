@@ -469,13 +469,13 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
-def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str]) -> str:
+def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:
     """A trace appended by SQL (so no store's indexer knows it): one entry per word."""
     payload = json.dumps([{"d": entry("a", output=w), "n": "tools"} for w in words])
     return str(
         conn.execute(
-            "SELECT trace_id FROM tracedb_append(NULL, 'ana', NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)",
-            (thread, payload),
+            "SELECT trace_id FROM tracedb_append(NULL, %s, NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)",
+            (user, thread, payload),
         ).fetchone()[0]
     )
 
@@ -634,19 +634,20 @@ def test_plain_words_are_exact_from_current_blocks_and_never_from_stale_ones(db,
     against its entries, so what it no longer holds is never found. The traces are written
     and indexed by SQL here, so that no store's background indexer changes them meanwhile."""
     a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    user = ids("u")  # other tests' traces here hold entries too big to index, found by reading them
     replace = (
         "SELECT replaced FROM tracedb_append(%s, NULL, NULL, NULL, NULL, %s::jsonb, 0, NULL, NULL,"
         " p_chain => %s::text[], p_replace => true)"
     )
     index = "SELECT tracedb_index_traces(%s::uuid[])"
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
-        together = _pending_trace(conn, ids("th"), [f"{a} and {b}"])
-        apart = _pending_trace(conn, ids("th"), [a, b])
-        emptied = _pending_trace(conn, ids("th"), [f"{a} {b}"])
-        changed = _pending_trace(conn, ids("th"), [f"{b} {a}"])
+        together = _pending_trace(conn, ids("th"), [f"{a} and {b}"], user)
+        apart = _pending_trace(conn, ids("th"), [a, b], user)
+        emptied = _pending_trace(conn, ids("th"), [f"{a} {b}"], user)
+        changed = _pending_trace(conn, ids("th"), [f"{b} {a}"], user)
         every = [together, apart, emptied, changed]
         assert conn.execute(index, (every,)).fetchall() == []
-        both = TraceFilter(text=f"{a} {b}")
+        both = TraceFilter(user_id=user, text=f"{a} {b}")
         assert {s.id for s in db.list_traces(both).items} == {together, emptied, changed}
         # the lists change; the search rows of both still hold the old words until re-indexed
         conn.execute(replace, (emptied, "[]", []))
@@ -660,11 +661,11 @@ def test_plain_words_are_exact_from_current_blocks_and_never_from_stale_ones(db,
         assert stale == 2  # what makes this a test of stale rows
         assert [s.id for s in db.list_traces(both).items] == [together]
         assert db.count_traces(both) == 1
-        assert db.count_traces(TraceFilter(text=a)) == 2  # together, apart
+        assert db.count_traces(TraceFilter(user_id=user, text=a)) == 2  # together, apart
         conn.execute(index, (every,))
     assert [s.id for s in db.list_traces(both).items] == [together]
-    assert db.count_traces(TraceFilter(text=f"nothing here {a}")) == 0
-    assert [s.id for s in db.list_traces(TraceFilter(text=f"{a} {b}")).items] == [together]
+    assert db.count_traces(TraceFilter(user_id=user, text=f"nothing here {a}")) == 0
+    assert [s.id for s in db.list_traces(TraceFilter(user_id=user, text=f"{a} {b}")).items] == [together]
     assert apart not in {s.id for s in db.list_traces(both).items}
 
 
