@@ -228,3 +228,10 @@ def test_upsert_makes_the_threads_trace_exactly_the_json_given(
     assert main(["--url", db_url, "upsert", thread, str(path), "--user", user]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert db.load_trace_by_id(tid).trace_data == [{"node": "x"}]
+
+
+def test_upsert_of_an_integer_too_long_to_read_is_a_message(db_url, ids, tmp_path, capsys):
+    path = tmp_path / "big.json"
+    path.write_text('[{"n": ' + "9" * 5000 + "}]")
+    assert main(["--url", db_url, "upsert", ids("th"), str(path), "--user", ids("cli")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

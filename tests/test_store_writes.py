@@ -680,3 +680,19 @@ def test_words_the_parser_splits_are_found(db, ids):
     for text in (odd, f"reading {odd}", f'"{odd} now"'):
         assert [s.id for s in db.list_traces(TraceFilter(user_id=user, text=text)).items] == [tid], text
         assert db.count_traces(TraceFilter(user_id=user, text=text)) == 1, text
+
+
+def test_words_joined_by_a_space_the_parser_does_not_split_on_are_a_phrase(db, ids):
+    """ "foo\\u00a0bar" (a no-break space) is the phrase "foo bar" to PostgreSQL, not two words:
+    an entry holding both words apart does not match it, nor is it deleted by it."""
+    user = ids("u")
+    foo, bar = f"f{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+    apart = db.save_trace(user, None, ids("th"), [entry("x", output=f"{bar} is here and later {foo}")])
+    phrase = db.save_trace(user, None, ids("th"), [entry("x", output=f"{foo} {bar}")])
+    db.index_pending()
+    for space in ("\u00a0", "\u202f", "\x1c", "\u0085"):
+        flt = TraceFilter(user_id=user, text=f"{foo}{space}{bar}")
+        assert [s.id for s in db.list_traces(flt).items] == [phrase], repr(space)
+        assert db.count_traces(flt) == 1, repr(space)
+    assert db.delete_traces(TraceFilter(user_id=user, text=f"{foo}\u00a0{bar}")) == 1
+    assert db.get_summary(apart) is not None and db.get_summary(phrase) is None

@@ -300,7 +300,7 @@ def _upsert(db: Any, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, an integer too long to read
         print(f"error: {args.file} is not valid JSON: {str(exc)[:200]}", file=sys.stderr)
         return 2
     user = args.user or os.environ.get("TRACEDB_USER") or "local"

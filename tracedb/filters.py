@@ -86,6 +86,7 @@ _CONTAINS_CONFIRMS = (
 # A word PostgreSQL's parser reads as one token spelled as typed (lower-cased): letters then
 # letters or digits, or digits alone ("12e3x" is two tokens, "12e3" and "x").
 _ONE_TOKEN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*|[0-9]+)$")
+_ASCII_SPACE = re.compile(r"[ \t\n\r\v\f]+")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
@@ -103,7 +104,9 @@ def exact_words_tsquery(text: str) -> str | None:
     """``text`` as tsquery text (``'a' <0> 'b'``) when it is only plain words, each one token
     of PostgreSQL's parser (no quotes, negations or OR): then a current, complete search
     block that matches it holds an entry that matches ``text``. None otherwise."""
-    words = text.split()
+    # split on ASCII white space only: Python's split() also splits on characters the parser
+    # reads as punctuation (a no-break space makes "foo bar" a phrase, not two words)
+    words = [w for w in _ASCII_SPACE.split(text) if w]
     if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
     return " <0> ".join(f"'{w.lower()}'" for w in words)
