@@ -208,7 +208,8 @@ def align_traces(
     ``fork`` (from :func:`fork_of`): one side is a replay of the other from a step. The
     original's steps before that step were not run again: they are listed first as
     ``before the fork``, and the replay's steps are aligned with the original's from the
-    step on, so the replay's first step is paired with the step it was run again from.
+    step on (from the first entry of the same checkpoint: a node that wrote several entries
+    runs again whole), so the replay's first step is paired with the one it reran.
     """
     da = [frames.entry_fields(r.get("data")) for r in a]
     db_ = [frames.entry_fields(r.get("data")) for r in b]
@@ -222,6 +223,11 @@ def align_traces(
         side, seq = fork
         rows_of = a if side == "a" else b
         cut = next((k for k, r in enumerate(rows_of) if r["seq"] >= seq), len(rows_of))
+        # A replay runs again the whole step the entry belongs to, from the checkpoint it
+        # started from: a node's earlier entries from that checkpoint were run again too.
+        checkpoint = rows_of[cut].get("checkpoint_id") if cut < len(rows_of) else None
+        if checkpoint:
+            cut = next(k for k, r in enumerate(rows_of) if r.get("checkpoint_id") == checkpoint)
         if side == "a":
             head, start_a = [(k, None) for k in range(cut)], cut
         else:

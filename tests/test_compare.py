@@ -183,3 +183,18 @@ def test_a_replay_is_aligned_at_the_step_it_was_run_again_from() -> None:
     assert compare.fork_of(original, _Summary("C", {"forked_from": {"trace_id": "X", "seq": 3}})) is None
     assert compare.fork_of(original, _Summary("C", {"forked_from": {"trace_id": "A", "seq": "3"}})) is None
     assert compare.fork_of(original, _Summary("C", {"forked_from": "A"})) is None
+
+
+def test_a_replay_from_a_later_entry_of_a_node_is_aligned_from_the_nodes_first_entry() -> None:
+    # the tools node wrote two entries from one checkpoint; a replay from the second reruns
+    # the node whole, so both of A's tool calls are paired with B's, none is "before"
+    a = [
+        {**entry(0, "model", "llm", "q", "call two tools"), "checkpoint_id": "c1"},
+        {**entry(1, "tools", "calc", "1+1", "2"), "checkpoint_id": "c2"},
+        {**entry(2, "tools", "search", "x", "found"), "checkpoint_id": "c2"},
+        {**entry(3, "model", "llm", "2", "done"), "checkpoint_id": "c3"},
+    ]
+    b = [entry(0, "tools", "calc", "1+1", "2"), entry(1, "tools", "search", "x", "found again")]
+    aligned = compare.align_traces(a, b, ("a", 2))
+    assert aligned["op"].tolist() == ["before the fork", "same", "changed", "only A"]
+    assert aligned["b_seq"].tolist()[1:3] == [0, 1]
