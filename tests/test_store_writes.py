@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from store_support import STORES
 
-from tracedb import InvalidTraceData, TraceFilter, TraceNotFound
+from tracedb import InvalidTraceData, TraceFilter, TraceNotFound, limits
 from tracedb.core import Statement
 
 
@@ -696,3 +696,27 @@ def test_words_joined_by_a_space_the_parser_does_not_split_on_are_a_phrase(db, i
         assert db.count_traces(flt) == 1, repr(space)
     assert db.delete_traces(TraceFilter(user_id=user, text=f"{foo}\u00a0{bar}")) == 1
     assert db.get_summary(apart) is not None and db.get_summary(phrase) is None
+
+
+def test_a_compressible_entry_too_big_for_the_words_is_still_found(db, db_url, ids):
+    """An entry over the search limit as read but small as stored (it compresses well) is
+    left out of its block's words; its block must then say so, so a search reads it."""
+    user = ids("u")
+    word = f"zebra{uuid.uuid4().hex[:8]}"
+    big = entry("x", output=f"{word} " + "filler text " * 9000)  # about 108 kB, stored compressed
+    tid = db.save_trace(user, None, ids("th"), [entry("a", output="small"), big])
+    db.index_pending()
+    with psycopg.connect(db_url) as conn:
+        stored, read = conn.execute(
+            "SELECT pg_column_size(e.data), (SELECT pg_column_size(x) FROM unnest(ARRAY[e.data]) x)"
+            " FROM automation_trace_entries e WHERE e.trace_id = %s AND e.seq = 1",
+            (tid,),
+        ).fetchone()
+        complete = conn.execute(
+            "SELECT complete FROM automation_trace_search WHERE trace_id = %s", (tid,)
+        ).fetchone()
+    assert stored < limits.SEARCH_ENTRY_BYTES < read  # what makes this the case
+    assert complete == (False,)
+    for text in (word, f"{word} filler", "small"):
+        assert [s.id for s in db.list_traces(TraceFilter(user_id=user, text=text)).items] == [tid], text
+        assert db.count_traces(TraceFilter(user_id=user, text=text)) == 1, text
