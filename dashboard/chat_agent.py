@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage
 
 from agent import build_graph, get_model, make_checkpointer, model_label
 from dashboard import common
-from tracedb import TraceSummary
+from tracedb import AutomationTraceDB, TraceSummary
 
 # Where the thread page leaves a replay for the chat page to run.
 FORK_KEY = "chat_fork_request"
@@ -86,13 +86,25 @@ def last_user_message(agent: Agent, thread_id: str, checkpoint_id: str) -> Human
     return next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
 
 
-def origin(summary: TraceSummary | None) -> tuple[str, int | None] | None:
-    """The trace and step a run was forked from (its ``metadata["forked_from"]``), or None."""
-    found = summary.metadata.get("forked_from") if summary is not None else None
-    if not isinstance(found, dict) or not isinstance(found.get("trace_id"), str):
+def show_origin(db: AutomationTraceDB, summary: TraceSummary | None, step_words: str) -> TraceSummary | None:
+    """A link to the run this one was replayed from ("Forked from “name” (id)" then
+    ``step_words`` and the step), or a caption when that run is gone; returns the original
+    (None when this is no replay or the original is gone)."""
+    found = summary.forked_from if summary is not None else None
+    if found is None:
         return None
-    seq = found.get("seq")
-    return found["trace_id"], seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    trace_id, seq = found
+    original = db.get_summary(trace_id)
+    if original is None:
+        st.caption(f"Forked at step {seq} of a trace that no longer exists.")
+        return None
+    st.page_link(
+        "pages/thread.py",
+        label=f"Forked from {short_label(original)}{step_words} {seq}",
+        icon=":material/call_split:",
+        query_params={"trace": original.id},
+    )
+    return original
 
 
 def short_label(summary: TraceSummary) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import frames, human
+from tracedb import TraceSummary
 
 # Keys that differ between two runs of the same work: when, how long, and generated ids.
 VOLATILE_KEYS = frozenset(
@@ -178,16 +179,14 @@ def _differences(ea: Mapping[str, Any], eb: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def fork_of(a: Any, b: Any) -> tuple[str, int] | None:
-    """Where one of two traces (summaries with ``id`` and ``metadata``) was run again from a
-    step of the other: ``("a", seq)`` when B is a replay of A from A's step ``seq``,
-    ``("b", seq)`` the other way round, None when neither is."""
+def fork_of(a: TraceSummary, b: TraceSummary) -> tuple[str, int] | None:
+    """Where one of two traces was run again from a step of the other: ``("a", seq)`` when
+    B is a replay of A from A's step ``seq``, ``("b", seq)`` the other way round, None when
+    neither is."""
     for original, replay, side in ((a, b, "a"), (b, a, "b")):
-        found = replay.metadata.get("forked_from") if isinstance(replay.metadata, Mapping) else None
-        if isinstance(found, Mapping) and found.get("trace_id") == original.id:
-            seq = found.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                return side, seq
+        found = replay.forked_from
+        if found is not None and found[0] == original.id and found[1] is not None:
+            return side, found[1]
     return None
 
 

@@ -155,24 +155,6 @@ def show_history(agent: Agent, db: AutomationTraceDB, thread_id: str, summary: T
         )
 
 
-def forked_from(db: AutomationTraceDB, summary: TraceSummary | None) -> None:
-    """Where a conversation forked from a recorded run comes from, as a link to that run."""
-    found = chat_agent.origin(summary)
-    if found is None:
-        return
-    trace_id, seq = found
-    original = db.get_summary(trace_id)
-    if original is None:
-        st.caption(f"Forked at step {seq} of a trace that no longer exists.")
-        return
-    st.page_link(
-        "pages/thread.py",
-        label=f"Forked from {chat_agent.short_label(original)} at step {seq}",
-        icon=":material/call_split:",
-        query_params={"trace": original.id},
-    )
-
-
 def start_fork(db: AutomationTraceDB, agent: Agent, request: ForkRequest) -> dict[str, Any] | None:
     """Fork the thread of a recorded run at a step (the thread page's request); the new
     thread becomes the chosen conversation. Returns the fork's config and metadata, or None
@@ -251,7 +233,7 @@ thread_id: str = st.session_state[NEW_THREAD_KEY] if pick in (None, NEW) else pi
 config = {"configurable": {"thread_id": thread_id}}
 st.text(f"user {user}  ·  model {agent.label}  ·  thread {thread_id}")
 summary = thread_trace(db, thread_id)
-forked_from(db, summary)
+chat_agent.show_origin(db, summary, " at step")
 
 chat_col, trace_col = st.columns([3, 2], gap="large")
 with trace_col:

@@ -130,20 +130,10 @@ def header(current: TraceSummary, entries: pd.DataFrame, refreshing: bool) -> No
 def lineage(db: AutomationTraceDB, current: TraceSummary) -> None:
     """Where a replayed run comes from (with a comparison to it), and the runs replayed from
     this one."""
-    found = chat_agent.origin(current)
-    if found is not None:
-        trace_id, seq = found
-        original = db.get_summary(trace_id)
-        if original is None:
-            st.caption(f"Forked at step {seq} of a trace that no longer exists.")
-        else:
-            with st.container(horizontal=True, gap="medium"):
-                st.page_link(
-                    "pages/thread.py",
-                    label=f"Forked from {chat_agent.short_label(original)}, step {seq}",
-                    icon=":material/call_split:",
-                    query_params={"trace": original.id},
-                )
+    if current.forked_from is not None:
+        with st.container(horizontal=True, gap="medium"):
+            original = chat_agent.show_origin(db, current, ", step")
+            if original is not None:
                 st.page_link(
                     "pages/compare.py",
                     label="Compare with the original",
@@ -155,7 +145,7 @@ def lineage(db: AutomationTraceDB, current: TraceSummary) -> None:
         with st.container(horizontal=True, gap="small", vertical_alignment="center"):
             st.markdown("Replayed as:", width="content")
             for fork in forks:
-                step = (chat_agent.origin(fork) or ("", None))[1]
+                step = (fork.forked_from or ("", None))[1]
                 st.page_link(
                     "pages/thread.py",
                     label=f"{chat_agent.short_label(fork)} from step {step}",

@@ -4,11 +4,13 @@ timestamps, durations and ids."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
 from dashboard import compare
+from tracedb import TraceSummary
 
 
 def entry(
@@ -147,9 +149,9 @@ def test_entries_that_are_not_objects_compare_as_their_output() -> None:
     assert compare.diff_lines(a[2]) == ["[", "  1,", "  {", '    "a": 2', "  }", "]"]
 
 
-class _Summary:
-    def __init__(self, id: str, metadata: dict) -> None:
-        self.id, self.metadata = id, metadata
+def _Summary(id: str, metadata: dict) -> TraceSummary:  # noqa: N802 - reads as the trace it makes
+    now = datetime.now(UTC)
+    return TraceSummary(id, "u", None, "t", None, "completed", 0, now, now, metadata)
 
 
 def test_a_replay_is_aligned_at_the_step_it_was_run_again_from() -> None:

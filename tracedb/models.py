@@ -47,6 +47,17 @@ class TraceSummary:
     heartbeat_at: datetime | None = None
 
     @property
+    def forked_from(self) -> tuple[str, int | None] | None:
+        """The trace this one was replayed from and the step it was run again from
+        (``metadata["forked_from"]``, which :meth:`get_forks` looks up; the step is None when
+        not recorded), or None when this trace is no replay."""
+        found = self.metadata.get("forked_from") if isinstance(self.metadata, dict) else None
+        if not isinstance(found, dict) or not isinstance(found.get("trace_id"), str):
+            return None
+        seq = found.get("seq")
+        return found["trace_id"], seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+    @property
     def duration_ms(self) -> float | None:
         """The span: wall time from the first entry's start to the last entry's end (pauses
         between turns included), else the summed durations."""
