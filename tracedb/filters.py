@@ -90,26 +90,28 @@ _ASCII_SPACE = re.compile(r"[ \t\n\r\v\f]+")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
-def words_tsquery(candidates: str) -> str | None:
-    """``candidates`` as tsquery text when it is only words the parser reads as one token
-    each, and quoted phrases of them (all to be found in one entry: ``'a' <0> 'b'``); None
-    otherwise (PostgreSQL parses the text then)."""
-    words = candidates.replace('"', " ").split()
-    if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
-        return None
-    return " <0> ".join(f"'{w.lower()}'" for w in words)
-
-
-def exact_words_tsquery(text: str) -> str | None:
-    """``text`` as tsquery text (``'a' <0> 'b'``) when it is only plain words, each one token
-    of PostgreSQL's parser (no quotes, negations or OR): then a current, complete search
-    block that matches it holds an entry that matches ``text``. None otherwise."""
-    # split on ASCII white space only: Python's split() also splits on characters the parser
-    # reads as punctuation (a no-break space makes "foo bar" a phrase, not two words)
+def _same_entry_tsquery(text: str) -> str | None:
+    """``text`` as tsquery text asking for all its words in one entry (``'a' <0> 'b'``) when
+    it is only words the parser reads as one token each, apart by ASCII white space (Python's
+    split() also splits on characters the parser reads as punctuation: a no-break space makes
+    "foo bar" a phrase); None otherwise (a quote, a negation, OR, any other character)."""
     words = [w for w in _ASCII_SPACE.split(text) if w]
     if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
     return " <0> ".join(f"'{w.lower()}'" for w in words)
+
+
+def words_tsquery(candidates: str) -> str | None:
+    """``candidates`` (words and quoted phrases of them) as tsquery text of its words, all to
+    be found in one entry; None otherwise (PostgreSQL parses the text then)."""
+    return _same_entry_tsquery(candidates.replace('"', " "))
+
+
+def exact_words_tsquery(text: str) -> str | None:
+    """``text`` as tsquery text when it is only plain words (no quotes, negations or OR):
+    then a current, complete search block that matches it holds an entry that matches
+    ``text``. None otherwise."""
+    return _same_entry_tsquery(text)
 
 
 def _scalar_text(value: Any) -> str | None:
