@@ -120,9 +120,15 @@ def _is_current(conn: psycopg.Connection) -> bool:
         ).fetchone()
         if not (row[0] if isinstance(row, tuple) else row["count"]):
             return False
-        rows = conn.execute("SELECT version, checksum FROM tracedb_migrations").fetchall()
-    done = dict((r[0], r[1]) if isinstance(r, tuple) else (r["version"], r["checksum"]) for r in rows)
+        done = _recorded(conn)
     return all(m.version in done and done[m.version] in (None, m.checksum) for m in load_migrations())
+
+
+def _recorded(conn: psycopg.Connection) -> dict[int, str | None]:
+    """The migrations recorded as applied: version -> checksum (None for rows from before
+    checksums were kept)."""
+    rows = conn.execute("SELECT version, checksum FROM tracedb_migrations").fetchall()
+    return dict((r[0], r[1]) if isinstance(r, tuple) else (r["version"], r["checksum"]) for r in rows)
 
 
 def _migrate(conn: psycopg.Connection) -> list[str]:
@@ -134,9 +140,7 @@ def _migrate(conn: psycopg.Connection) -> list[str]:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(CREATE_VERSION_TABLE)
         conn.execute("ALTER TABLE tracedb_migrations ADD COLUMN IF NOT EXISTS checksum text")
-        rows = conn.execute("SELECT version, checksum FROM tracedb_migrations").fetchall()
-        done = {(r[0], r[1]) if isinstance(r, tuple) else (r["version"], r["checksum"]) for r in rows}
-        done_sums = dict(done)
+        done_sums = _recorded(conn)
         if 1 not in done_sums:
             _set_seed_table_aside(conn)
         for mig in load_migrations():
