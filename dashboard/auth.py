@@ -28,6 +28,7 @@ from typing import Any
 import streamlit as st
 
 from tracedb import AutomationTraceDB
+from tracedb.core import local_user
 
 ENV = "TRACEDB_AUTH"
 ADMINS_ENV = "TRACEDB_ADMINS"
@@ -135,7 +136,7 @@ def _single_user() -> Identity | None:
             "TRACEDB_AUTH=keys or TRACEDB_AUTH=oidc."
         )
         return None
-    return Identity(os.environ.get("TRACEDB_USER") or "local", True, "none")
+    return Identity(local_user(), True, "none")
 
 
 def _with_key(db: AutomationTraceDB | None) -> Identity | None:

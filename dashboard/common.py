@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from dashboard import auth, colours
 from tracedb import AutomationTraceDB, TraceDBError, TraceSummary
+from tracedb.core import local_user
 from tracedb.server import default_data_dir
 
 CONNECT_TIMEOUT_S = float(os.environ.get("TRACEDB_CONNECT_TIMEOUT") or 5.0)
@@ -160,7 +161,7 @@ def current_user() -> str:
     """The user traces are recorded as: the signed-in user, else ``TRACEDB_USER`` (default
     ``local``)."""
     identity = auth.current()
-    return identity.user_id if identity else os.environ.get("TRACEDB_USER") or "local"
+    return identity.user_id if identity else local_user()
 
 
 def trace_label(summary: TraceSummary) -> str:

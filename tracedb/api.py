@@ -51,6 +51,7 @@ from starlette.routing import Match
 
 from . import api_models as m
 from .aio import AsyncAutomationTraceDB
+from .core import local_user
 from .errors import (
     AccessDenied,
     DatabaseUnavailable,
@@ -129,7 +130,7 @@ class Settings:
             cors_origins=list(origins),
             max_body_bytes=max_body,
             no_auth=bool(no_auth),
-            local_user=given.get("local_user") or env.get("TRACEDB_USER") or "local",
+            local_user=given.get("local_user") or local_user(env),
         )
 
 

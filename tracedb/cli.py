@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import retention
+from .core import local_user
 from .errors import TraceDBError
 from .models import TraceFilter
 
@@ -303,7 +303,7 @@ def _upsert(db: Any, args: argparse.Namespace) -> int:
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, an integer too long to read
         print(f"error: {args.file} is not valid JSON: {str(exc)[:200]}", file=sys.stderr)
         return 2
-    user = args.user or os.environ.get("TRACEDB_USER") or "local"
+    user = args.user or local_user()
     trace_id = db.upsert_trace_by_thread(user, args.provider, args.thread_id, data, name=args.name)
     summary = db.get_summary(trace_id)
     count = summary.entry_count if summary is not None else 0

@@ -212,6 +212,13 @@ def _valid_thread(thread_id: Any) -> bool:
     return True
 
 
+def local_user(env: Mapping[str, str] = os.environ) -> str:
+    """The user a program records and reads as when no one signed in and no key names one:
+    ``TRACEDB_USER``, else ``local`` (the CLI, the API without keys, the dashboard without
+    sign-in)."""
+    return env.get("TRACEDB_USER") or "local"
+
+
 def _abandon_after() -> float:
     raw = os.environ.get("TRACEDB_ABANDON_AFTER")
     if not raw:
