@@ -64,10 +64,9 @@ def _checkpoint_config(thread_id: str, checkpoint_id: str) -> dict[str, Any]:
 
 
 def replay_blocker(agent: Agent, summary: TraceSummary, entry: dict[str, Any]) -> str | None:
-    """Why this step cannot be run again by the chat agent here, or None when it can."""
-    checkpoint_id = entry.get("checkpoint_id")
-    if not checkpoint_id:
-        return "recorded without a checkpointer"
+    """Why this step (recorded with a ``checkpoint_id``) cannot be run again by the chat
+    agent here, or None when it can."""
+    checkpoint_id = entry["checkpoint_id"]
     if entry.get("node") not in agent.graph.nodes:
         return f"the chat agent has no node {entry.get('node')!r}: another graph recorded it"
     try:
