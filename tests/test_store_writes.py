@@ -469,6 +469,38 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
+def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
+    """A call of tracedb_index_traces indexes at most 256 entries of a trace; a round calls
+    again while calls do work. With one call a round, a trace written faster than 256 entries
+    a second fell ever further behind."""
+    from tracedb.indexer import Indexer
+
+    words = [f"zr{uuid.uuid4().hex[:10]}" for _ in range(700)]
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        tid = _pending_trace(conn, ids("th"), words)
+        indexer = Indexer(
+            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=30
+        )
+        try:
+            indexer.run_once()  # nothing known to it yet: indexes nothing
+            assert conn.execute(
+                "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
+            ).fetchone() == (0,)
+            indexer.written(tid)
+            indexer.run_once()
+            row = conn.execute(
+                "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (tid,)
+            ).fetchone()
+            assert row == (False, 700)
+            hits = conn.execute(
+                "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
+                (tid, words[-1]),
+            ).fetchone()
+            assert hits == (1,)
+        finally:
+            indexer.close()
+
+
 def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:
     """A trace appended by SQL (so no store's indexer knows it): one entry per word."""
     payload = json.dumps([{"d": entry("a", output=w), "n": "tools"} for w in words])

@@ -27,6 +27,10 @@ STALE_EVERY_S = 30.0
 STALE_LIMIT = 100
 
 INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[]) AS id"
+# A call indexes at most 256 entries of each trace (the entries of a call are held in memory
+# at once, and an entry may be large); a call that returns sooner than this did no work: the
+# traces it left pending are held by another transaction (a delete, another indexer).
+IDLE_CALL_S = 0.005
 INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s) AS n"
 
 
@@ -77,9 +81,17 @@ class Indexer:
             ids, self._ids = self._ids, set()
         try:
             conn = self._connection()
-            if ids:
+            deadline = time.monotonic() + self.interval
+            while ids:
+                # Call again for what is left while calls do work, for up to one interval: a
+                # trace written faster than one call's worth a round would fall ever further
+                # behind (its searches reading ever more entries directly).
+                started = time.monotonic()
                 left = conn.execute(INDEX_TRACES, {"ids": sorted(ids)}).fetchall()
-                ids = {str(row[0]) for row in left}  # still pending: a writer held them
+                ids = {str(row[0]) for row in left}
+                now = time.monotonic()
+                if now - started < IDLE_CALL_S or now >= deadline:
+                    break
             if time.monotonic() - self._last_stale >= STALE_EVERY_S:
                 conn.execute(INDEX_STALE, {"limit": STALE_LIMIT})
                 self._last_stale = time.monotonic()
