@@ -280,9 +280,9 @@ def run_writers(args: argparse.Namespace) -> int:
     seconds = 2.0 if args.smoke else args.writer_seconds
     with temp_database(admin_url(args.url), "writers") as url:
         AutomationTraceDB(url).close()  # the schema
-        rows = writers.run(url, counts, seconds)
+        rows = writers.run(url, counts, seconds, args.writer_mode)
     if args.json:
-        print(json.dumps({"writers": rows, "writer_seconds": seconds}))
+        print(json.dumps({"writers": rows, "writer_seconds": seconds, "writer_mode": args.writer_mode}))
     else:
         writers.print_table(rows, seconds)
     return 0
@@ -307,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--writers",
         help="only the many-writers run, for these writer counts (comma separated, e.g. 1,8,32)",
+    )
+    parser.add_argument(
+        "--writer-mode",
+        choices=["processes", "threads"],
+        default="processes",
+        help="many writers as a process each, or as threads of one process sharing one store",
     )
     parser.add_argument("--writer-seconds", type=float, default=8.0, help="seconds of each many-writers run")
     parser.add_argument("--smoke", action="store_true", help="small sizes, for a quick check")

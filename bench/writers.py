@@ -1,15 +1,18 @@
 """Many writers at once: concurrent recorders, each on its own thread of conversation, next
 to the same number of clients doing single-row INSERTs (the pgbench-style ceiling), in one run.
 
-Each writer is a process with its own store and connection, shaped like the recorder's
-writer: it sends what has accumulated since its last call in one ``append_entries`` call
+Each writer is a process with its own store and connection (``--writer-mode processes``),
+or a thread of one process whose store has a connection per writer (``--writer-mode
+threads``: a server process running many agents' conversations at once; the INSERT clients
+are then threads of one process too, as pgbench's clients are). A writer is shaped like the
+recorder's writer: it sends what has accumulated since its last call in one ``append_entries`` call
 with a batch id. Flat out, entries are always waiting (up to FLAT_BATCH per call: what a
 fast graph accumulates during one round trip); paced, a producer makes one entry every
 STEP_S (a busy agent) and the writer thread sends them as they come. Entries are about
 400 B. Write latency is the time of each call. The INSERT clients write one row per
 transaction into a plain table, flat out.
 
-Run: ``python -m bench.ingest --writers 1,8,32 [--writer-seconds 8] [--json]``.
+Run: ``python -m bench.ingest --writers 1,8,32 [--writer-mode threads] [--writer-seconds 8] [--json]``.
 """
 
 from __future__ import annotations
@@ -61,9 +64,8 @@ class Result:
         return percentile(self.latencies, pct) * 1000 if self.latencies else float("nan")
 
 
-def _recorder_process(url: str, seconds: float, step_s: float, seed: int, out: Any, start: Any) -> None:
-    from tracedb import AutomationTraceDB
-
+def _write(db: Any, seconds: float, step_s: float, seed: int, start: Any) -> tuple[int, float, list[float]]:
+    """One recorder on its own thread of conversation: entries written, seconds, latencies."""
     rng = random.Random(seed)
     entries = [make_entry(i, rng, size=400) for i in range(256)]
     latencies: list[float] = []
@@ -71,97 +73,154 @@ def _recorder_process(url: str, seconds: float, step_s: float, seed: int, out: A
     cond = threading.Condition()
     done = threading.Event()
     written = 0
+    trace_id = db.append_entries(
+        [], thread_id=f"writer-{uuid.uuid4().hex[:8]}", user_id="bench", status="running"
+    ).trace_id
+
+    def write() -> None:
+        nonlocal written
+        while True:
+            with cond:
+                while not pending and not done.is_set():
+                    cond.wait(0.05)
+                if not pending and done.is_set():
+                    return
+                batch = pending[:]
+                pending.clear()
+            t0 = time.perf_counter()
+            db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
+            latencies.append(time.perf_counter() - t0)
+            written += len(batch)
+
+    start.wait()
+    t0 = time.perf_counter()
+    if not step_s:  # flat out: a batch is always waiting
+        i = 0
+        while time.perf_counter() - t0 < seconds:
+            batch = [entries[(i + k) % len(entries)] for k in range(FLAT_BATCH)]
+            t1 = time.perf_counter()
+            db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
+            latencies.append(time.perf_counter() - t1)
+            written += len(batch)
+            i += FLAT_BATCH
+    else:
+        thread = threading.Thread(target=write, daemon=True)
+        thread.start()
+        i = 0
+        while time.perf_counter() - t0 < seconds:
+            with cond:
+                pending.append(entries[i % len(entries)])
+                cond.notify()
+            i += 1
+            time.sleep(step_s)
+        done.set()
+        thread.join()
+    elapsed = time.perf_counter() - t0
+    db.append_entries([], trace_id=trace_id, status="completed")
+    return written, elapsed, latencies
+
+
+def _recorder_process(url: str, seconds: float, step_s: float, seed: int, out: Any, start: Any) -> None:
+    """A writer process of its own, with its own store."""
+    from tracedb import AutomationTraceDB
+
     with AutomationTraceDB(url, min_size=1, max_size=1) as db:
-        trace_id = db.append_entries(
-            [], thread_id=f"writer-{uuid.uuid4().hex[:8]}", user_id="bench", status="running"
-        ).trace_id
-
-        def write() -> None:
-            nonlocal written
-            while True:
-                with cond:
-                    while not pending and not done.is_set():
-                        cond.wait(0.05)
-                    if not pending and done.is_set():
-                        return
-                    batch = pending[:]
-                    pending.clear()
-                t0 = time.perf_counter()
-                db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
-                latencies.append(time.perf_counter() - t0)
-                written += len(batch)
-
-        start.wait()
-        t0 = time.perf_counter()
-        if not step_s:  # flat out: a batch is always waiting
-            i = 0
-            while time.perf_counter() - t0 < seconds:
-                batch = [entries[(i + k) % len(entries)] for k in range(FLAT_BATCH)]
-                t1 = time.perf_counter()
-                db.append_entries(batch, trace_id=trace_id, batch_id=str(uuid.uuid4()))
-                latencies.append(time.perf_counter() - t1)
-                written += len(batch)
-                i += FLAT_BATCH
-        else:
-            thread = threading.Thread(target=write, daemon=True)
-            thread.start()
-            i = 0
-            while time.perf_counter() - t0 < seconds:
-                with cond:
-                    pending.append(entries[i % len(entries)])
-                    cond.notify()
-                i += 1
-                time.sleep(step_s)
-            done.set()
-            thread.join()
-        elapsed = time.perf_counter() - t0
-        db.append_entries([], trace_id=trace_id, status="completed")
-    out.put((written, elapsed, latencies))
+        out.put(_write(db, seconds, step_s, seed, start))
 
 
-def _insert_process(url: str, seconds: float, seed: int, out: Any, start: Any) -> None:
+def _recorder_threads(url: str, seconds: float, step_s: float, n: int, out: Any, start: Any) -> None:
+    """``n`` writers as threads of one process sharing one store with a connection each: a
+    server process that runs many agents' threads of conversation at once."""
+    from tracedb import AutomationTraceDB
+
+    with AutomationTraceDB(url, min_size=n, max_size=n) as db:
+        results: list[tuple[int, float, list[float]]] = []
+        threads = [
+            threading.Thread(target=lambda w=w: results.append(_write(db, seconds, step_s, w, start)))
+            for w in range(n)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for r in results:
+        out.put(r)
+
+
+def _insert_rows(
+    conn: psycopg.Connection[Any], seconds: float, seed: int, start: Any
+) -> tuple[int, float, list[float]]:
+    """Single-row INSERTs flat out on one connection: rows, seconds, latencies."""
     rng = random.Random(seed)
     entries = [make_entry(i, rng, size=400) for i in range(256)]
     trace_id = uuid.uuid4()
     latencies: list[float] = []
+    start.wait()
+    t0 = time.perf_counter()
+    i = 0
+    while time.perf_counter() - t0 < seconds:
+        e = entries[i % len(entries)]
+        t1 = time.perf_counter()
+        conn.execute(
+            RAW_INSERT,
+            (
+                trace_id,
+                i,
+                e["node"],
+                e["kind"],
+                e["name"],
+                e["status"],
+                e["started_at"],
+                e["ended_at"],
+                e["duration_ms"],
+                Jsonb(e),
+            ),
+        )
+        latencies.append(time.perf_counter() - t1)
+        i += 1
+    return i, time.perf_counter() - t0, latencies
+
+
+def _insert_process(url: str, seconds: float, seed: int, out: Any, start: Any) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        start.wait()
-        t0 = time.perf_counter()
-        i = 0
-        while time.perf_counter() - t0 < seconds:
-            e = entries[i % len(entries)]
-            t1 = time.perf_counter()
-            conn.execute(
-                RAW_INSERT,
-                (
-                    trace_id,
-                    i,
-                    e["node"],
-                    e["kind"],
-                    e["name"],
-                    e["status"],
-                    e["started_at"],
-                    e["ended_at"],
-                    e["duration_ms"],
-                    Jsonb(e),
-                ),
-            )
-            latencies.append(time.perf_counter() - t1)
-            i += 1
-        elapsed = time.perf_counter() - t0
-    out.put((i, elapsed, latencies))
+        out.put(_insert_rows(conn, seconds, seed, start))
 
 
-def _run(target: Any, n: int, args: tuple[Any, ...]) -> Result:
+def _insert_threads(url: str, seconds: float, n: int, out: Any, start: Any) -> None:
+    """``n`` INSERT clients as threads of one process, a connection each (as pgbench -c n)."""
+    conns = [psycopg.connect(url, autocommit=True) for _ in range(n)]
+    results: list[tuple[int, float, list[float]]] = []
+    try:
+        threads = [
+            threading.Thread(target=lambda c=c, w=w: results.append(_insert_rows(c, seconds, w, start)))
+            for w, c in enumerate(conns)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for c in conns:
+            c.close()
+    for r in results:
+        out.put(r)
+
+
+def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> Result:
+    """Run ``n`` writers of ``target``: as ``n`` processes, or (``threads``) as one process
+    whose target runs ``n`` threads; each writer puts one result."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start = ctx.Event()
-    procs = [ctx.Process(target=target, args=(*args, w, out, start)) for w in range(n)]
+    if threads:
+        procs = [ctx.Process(target=target, args=(*args, n, out, start))]
+    else:
+        procs = [ctx.Process(target=target, args=(*args, w, out, start)) for w in range(n)]
     for p in procs:
         p.start()
     time.sleep(1.0 + 0.05 * n)  # every process connected and ready
     start.set()
-    results = [out.get(timeout=600) for _ in procs]
+    results = [out.get(timeout=600) for _ in range(n)]
     for p in procs:
         p.join(timeout=60)
     entries = sum(r[0] for r in results)
@@ -170,19 +229,24 @@ def _run(target: Any, n: int, args: tuple[Any, ...]) -> Result:
     return Result(n, entries, seconds, latencies)
 
 
-def run(url: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+def run(url: str, counts: list[int], seconds: float, mode: str = "processes") -> list[dict[str, Any]]:
     """For each writer count: INSERT clients flat out, recorders flat out, recorders at a
-    realistic step rate. Returns one dict per count."""
+    realistic step rate; ``mode`` "processes" (a process and a store per writer) or "threads"
+    (one process, one store, a thread and a connection per writer). One dict per count."""
+    threads = mode == "threads"
+    insert_target = _insert_threads if threads else _insert_process
+    recorder_target = _recorder_threads if threads else _recorder_process
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(RAW_TABLE)
     rows = []
     for n in counts:
-        insert = _run(_insert_process, n, (url, seconds))
-        flat = _run(_recorder_process, n, (url, seconds, 0.0))
-        paced = _run(_recorder_process, n, (url, seconds, STEP_S))
+        insert = _run(insert_target, n, (url, seconds), threads)
+        flat = _run(recorder_target, n, (url, seconds, 0.0), threads)
+        paced = _run(recorder_target, n, (url, seconds, STEP_S), threads)
         rows.append(
             {
                 "writers": n,
+                "mode": mode,
                 "entries_per_s": round(flat.per_s, 1),
                 "insert_per_s": round(insert.per_s, 1),
                 "ratio": round(flat.per_s / insert.per_s, 2) if insert.per_s else None,
@@ -199,8 +263,9 @@ def run(url: str, counts: list[int], seconds: float) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]], seconds: float) -> None:
+    mode = rows[0]["mode"] if rows else "processes"
     print(
-        f"\nmany writers, {seconds:g} s per run: recorders (flat out, and one step every "
+        f"\nmany writers as {mode}, {seconds:g} s per run: recorders (flat out, and one step every "
         f"{STEP_S * 1000:.0f} ms) vs single-row INSERT clients (flat out)"
     )
     print(
