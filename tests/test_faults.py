@@ -533,7 +533,7 @@ def test_cancelled_statements_mid_run(fresh_db_url):
                 pid = _wait(
                     lambda: conn.execute(
                         "SELECT pid FROM pg_stat_activity WHERE application_name = 'tracedb-recorder'"
-                        " AND wait_event_type = 'Lock'"
+                        " AND wait_event_type = 'Lock' AND datname = current_database()"
                     ).fetchone(),
                     10,
                     "a waiting append",
