@@ -796,3 +796,39 @@ def test_the_forks_look_up_goes_through_its_index(db, db_url, ids) -> None:
         conn.execute("SET enable_seqscan = off")
         plan = conn.execute(sql.SQL("EXPLAIN ") + q.FORKS, params).fetchall()
     assert "automation_traces_forked_from_idx" in "\n".join(r[0] for r in plan)
+
+
+def test_queries_run_without_jit(db_url):
+    """JIT compilation made tracedb's costly queries slower (exact counts 1.2-2.4x at 200,000
+    traces), and a statement timeout cannot fire while PostgreSQL compiles: a count allowed
+    100 ms took 600 ms. A pooled session of either store runs without it, and so does every
+    statement under a time limit, also in a session left as it was (behind a transaction
+    pooler, where the store does not change session settings)."""
+    import asyncio
+
+    from tracedb import AsyncAutomationTraceDB, AutomationTraceDB
+    from tracedb.core import Statement
+    from tracedb.store import execute
+
+    show = "SELECT current_setting('jit') AS jit"
+    with AutomationTraceDB(db_url) as store, store.pool.connection() as conn:
+        pooler = conn.prepare_threshold is None  # behind a transaction pooler: left alone
+        if not pooler:
+            assert conn.execute(show).fetchone()["jit"] == "off"
+
+    async def async_setting() -> str:
+        store = await AsyncAutomationTraceDB.open(db_url)
+        try:
+            async with store.pool.connection() as conn:
+                return (await (await conn.execute(show)).fetchone())["jit"]
+        finally:
+            await store.close()
+
+    if not pooler:
+        assert asyncio.run(async_setting()) == "off"
+
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("SET jit = on")
+        limited = Statement(show, fetch="one", rows="tuple", timeout_ms=5_000)
+        assert execute(conn, limited) == ("off",)
+        assert conn.execute(show).fetchone() == ("on",)  # only for that statement

@@ -31,8 +31,11 @@ from .store import RECONNECT_TIMEOUT
 
 
 async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`."""
+    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`, and runs
+    without JIT compilation (see :data:`tracedb.queries.NO_JIT`)."""
     set_json_loads(loads, conn)
+    if conn.prepare_threshold is not None:  # a session of its own, not a transaction pooler's
+        await conn.execute(q.NO_JIT)
 
 
 async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:

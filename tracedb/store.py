@@ -31,8 +31,11 @@ RECONNECT_TIMEOUT = 4.0
 
 
 def configure(conn: psycopg.Connection[Any]) -> None:
-    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`."""
+    """Every pooled connection reads JSON with :func:`tracedb.jsonsafe.loads`, and runs
+    without JIT compilation (see :data:`tracedb.queries.NO_JIT`)."""
     set_json_loads(loads, conn)
+    if conn.prepare_threshold is not None:  # a session of its own, not a transaction pooler's
+        conn.execute(q.NO_JIT)
 
 
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
