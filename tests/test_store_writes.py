@@ -501,6 +501,64 @@ def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
             indexer.close()
 
 
+def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids):
+    """A search for several terms in one entry either walks the newest traces, opening each
+    one's search rows, or (when the planner expects few candidate blocks) gathers the
+    candidates from the search index first. Both give the same pages: words in one entry
+    or apart, a phrase, key/value pairs, a trace not indexed yet, a block too big to index."""
+    from psycopg.rows import dict_row
+
+    from tracedb import filters
+    from tracedb.rows import page_from_rows
+
+    user = ids("u")
+    a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    for i in range(7):  # both words in one entry
+        db.append_entries([entry("x", output=f"{a} {b} n{i}")], thread_id=ids("th"), user_id=user)
+    for _ in range(3):  # apart: no match for "a b"
+        db.append_entries([entry("x", output=a), entry("y", output=b)], thread_id=ids("th"), user_id=user)
+    for _ in range(4):  # reversed, with key/value pairs
+        db.append_entries(
+            [entry("x", output=f"{b} {a}", tool="grep", status="error")], thread_id=ids("th"), user_id=user
+        )
+    big = "x" * (limits.SEARCH_ENTRY_BYTES + 10)
+    db.append_entries([entry("z", output=f"{a} {b} {big}")], thread_id=ids("th"), user_id=user)
+    wanted = [
+        TraceFilter(text=f"{a} {b}"),
+        TraceFilter(text=f'"{a} {b}"'),
+        TraceFilter(text=f'"{b} {a}"', user_id=user),
+        TraceFilter(text=f"{a} {b} -n3"),
+        TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user),
+    ]
+    # wait for the store's indexer, then add a trace no indexer knows (pending)
+    deadline = time.monotonic() + 10
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None, row_factory=dict_row) as conn:
+        pending = "SELECT count(*) AS n FROM automation_traces WHERE index_pending AND user_id = %s"
+        while conn.execute(pending, (user,)).fetchone()["n"]:
+            assert time.monotonic() < deadline, "the background indexer did not index the traces"
+            time.sleep(0.1)
+        with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as plain:
+            _pending_trace(plain, ids("th"), [f"{a} {b} pending"], user=user)
+        for flt in wanted:
+            pages: dict[bool, list[list[str]]] = {}
+            for first in (False, True):
+                pages[first], cursor = [], None
+                while True:
+                    query, params = filters.list_query(flt, 3, cursor, index_first=first)
+                    page = page_from_rows(conn.execute(query, params).fetchall(), 3)
+                    pages[first].append([t.id for t in page.items])
+                    cursor = page.next_cursor
+                    if cursor is None:
+                        break
+            assert pages[True] == pages[False], flt
+            assert sum(len(p) for p in pages[False]) == len(db.list_traces(flt, limit=100).items) > 0, flt
+    # in one entry, in either order: 7, 4 reversed, the big one and the pending one
+    assert len(db.list_traces(TraceFilter(text=f"{a} {b}"), limit=100).items) == 13
+    assert len(db.list_traces(TraceFilter(text=f'"{a} {b}"'), limit=100).items) == 9
+    grep_errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
+    assert len(db.list_traces(grep_errors, limit=100).items) == 4
+
+
 def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:
     """A trace appended by SQL (so no store's indexer knows it): one entry per word."""
     payload = json.dumps([{"d": entry("a", output=w), "n": "tools"} for w in words])

@@ -54,6 +54,14 @@ class Params(dict[str, Any]):
 _CANDIDATES = (
     "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete)"
 )
+# The same candidates, found from the search index first: the ids of the matching blocks'
+# traces are gathered once, then each trace is read by its id. Chosen per query when the
+# planner expects few candidate blocks (see FilterSQL.index_first): the plan above walks the
+# newest traces and opens each one's search row until a page is full, which reads most of
+# the table when few traces match; PostgreSQL cannot tell "both words in one entry" is rare
+# (it takes it for "both words in one block") and keeps that plan.
+_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete))"
+_CANDIDATE_BLOCKS = "SELECT 1 FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete"
 _PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
 # parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
@@ -196,6 +204,14 @@ class FilterSQL:
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
     narrowing: bool = False
+    # per search condition: its candidates found from the search index first, and the
+    # query of its candidate blocks (for the planner's estimate of how many)
+    search_first: list[sql.Composable] = field(default_factory=list)
+    search_blocks: list[sql.Composable] = field(default_factory=list)
+    # several terms in one entry (words, a phrase, key/value pairs): where walking the
+    # newest traces can take long, and starting from the search index may be the better plan
+    several_terms: bool = False
+    index_first: bool = False
 
     @property
     def branches(self) -> list[str]:
@@ -206,7 +222,7 @@ class FilterSQL:
         """The WHERE condition of a branch (without the keyword); TRUE when there is none."""
         parts = list(self.conditions) + ([self.scope] if self.scope is not None else [])
         if branch in ("all", "indexed"):
-            parts += self.search
+            parts += self.search_first if self.index_first else self.search
         if branch == "indexed":
             parts.append(sql.SQL("NOT t.index_pending"))
         elif branch == "pending":
@@ -277,8 +293,7 @@ def compile_filter(
                 words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
             else:
                 words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", literal))
-            out.search.append(sql.SQL(_CANDIDATES).format(words=words))
-            out.narrowing = True
+            _add_search(out, words, several=literal is None or "<0>" in literal)
         # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
         exact = exact_words_tsquery(text)
@@ -303,8 +318,7 @@ def compile_filter(
             literal = contains_tsquery(contained)
             if literal is not None:
                 words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", literal))
-                out.search.append(sql.SQL(_CANDIDATES).format(words=words))
-                out.narrowing = True
+                _add_search(out, words, several="<0>" in literal)
             # else ({} or only empty values) every trace with an entry matches
             value = p.add("contains", Jsonb(contained))
             out.confirms.append(
@@ -319,6 +333,15 @@ def compile_filter(
         cond.append(sql.SQL("t.id = ANY({}::uuid[])").format(p.add("trace_ids", ids)))
         out.narrowing = True
     return out
+
+
+def _add_search(out: FilterSQL, words: sql.Composable, several: bool) -> None:
+    """A search condition of ``words`` (tsquery SQL): candidates through the search rows."""
+    out.search.append(sql.SQL(_CANDIDATES).format(words=words))
+    out.search_first.append(sql.SQL(_CANDIDATES_FIRST).format(words=words))
+    out.search_blocks.append(sql.SQL(_CANDIDATE_BLOCKS).format(words=words))
+    out.several_terms = out.several_terms or several
+    out.narrowing = True
 
 
 def _optional_text(name: str, value: Any) -> str | None:
@@ -370,9 +393,11 @@ def list_query(
     scope: str | None = None,
     abandon_after: float = ABANDON_AFTER,
     offset: int = 0,
+    index_first: bool = False,
 ) -> tuple[sql.Composed, Params]:
     """One page (``limit + 1`` rows) of matching traces, newest first, after ``cursor``,
-    skipping ``offset`` of them.
+    skipping ``offset`` of them. ``index_first``: find the search candidates from the search
+    index first (see :func:`candidate_blocks_query`); the same rows either way.
 
     Confirmations are applied to the ordered candidates, outside an ``OFFSET 0`` fence, so
     that only as many candidates are confirmed as the page needs rather than every candidate
@@ -382,6 +407,7 @@ def list_query(
     merges its two branches (indexed, pending) in order.
     """
     f = compile_filter(flt, scope, abandon_after)
+    f.index_first = index_first and bool(f.search)
     if cursor:
         when, tid = decode_cursor(cursor)
         f.conditions.append(
@@ -502,6 +528,27 @@ def count_estimate_query(
     # keeps, while the candidates' count is what its statistics describe.
     query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_traces t WHERE {}")
     return query.format(f.where(with_confirms=False)), f.params
+
+
+# Up to this many candidate blocks expected, a page starts from the search index. Measured
+# at 200,000 traces (python -m bench.query): two words in one entry, about 6,000 blocks
+# expected, 37-53 ms from the index against 137-215 ms walking; a tool and an error status,
+# about 17,400 expected, 98-177 ms against 79-96 ms; two common words, every block
+# expected, over a second against 4-6 ms. Gathering the candidates costs about what they
+# number, walking about how rare a match is among the newest traces.
+INDEX_FIRST_BLOCKS = 10_000
+
+
+def candidate_blocks_query(
+    flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
+) -> tuple[sql.Composed, Params] | None:
+    """EXPLAIN of the candidate blocks of a search for several terms in one entry (read the
+    planner's estimate with :func:`estimate_from_plan`); None when there is no such search,
+    or more than one (a page then walks the newest traces, as for a single word)."""
+    f = compile_filter(flt, scope, abandon_after)
+    if len(f.search_blocks) != 1 or not f.several_terms:
+        return None
+    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(f.search_blocks[0]), f.params
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:

@@ -195,8 +195,15 @@ class ReadOperations(StoreBase):
         listing did); it costs what it skips.
         """
         limit, offset = checks.require_limit(limit, offset)
+        # Several terms in one entry: start from the search index when the planner expects
+        # few candidate blocks (it cannot choose that itself, see filters._CANDIDATES_FIRST).
+        index_first = False
+        estimate = filters.candidate_blocks_query(filter, self._scope, self.abandon_after)
+        if estimate is not None:
+            plan = yield _one(estimate[0], estimate[1], prepare=False)
+            index_first = filters.estimate_from_plan(plan) <= filters.INDEX_FIRST_BLOCKS
         query, params = filters.list_query(
-            filter, limit, cursor, self._scope, self.abandon_after, offset=offset
+            filter, limit, cursor, self._scope, self.abandon_after, offset=offset, index_first=index_first
         )
         # Never prepared: a prepared statement soon gets a generic plan that cannot see the
         # filter's values, and the best plan here depends on them (how rare a word is).
