@@ -77,3 +77,19 @@ def test_demo_loads_as_a_role_that_owns_nothing_and_leaves_nothing_running(fresh
             conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_demo_traces_start_within_the_last_30_days_at_any_time_of_day() -> None:
+    """The overview shows the last 30 days by default and must count every demo trace. A
+    start time moved to a working hour of its day could land half a day before that: the
+    overview counted 39 of 40 demo traces before noon."""
+    import random
+
+    from tracedb.demo import _start_time
+
+    rng = random.Random(11)
+    for hour in range(24):
+        now = datetime(2026, 12, 1, hour, 25, tzinfo=UTC)
+        for _ in range(2_000):
+            start = _start_time(rng, now)
+            assert now - timedelta(days=30) < start <= now - timedelta(minutes=10), (now, start)

@@ -256,12 +256,14 @@ def _big_run(rng: random.Random, start: datetime, provider: str, n: int) -> tupl
 
 
 def _start_time(rng: random.Random, now: datetime) -> datetime:
-    """Mostly recent, mostly working hours."""
+    """Mostly recent, mostly working hours; always within the last 30 days (the overview's
+    default range), whatever the time of day: moving a time to another hour of its day can
+    take it half a day further back."""
     days = min(rng.expovariate(1 / 9), 29.5)
     day = (now - timedelta(days=days)).replace(
         hour=rng.choice(range(7, 20)), minute=rng.randint(0, 59), second=rng.randint(0, 59)
     )
-    return min(day, now - timedelta(minutes=10))
+    return min(max(day, now - timedelta(days=29.5)), now - timedelta(minutes=10))
 
 
 def _write(db: Any, entries: list[dict[str, Any]], **trace: Any) -> str:
