@@ -22,6 +22,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,17 +135,7 @@ def _recorder_threads(url: str, seconds: float, step_s: float, n: int, out: Any,
     from tracedb import AutomationTraceDB
 
     with AutomationTraceDB(url, min_size=n, max_size=n) as db:
-        results: list[tuple[int, float, list[float]]] = []
-        threads = [
-            threading.Thread(target=lambda w=w: results.append(_write(db, seconds, step_s, w, start)))
-            for w in range(n)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    for r in results:
-        out.put(r)
+        _in_threads([lambda w=w: _write(db, seconds, step_s, w, start) for w in range(n)], out)
 
 
 def _insert_rows(
@@ -189,19 +180,21 @@ def _insert_process(url: str, seconds: float, seed: int, out: Any, start: Any) -
 def _insert_threads(url: str, seconds: float, n: int, out: Any, start: Any) -> None:
     """``n`` INSERT clients as threads of one process, a connection each (as pgbench -c n)."""
     conns = [psycopg.connect(url, autocommit=True) for _ in range(n)]
-    results: list[tuple[int, float, list[float]]] = []
     try:
-        threads = [
-            threading.Thread(target=lambda c=c, w=w: results.append(_insert_rows(c, seconds, w, start)))
-            for w, c in enumerate(conns)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_threads([lambda c=c, w=w: _insert_rows(c, seconds, w, start) for w, c in enumerate(conns)], out)
     finally:
         for c in conns:
             c.close()
+
+
+def _in_threads(writers: list[Callable[[], tuple[int, float, list[float]]]], out: Any) -> None:
+    """Run each writer in a thread of its own; put each one's result once all are done."""
+    results: list[tuple[int, float, list[float]]] = []
+    threads = [threading.Thread(target=lambda w=w: results.append(w())) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     for r in results:
         out.put(r)
 

@@ -51,17 +51,17 @@ class Params(dict[str, Any]):
 # behind the writes) are candidates too, but in a branch of their own (see FilterSQL): an
 # OR or a UNION inside this IN would stop the planner from probing the search rows of one
 # trace at a time, the plan that makes common words fast.
-_CANDIDATES = (
-    "t.id IN (SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete)"
-)
+# The candidate blocks of a search: those matching its words, and those not indexed whole.
+_BLOCKS = "FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete"
+_CANDIDATES = "t.id IN (SELECT s.trace_id " + _BLOCKS + ")"
 # The same candidates, found from the search index first: the ids of the matching blocks'
 # traces are gathered once, then each trace is read by its id. Chosen per query when the
 # planner expects few candidate blocks (see FilterSQL.index_first): the plan above walks the
 # newest traces and opens each one's search row until a page is full, which reads most of
 # the table when few traces match; PostgreSQL cannot tell "both words in one entry" is rare
 # (it takes it for "both words in one block") and keeps that plan.
-_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT s.trace_id FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete))"
-_CANDIDATE_BLOCKS = "SELECT 1 FROM automation_trace_search s WHERE s.words @@ {words} OR NOT s.complete"
+_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT s.trace_id " + _BLOCKS + "))"
+_CANDIDATE_BLOCKS = "SELECT 1 " + _BLOCKS
 _PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
 # parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
@@ -199,19 +199,23 @@ class FilterSQL:
 
     params: Params = field(default_factory=Params)
     conditions: list[sql.Composable] = field(default_factory=list)
-    search: list[sql.Composable] = field(default_factory=list)
+    # per search condition, the tsquery SQL its candidate blocks must match
+    search_words: list[sql.Composable] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
     narrowing: bool = False
-    # per search condition: its candidates found from the search index first, and the
-    # query of its candidate blocks (for the planner's estimate of how many)
-    search_first: list[sql.Composable] = field(default_factory=list)
-    search_blocks: list[sql.Composable] = field(default_factory=list)
     # several terms in one entry (words, a phrase, key/value pairs): where walking the
     # newest traces can take long, and starting from the search index may be the better plan
     several_terms: bool = False
     index_first: bool = False
+
+    @property
+    def search(self) -> list[sql.Composable]:
+        """The search conditions: candidates through the search rows, found from the search
+        index first when ``index_first``."""
+        shape = _CANDIDATES_FIRST if self.index_first else _CANDIDATES
+        return [sql.SQL(shape).format(words=words) for words in self.search_words]
 
     @property
     def branches(self) -> list[str]:
@@ -222,7 +226,7 @@ class FilterSQL:
         """The WHERE condition of a branch (without the keyword); TRUE when there is none."""
         parts = list(self.conditions) + ([self.scope] if self.scope is not None else [])
         if branch in ("all", "indexed"):
-            parts += self.search_first if self.index_first else self.search
+            parts += self.search
         if branch == "indexed":
             parts.append(sql.SQL("NOT t.index_pending"))
         elif branch == "pending":
@@ -337,9 +341,7 @@ def compile_filter(
 
 def _add_search(out: FilterSQL, words: sql.Composable, several: bool) -> None:
     """A search condition of ``words`` (tsquery SQL): candidates through the search rows."""
-    out.search.append(sql.SQL(_CANDIDATES).format(words=words))
-    out.search_first.append(sql.SQL(_CANDIDATES_FIRST).format(words=words))
-    out.search_blocks.append(sql.SQL(_CANDIDATE_BLOCKS).format(words=words))
+    out.search_words.append(words)
     out.several_terms = out.several_terms or several
     out.narrowing = True
 
@@ -407,7 +409,7 @@ def list_query(
     merges its two branches (indexed, pending) in order.
     """
     f = compile_filter(flt, scope, abandon_after)
-    f.index_first = index_first and bool(f.search)
+    f.index_first = index_first
     if cursor:
         when, tid = decode_cursor(cursor)
         f.conditions.append(
@@ -546,9 +548,16 @@ def candidate_blocks_query(
     planner's estimate with :func:`estimate_from_plan`); None when there is no such search,
     or more than one (a page then walks the newest traces, as for a single word)."""
     f = compile_filter(flt, scope, abandon_after)
-    if len(f.search_blocks) != 1 or not f.several_terms:
+    if len(f.search_words) != 1 or not f.several_terms:
         return None
-    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(f.search_blocks[0]), f.params
+    blocks = sql.SQL(_CANDIDATE_BLOCKS).format(words=f.search_words[0])
+    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(blocks), f.params
+
+
+def starts_from_index(plan: dict[str, Any] | tuple[Any, ...] | None) -> bool:
+    """Whether a page starts from the search index, given the result of
+    :func:`candidate_blocks_query` (``index_first`` of :func:`list_query`)."""
+    return estimate_from_plan(plan) <= INDEX_FIRST_BLOCKS
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:

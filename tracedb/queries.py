@@ -348,15 +348,15 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
 
 INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s, %(age)s) AS n"
 
-# A statement's time limit, for this transaction only (the store sets it before a statement
-# that carries ``timeout_ms``).
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
-# whose estimated cost is high (a count over every search block, a listing walking many
-# traces), which here took about 0.55 s, and a statement timeout cannot fire while it
-# compiles: a count allowed 100 ms took 600 ms. Without it, exact counts at 200,000 traces
-# ran 1.2-2.4x faster. Off for each pooled session (not behind a transaction pooler, where a
-# session setting would reach other clients), and for every statement run under a time limit.
+# whose estimated cost is high (a count over every search block), which here took about
+# 0.55 s, and a statement timeout cannot fire while it compiles: a count allowed 100 ms took
+# 600 ms. Without it, exact counts at 200,000 traces ran 1.2-2.4x faster. Off for each pooled
+# session (not behind a transaction pooler, where a session setting would reach other
+# clients), and for every statement run under a time limit.
 NO_JIT = "SET jit = off"
+# A statement's time limit, and no JIT compilation, for this transaction only (the store
+# sets it before a statement that carries ``timeout_ms``).
 STATEMENT_TIMEOUT = (
     "SELECT set_config('statement_timeout', %(timeout)s, true), set_config('jit', 'off', true)"
 )
