@@ -706,6 +706,62 @@ def test_the_last_error_is_kept_on_the_trace(db, ids):
     assert db.get_summary(r.trace_id).last_error is None
 
 
+def test_one_entry_at_a_time_stores_what_one_batch_stores(db, db_url, ids):
+    """The server reads a lone new entry by its own path; every column of the trace and of
+    its entries must come out as from the batch path, also through the seed-style upsert."""
+    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def at(s: float) -> str:
+        return (t0 + timedelta(seconds=s)).isoformat()
+
+    steps: list[Any] = [
+        entry("a", started_at=at(5), ended_at=at(6)),
+        {**model_step("openai:gpt-4o-mini", 1000, 200, cached=400), "started_at": at(1)},
+        entry("b", status="error", error="TimeoutError: slow", duration_ms=12.5),
+        "a bare string",
+        {"node": "plan", "status": "error"},
+        entry("c", started_at=at(40)),  # the latest time, with no end
+        42,
+        {**model_step("gpt-4o-mini-2024-07-18", 500, 100), "ended_at": at(20)},
+        entry("d", error={"code": 503}, started_at=at(0.5), ended_at=at(30)),
+        entry("e"),
+    ]
+    one = db.append_entries([], thread_id=ids("one"), user_id="ana").trace_id
+    for step in steps:
+        db.append_entries([step], trace_id=one)
+    batch = db.append_entries(steps, thread_id=ids("batch"), user_id="ana").trace_id
+    growing = ids("grow")
+    for i in range(len(steps)):
+        grown = db.upsert_trace_by_thread("ana", None, growing, steps[: i + 1])
+    whole = db.upsert_trace_by_thread("ana", None, ids("whole"), steps)
+
+    fields = (
+        "entry_count error_count nodes first_started_at last_ended_at total_duration_ms "
+        "input_tokens output_tokens total_tokens cost_usd last_error fingerprint"
+    )
+    with psycopg.connect(db_url) as conn:
+
+        def trace(tid: str) -> tuple[Any, ...]:
+            return conn.execute(
+                f"SELECT {', '.join(fields.split())} FROM automation_traces WHERE id = %s", (tid,)
+            ).fetchone()
+
+        def entries(tid: str) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT seq, node, kind, name, status, started_at, ended_at, duration_ms, data,"
+                " turn, model, input_tokens, output_tokens, total_tokens, cost_usd"
+                " FROM automation_trace_entries WHERE trace_id = %s ORDER BY seq",
+                (tid,),
+            ).fetchall()
+
+        expected = trace(batch)
+        assert expected[0] == len(steps) and expected[1] == 3 and expected[-1]  # a real case
+        assert expected[2] == ["model", "plan", "tools"] and expected[9] is not None
+        for tid in (one, grown, whole):
+            assert trace(tid) == expected
+            assert entries(tid) == entries(batch)
+
+
 def test_overview_buckets(db, ids):
     user = ids("buckets")
     db.save_trace(user, None, ids("th"), [entry("a", duration_ms=5.0)])
