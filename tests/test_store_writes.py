@@ -559,6 +559,62 @@ def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids
     assert len(db.list_traces(grep_errors, limit=100).items) == 4
 
 
+def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, ids):
+    """A phrase or a containment is confirmed, in an indexed trace, only against the entries
+    where its block holds every one of its lexemes (or every entry of a block that is not
+    indexed whole): the same traces are found as by reading every entry."""
+    from tracedb import filters
+
+    user = ids("u")
+    a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    long = [entry(f"s{i}", output="filler") for i in range(70)]  # three blocks
+    long[5] = entry("both", output=f"{b} {a}")  # both words, not the phrase
+    long[40] = entry("phrase", output=f"x {a} {b} y")
+    long[66] = entry("one", output=a)
+    long[10] = entry("grep", tool="grep")
+    long[50] = entry("grep", tool="grep", status="error")
+    first = db.save_trace(user, None, ids("th"), long)
+    apart = [entry(f"s{i}", output="filler") for i in range(40)]
+    apart[33] = entry("both", output=f"{b} z {a}")
+    second = db.save_trace(user, None, ids("th"), apart)
+    big = entry("big", output=f"{a} {b} " + "x" * (limits.SEARCH_ENTRY_BYTES + 10))
+    third = db.save_trace(user, None, ids("th"), [entry("small"), big])  # a block not whole
+    db.index_pending()
+    with psycopg.connect(db_url) as conn:
+
+        def candidates(tid: str, lexemes: list[str]) -> list[int]:
+            row = conn.execute("SELECT tracedb_block_candidates(%s, %s::text[])", (tid, lexemes)).fetchone()
+            return sorted(row[0])
+
+        assert candidates(first, sorted([a, b])) == [5, 40]
+        assert candidates(second, sorted([a, b])) == [33]
+        assert candidates(third, sorted([a, b])) == list(range(32))
+        phrase = TraceFilter(text=f'"{a} {b}"', user_id=user)
+        query, params = filters.list_query(phrase, 10, None)
+        plan = "\n".join(r[0] for r in conn.execute(sql_explain(query), params).fetchall())
+        # the list is made once per trace, then each entry on it is read by its key
+        assert "Function Scan on unnest k" in plan and "(seq = k.seq)" in plan
+    found = {
+        f'"{a} {b}"': {first, third},
+        f'"{b} {a}"': {first},
+        f"{a} {b} -filler": {first, second, third},
+        f'"{a}"': {first, second, third},
+    }
+    for text, expected in found.items():
+        flt = TraceFilter(text=text, user_id=user)
+        assert {s.id for s in db.list_traces(flt).items} == expected, text
+        assert db.count_traces(flt) == len(expected), text
+    errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
+    assert [s.id for s in db.list_traces(errors).items] == [first]
+    assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
+
+
+def sql_explain(query: Any) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("EXPLAIN ") + query
+
+
 def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:
     """A trace appended by SQL (so no store's indexer knows it): one entry per word."""
     payload = json.dumps([{"d": entry("a", output=w), "n": "tools"} for w in words])

@@ -70,7 +70,7 @@ _LITERAL_WORDS = "{query}::tsquery"
 # few entries of one trace through the primary key, never every matching entry of the table.
 # An entry too big to be indexed is matched by tracedb_entry_matches, which cannot fail.
 _TEXT_CONFIRMS = (
-    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid} AND (CASE"
+    "(SELECT TRUE FROM {entries} AND (CASE"
     " WHEN pg_column_size(e.data) <= tracedb_search_entry_bytes()"
     " THEN jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
     " @@ websearch_to_tsquery('simple'::regconfig, {query})"
@@ -87,10 +87,30 @@ _EXACT_BLOCK = (
     " AND s.block * tracedb_search_block_size() < x.indexed_count AND s.words @@ {words}::tsquery"
     " LIMIT 1) IS TRUE"
 )
-_CONTAINS_CONFIRMS = (
-    "(SELECT TRUE FROM automation_trace_entries e WHERE e.trace_id = {tid}"
-    " AND (e.data @> {value}) IS TRUE LIMIT 1)"
+_CONTAINS_CONFIRMS = "(SELECT TRUE FROM {entries} AND (e.data @> {value}) IS TRUE LIMIT 1)"
+# The entries a confirmation reads ({entries} above): all of the trace's, or, in an indexed
+# trace (not index_pending: its search rows are current and cover every entry), only those
+# its blocks say can match: the ones holding every candidate lexeme, and every entry of a
+# block not indexed whole. A phrase of common words read 11 entries per candidate trace,
+# re-tokenising each; now one or two. The list is computed once per trace, then each entry
+# on it is read by its key (OFFSET 0: the entry's check cannot move before the list).
+_ALL_ENTRIES = "automation_trace_entries e WHERE e.trace_id = {tid}"
+_CANDIDATE_ENTRIES = (
+    "unnest(tracedb_block_candidates({tid}, {lexemes}::text[])) AS k(seq),"
+    " LATERAL (SELECT e.data FROM automation_trace_entries e"
+    " WHERE e.trace_id = {tid} AND e.seq = k.seq OFFSET 0) e WHERE TRUE"
 )
+_CONJUNCTION = re.compile(r"^'[^'\\]+'(?: <0> '[^'\\]+')*$")
+
+
+def conjunction_lexemes(tsquery: str | None) -> list[str] | None:
+    """The lexemes of tsquery text that asks for all of them in one entry (``'a' <0> 'b'``),
+    distinct and sorted; None for any other query."""
+    if tsquery is None or not _CONJUNCTION.match(tsquery):
+        return None
+    return sorted({term.strip("'") for term in tsquery.split(" <0> ")})
+
+
 # A word PostgreSQL's parser reads as one token spelled as typed (lower-cased): letters then
 # letters or digits, or digits alone ("12e3x" is two tokens, "12e3" and "x").
 _ONE_TOKEN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*|[0-9]+)$")
@@ -181,7 +201,8 @@ def _like_prefix(text: str) -> str:
     return text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-Confirm = Callable[[sql.Composable], sql.Composable]
+# A confirmation: its SQL, given the SQL of the trace's id and the branch it runs in.
+Confirm = Callable[[sql.Composable, str], sql.Composable]
 _TRACE_ID = sql.SQL("t.id")
 
 
@@ -232,7 +253,7 @@ class FilterSQL:
         elif branch == "pending":
             parts.append(sql.SQL("t.index_pending"))
         if with_confirms:
-            parts += [confirm(_TRACE_ID) for confirm in self.confirms]
+            parts += [confirm(_TRACE_ID, branch) for confirm in self.confirms]
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
     @property
@@ -291,6 +312,7 @@ def compile_filter(
     out.narrowing = bool(cond)  # each condition so far excludes some traces
     if text:
         candidates = candidate_terms(text)
+        literal = None
         if candidates is not None:
             literal = words_tsquery(candidates)
             if literal is None:
@@ -300,15 +322,20 @@ def compile_filter(
             _add_search(out, words, several=literal is None or "<0>" in literal)
         # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
+        narrow = _narrowing(p, literal)
         exact = exact_words_tsquery(text)
         if exact is None:
-            out.confirms.append(lambda tid, query=query: sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query))
+            out.confirms.append(
+                lambda tid, branch, query=query: sql.SQL(_TEXT_CONFIRMS).format(
+                    query=query, entries=narrow(tid, branch)
+                )
+            )
         else:
             exact_words = p.add("exact_words", exact)
             out.confirms.append(
-                lambda tid, query=query, words=exact_words: sql.SQL("({} OR {})").format(
+                lambda tid, branch, query=query, words=exact_words: sql.SQL("({} OR {})").format(
                     sql.SQL(_EXACT_BLOCK).format(tid=tid, words=words),
-                    sql.SQL(_TEXT_CONFIRMS).format(tid=tid, query=query),
+                    sql.SQL(_TEXT_CONFIRMS).format(query=query, entries=narrow(tid, branch)),
                 )
             )
     if flt.contains is not None:
@@ -325,8 +352,11 @@ def compile_filter(
                 _add_search(out, words, several="<0>" in literal)
             # else ({} or only empty values) every trace with an entry matches
             value = p.add("contains", Jsonb(contained))
+            narrow_keys = _narrowing(p, literal)
             out.confirms.append(
-                lambda tid, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(tid=tid, value=value)
+                lambda tid, branch, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(
+                    value=value, entries=narrow_keys(tid, branch)
+                )
             )
     if flt.trace_ids is not None:
         if isinstance(flt.trace_ids, (str, bytes)) or not isinstance(
@@ -337,6 +367,20 @@ def compile_filter(
         cond.append(sql.SQL("t.id = ANY({}::uuid[])").format(p.add("trace_ids", ids)))
         out.narrowing = True
     return out
+
+
+def _narrowing(p: Params, literal: str | None) -> Callable[[sql.Composable, str], sql.Composable]:
+    """The entries a confirmation reads, given the trace id's SQL and the branch: fewer in
+    the indexed branch when the candidate query ``literal`` is a conjunction of lexemes."""
+    lexemes = conjunction_lexemes(literal)
+    param = p.add("lexemes", lexemes) if lexemes is not None else None
+
+    def entries(tid: sql.Composable, branch: str) -> sql.Composable:
+        if param is not None and branch == "indexed":
+            return sql.SQL(_CANDIDATE_ENTRIES).format(tid=tid, lexemes=param)
+        return sql.SQL(_ALL_ENTRIES).format(tid=tid)
+
+    return entries
 
 
 def _add_search(out: FilterSQL, words: sql.Composable, several: bool) -> None:
@@ -426,7 +470,6 @@ def list_query(
         return query.format(
             columns=SUMMARY, where=f.where(with_confirms=False), order=_ORDER, limit=limit_, offset=offset_
         ), f.params
-    checks = sql.SQL(" AND ").join(confirm(sql.SQL("c.uid")) for confirm in f.confirms)
 
     # each branch of a union must hold the skipped rows too
     branch_limit = f.params.add("branch_limit", limit + 1 + offset)
@@ -443,7 +486,7 @@ def list_query(
             columns=SUMMARY,
             where=f.where(b, with_confirms=False),
             order=_ORDER,
-            checks=checks,
+            checks=sql.SQL(" AND ").join(confirm(sql.SQL("c.uid"), b) for confirm in f.confirms),
             limit=rows,
             offset=skip,
         )
