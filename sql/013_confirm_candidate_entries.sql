@@ -5,6 +5,7 @@
 -- one of p_lexemes: in a block indexed whole, those at the positions where all the lexemes
 -- occur (a block's words sit at their entry's position in the block); in a block not
 -- indexed whole (an entry too big for its words), every entry of the block. As seq numbers.
+-- (A block's words carry no weights: setweight marks p_lexemes, ts_filter keeps only them.)
 CREATE FUNCTION tracedb_block_candidates(p_trace_id uuid, p_lexemes text[]) RETURNS integer[]
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce(array_agg(s.block * tracedb_search_block_size() + p.pos - 1), '{}')
@@ -16,7 +17,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                    unnest(l.positions) AS u(pos)
              WHERE s.complete
              GROUP BY u.pos
-            HAVING count(*) = cardinality(p_lexemes)
+            HAVING count(*) = (SELECT count(DISTINCT x) FROM unnest(p_lexemes) AS x)
             UNION ALL
             SELECT g FROM generate_series(1, tracedb_search_block_size()) AS g WHERE NOT s.complete) AS p
      WHERE s.trace_id = p_trace_id
