@@ -8,6 +8,7 @@ Statements are composed with :mod:`psycopg.sql`; each value goes in through
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -575,32 +576,49 @@ def count_estimate_query(
     return query.format(f.where(with_confirms=False)), f.params
 
 
-# Up to this many candidate blocks expected, a page starts from the search index. Measured
-# at 200,000 traces (python -m bench.query): two words in one entry, about 6,000 blocks
-# expected, 37-53 ms from the index against 137-215 ms walking; a tool and an error status,
-# about 17,400 expected, 98-177 ms against 79-96 ms; two common words, every block
-# expected, over a second against 4-6 ms. Gathering the candidates costs about what they
-# number, walking about how rare a match is among the newest traces.
-INDEX_FIRST_BLOCKS = 10_000
+# A page starts from the search index when the planner expects at most
+# sqrt(INDEX_FIRST_FACTOR * all blocks) candidate blocks, else it walks the newest traces.
+# Gathering the candidates costs about what they number (C); walking costs about how many
+# traces it opens before a page is full, the page size times all blocks (N) over the
+# traces that match, which the planner puts at about C / 8: the two cost the same where C
+# grows as the square root of N. Measured (python -m bench.query, two words in one entry):
+# at 200,000 traces the two ways cost the same at about 11,000 blocks expected, at 900,000
+# at about 26,000 (walking 250-550 ms, from the index 180-520 ms); two common words (every
+# block expected) take over a second from the index against 4-6 ms walking.
+INDEX_FIRST_FACTOR = 600
 
 
 def candidate_blocks_query(
     flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
 ) -> tuple[sql.Composed, Params] | None:
-    """EXPLAIN of the candidate blocks of a search for several terms in one entry (read the
-    planner's estimate with :func:`estimate_from_plan`); None when there is no such search,
-    or more than one (a page then walks the newest traces, as for a single word)."""
+    """EXPLAIN of the candidate blocks of a search for several terms in one entry, next to
+    all blocks (read the decision with :func:`starts_from_index`); None when there is no
+    such search, or more than one (a page then walks the newest traces, as for a single
+    word)."""
     f = compile_filter(flt, scope, abandon_after)
     if len(f.search_words) != 1 or not f.several_terms:
         return None
     blocks = sql.SQL(_CANDIDATE_BLOCKS).format(words=f.search_words[0])
-    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(blocks), f.params
+    return sql.SQL("EXPLAIN (FORMAT JSON) {} UNION ALL SELECT 1 FROM automation_trace_search").format(
+        blocks
+    ), f.params
 
 
 def starts_from_index(plan: dict[str, Any] | tuple[Any, ...] | None) -> bool:
     """Whether a page starts from the search index, given the result of
     :func:`candidate_blocks_query` (``index_first`` of :func:`list_query`)."""
-    return estimate_from_plan(plan) <= INDEX_FIRST_BLOCKS
+    expected, total = candidate_estimates(plan)
+    return expected <= math.sqrt(INDEX_FIRST_FACTOR * total)
+
+
+def candidate_estimates(plan: dict[str, Any] | tuple[Any, ...] | None) -> tuple[int, int]:
+    """The planner's estimates of the candidate blocks and of all blocks, from the result
+    of :func:`candidate_blocks_query`."""
+    if plan is None:
+        return 0, 0
+    top = (plan["QUERY PLAN"] if isinstance(plan, dict) else plan[0])[0]["Plan"]
+    candidates, every = top["Plans"]
+    return int(candidates["Plan Rows"]), int(every["Plan Rows"])
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
