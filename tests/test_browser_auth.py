@@ -84,6 +84,12 @@ def test_a_key_signs_in_to_its_own_traces_only(server: str, browser, db) -> None
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("API key").wait_for(timeout=15_000)
     settled(page)
+    # the signed-in page's sidebar goes once the sign-in page has drawn (Streamlit drops a
+    # run's stale elements just after the run ends)
+    page.wait_for_function(
+        "() => !(document.querySelector('[data-testid=\"stSidebar\"]')?.innerText || '').includes('kim')",
+        timeout=15_000,
+    )
     assert "kim" not in page.inner_text('[data-testid="stSidebar"]')
     page.close()
 
