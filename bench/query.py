@@ -382,7 +382,8 @@ class Bench:
 
 
 def reuse_dataset(url: str, traces: int) -> dataset.Dataset:
-    """Rebuild the parameter samples of an already loaded database (``--reuse``)."""
+    """Rebuild the parameter samples of an already loaded database (``--reuse``): the same
+    samples on every rerun while the database does not change (REPEATABLE)."""
     gen = dataset.Generator(0)
     data = gen.data
     with psycopg.connect(url) as conn:
@@ -396,14 +397,14 @@ def reuse_dataset(url: str, traces: int) -> dataset.Dataset:
         )
         data.users = list(data.user_counts)
         rows = conn.execute(
-            "SELECT id::text, thread_id FROM automation_traces TABLESAMPLE SYSTEM (1) LIMIT 2000"
+            "SELECT id::text, thread_id FROM automation_traces TABLESAMPLE SYSTEM (1) REPEATABLE (7) LIMIT 2000"
         ).fetchall()
         data.sample_ids = [r[0] for r in rows]
         data.sample_threads = [r[1] for r in rows]
         outputs = [
             r[0]
             for r in conn.execute(
-                "SELECT data->>'output' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.01) LIMIT 50"
+                "SELECT data->>'output' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.01) REPEATABLE (7) LIMIT 50"
             ).fetchall()
             if r[0]
         ]
@@ -411,7 +412,7 @@ def reuse_dataset(url: str, traces: int) -> dataset.Dataset:
         data.order_ids = [
             r[0]
             for r in conn.execute(
-                "SELECT data->>'order_id' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.1) "
+                "SELECT data->>'order_id' FROM automation_trace_entries TABLESAMPLE SYSTEM (0.1) REPEATABLE (7) "
                 "WHERE data ? 'order_id' LIMIT 200"
             ).fetchall()
         ]
