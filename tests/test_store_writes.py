@@ -580,7 +580,7 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     big = entry("big", output=f"{a} {b} " + "x" * (limits.SEARCH_ENTRY_BYTES + 10))
     third = db.save_trace(user, None, ids("th"), [entry("small"), big])  # a block not whole
     db.index_pending()
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:  # never prepared: also run behind a pooler
 
         def candidates(tid: str, lexemes: list[str]) -> list[int]:
             row = conn.execute("SELECT tracedb_block_candidates(%s, %s::text[])", (tid, lexemes)).fetchone()
@@ -795,7 +795,7 @@ def test_one_entry_at_a_time_stores_what_one_batch_stores(db, db_url, ids):
         "entry_count error_count nodes first_started_at last_ended_at total_duration_ms "
         "input_tokens output_tokens total_tokens cost_usd last_error fingerprint"
     )
-    with psycopg.connect(db_url) as conn:
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:  # never prepared: also run behind a pooler
 
         def trace(tid: str) -> tuple[Any, ...]:
             return conn.execute(
