@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from store_support import STORES
 
 from tracedb import InvalidTraceData, TraceFilter, TraceNotFound, limits
@@ -559,6 +560,37 @@ def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids
     assert len(db.list_traces(grep_errors, limit=100).items) == 4
 
 
+def test_the_index_first_decision_reads_whole_estimates_also_from_parallel_plans(db, db_url, ids):
+    """Whether a page starts from the search index compares two planner estimates (the
+    candidate blocks, all blocks); a plan that runs in parallel must give the same."""
+    from psycopg.rows import dict_row
+
+    from tracedb import filters
+
+    user = ids("u")
+    a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    for i in range(40):
+        db.append_entries([entry("x", output=f"{a} {b} n{i}")], thread_id=ids("th"), user_id=user)
+    db.index_pending()
+    estimate = filters.candidate_blocks_query(TraceFilter(text=f"{a} {b}"))
+    assert estimate is not None
+    serial = ["max_parallel_workers_per_gather = 0"]
+    forced = ["parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"]
+    decisions, totals = [], []
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None, row_factory=dict_row) as conn:
+        conn.execute("ANALYZE automation_trace_search")
+        for settings in (serial, forced):
+            with conn.transaction():  # SET LOCAL: also behind a transaction-mode pooler
+                for setting in settings:
+                    conn.execute(f"SET LOCAL {setting}")
+                every = conn.execute(filters.ALL_BLOCKS_QUERY).fetchone()
+                decisions.append(filters.starts_from_index(conn.execute(*estimate).fetchone(), every))
+                totals.append(filters.estimate_from_plan(every))
+                plan = every["QUERY PLAN"][0]["Plan"]
+    assert plan["Node Type"] == "Gather"  # the forced plan ran in parallel
+    assert decisions[0] == decisions[1] and totals[0] == totals[1] >= 40
+
+
 def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, ids):
     """A phrase or a containment is confirmed, in an indexed trace, only against the entries
     where its block holds every one of its lexemes (or every entry of a block that is not
@@ -591,7 +623,7 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
         assert candidates(third, sorted([a, b])) == list(range(32))
         phrase = TraceFilter(text=f'"{a} {b}"', user_id=user)
         query, params = filters.list_query(phrase, 10, None)
-        plan = "\n".join(r[0] for r in conn.execute(sql_explain(query), params).fetchall())
+        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall())
         # the list is made once per trace, then each entry on it is read by its key
         assert "Function Scan on unnest k" in plan and "(seq = k.seq)" in plan
     found = {
@@ -607,12 +639,6 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
     assert [s.id for s in db.list_traces(errors).items] == [first]
     assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
-
-
-def sql_explain(query: Any) -> Any:
-    from psycopg import sql
-
-    return sql.SQL("EXPLAIN ") + query
 
 
 def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:

@@ -591,34 +591,27 @@ INDEX_FIRST_FACTOR = 600
 def candidate_blocks_query(
     flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
 ) -> tuple[sql.Composed, Params] | None:
-    """EXPLAIN of the candidate blocks of a search for several terms in one entry, next to
-    all blocks (read the decision with :func:`starts_from_index`); None when there is no
-    such search, or more than one (a page then walks the newest traces, as for a single
-    word)."""
+    """EXPLAIN of the candidate blocks of a search for several terms in one entry (read the
+    planner's estimate with :func:`estimate_from_plan`); None when there is no such search,
+    or more than one (a page then walks the newest traces, as for a single word)."""
     f = compile_filter(flt, scope, abandon_after)
     if len(f.search_words) != 1 or not f.several_terms:
         return None
     blocks = sql.SQL(_CANDIDATE_BLOCKS).format(words=f.search_words[0])
-    return sql.SQL("EXPLAIN (FORMAT JSON) {} UNION ALL SELECT 1 FROM automation_trace_search").format(
-        blocks
-    ), f.params
+    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(blocks), f.params
 
 
-def starts_from_index(plan: dict[str, Any] | tuple[Any, ...] | None) -> bool:
-    """Whether a page starts from the search index, given the result of
-    :func:`candidate_blocks_query` (``index_first`` of :func:`list_query`)."""
-    expected, total = candidate_estimates(plan)
-    return expected <= math.sqrt(INDEX_FIRST_FACTOR * total)
+# The planner's estimate of all blocks, next to that of the candidates. Each is read from
+# its plan's top node, which counts all rows also when the plan runs in parallel (a Gather's
+# children count one process's share).
+ALL_BLOCKS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_trace_search"
 
 
-def candidate_estimates(plan: dict[str, Any] | tuple[Any, ...] | None) -> tuple[int, int]:
-    """The planner's estimates of the candidate blocks and of all blocks, from the result
-    of :func:`candidate_blocks_query`."""
-    if plan is None:
-        return 0, 0
-    top = (plan["QUERY PLAN"] if isinstance(plan, dict) else plan[0])[0]["Plan"]
-    candidates, every = top["Plans"]
-    return int(candidates["Plan Rows"]), int(every["Plan Rows"])
+def starts_from_index(candidates: dict[str, Any] | tuple[Any, ...] | None, every: Any) -> bool:
+    """Whether a page starts from the search index, given the results of
+    :func:`candidate_blocks_query` and :data:`ALL_BLOCKS_QUERY` (``index_first`` of
+    :func:`list_query`)."""
+    return estimate_from_plan(candidates) <= math.sqrt(INDEX_FIRST_FACTOR * estimate_from_plan(every))
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:

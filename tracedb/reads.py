@@ -201,7 +201,8 @@ class ReadOperations(StoreBase):
         estimate = filters.candidate_blocks_query(filter, self._scope, self.abandon_after)
         if estimate is not None:
             plan = yield _one(estimate[0], estimate[1], prepare=False)
-            index_first = filters.starts_from_index(plan)
+            every = yield _one(filters.ALL_BLOCKS_QUERY, prepare=False)
+            index_first = filters.starts_from_index(plan, every)
         query, params = filters.list_query(
             filter, limit, cursor, self._scope, self.abandon_after, offset=offset, index_first=index_first
         )
