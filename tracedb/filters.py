@@ -101,17 +101,6 @@ _CANDIDATE_ENTRIES = (
     " LATERAL (SELECT e.data FROM automation_trace_entries e"
     " WHERE e.trace_id = {tid} AND e.seq = k.seq OFFSET 0) e WHERE TRUE"
 )
-_CONJUNCTION = re.compile(r"^'[^'\\]+'(?: <0> '[^'\\]+')*$")
-
-
-def conjunction_lexemes(tsquery: str | None) -> list[str] | None:
-    """The lexemes of tsquery text that asks for all of them in one entry (``'a' <0> 'b'``),
-    distinct and sorted; None for any other query."""
-    if tsquery is None or not _CONJUNCTION.match(tsquery):
-        return None
-    return sorted({term.strip("'") for term in tsquery.split(" <0> ")})
-
-
 # A word PostgreSQL's parser reads as one token spelled as typed (lower-cased): letters then
 # letters or digits, or digits alone ("12e3x" is two tokens, "12e3" and "x").
 _ONE_TOKEN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9]*|[0-9]+)$")
@@ -119,28 +108,34 @@ _ASCII_SPACE = re.compile(r"[ \t\n\r\v\f]+")
 _TERM = re.compile(r'-?"[^"]*"?|\S+')
 
 
-def _same_entry_tsquery(text: str) -> str | None:
-    """``text`` as tsquery text asking for all its words in one entry (``'a' <0> 'b'``) when
-    it is only words the parser reads as one token each, apart by ASCII white space (Python's
-    split() also splits on characters the parser reads as punctuation: a no-break space makes
-    "foo bar" a phrase); None otherwise (a quote, a negation, OR, any other character)."""
+def _same_entry_words(text: str) -> list[str] | None:
+    """The words of ``text``, lower-cased, when it is only words the parser reads as one
+    token each, apart by ASCII white space (Python's split() also splits on characters the
+    parser reads as punctuation: a no-break space makes "foo bar" a phrase); None otherwise
+    (a quote, a negation, OR, any other character)."""
     words = [w for w in _ASCII_SPACE.split(text) if w]
     if not words or not all(_ONE_TOKEN.match(w) for w in words) or any(w.lower() == "or" for w in words):
         return None
-    return " <0> ".join(f"'{w.lower()}'" for w in words)
+    return [w.lower() for w in words]
 
 
-def words_tsquery(candidates: str) -> str | None:
-    """``candidates`` (words and quoted phrases of them) as tsquery text of its words, all to
-    be found in one entry; None otherwise (PostgreSQL parses the text then)."""
-    return _same_entry_tsquery(candidates.replace('"', " "))
+def same_entry_tsquery(lexemes: list[str]) -> str:
+    """tsquery text asking for all ``lexemes`` in one entry (``'a' <0> 'b'``)."""
+    return " <0> ".join(f"'{w}'" for w in lexemes)
+
+
+def words_lexemes(candidates: str) -> list[str] | None:
+    """The words of ``candidates`` (words and quoted phrases of them), all to be found in
+    one entry; None when they are not all plain words (PostgreSQL parses the text then)."""
+    return _same_entry_words(candidates.replace('"', " "))
 
 
 def exact_words_tsquery(text: str) -> str | None:
     """``text`` as tsquery text when it is only plain words (no quotes, negations or OR):
     then a current, complete search block that matches it holds an entry that matches
     ``text``. None otherwise."""
-    return _same_entry_tsquery(text)
+    words = _same_entry_words(text)
+    return None if words is None else same_entry_tsquery(words)
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -176,12 +171,10 @@ def contains_keys(value: Any, key: str | None = None) -> set[str]:
     return keys
 
 
-def contains_tsquery(value: Any) -> str | None:
-    """Candidate tsquery text for a containment query; None when it has no key to look for."""
-    keys = sorted(contains_keys(value)) if isinstance(value, dict) else []
-    if not keys:
-        return None
-    return " <0> ".join(f"'{k}'" for k in keys)
+def contains_lexemes(value: Any) -> list[str]:
+    """The lexemes every entry containing ``value`` has in its block, sorted; none when it
+    has no key to look for."""
+    return sorted(contains_keys(value)) if isinstance(value, dict) else []
 
 
 def candidate_terms(text: str) -> str | None:
@@ -313,17 +306,17 @@ def compile_filter(
     out.narrowing = bool(cond)  # each condition so far excludes some traces
     if text:
         candidates = candidate_terms(text)
-        literal = None
+        lexemes = None
         if candidates is not None:
-            literal = words_tsquery(candidates)
-            if literal is None:
+            lexemes = words_lexemes(candidates)
+            if lexemes is None:
                 words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
             else:
-                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", literal))
-            _add_search(out, words, several=literal is None or "<0>" in literal)
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", same_entry_tsquery(lexemes)))
+            _add_search(out, words, several=lexemes is None or len(lexemes) > 1)
         # (a text of negations only can match every trace: it does not narrow)
         query = p.add("text", text)
-        narrow = _narrowing(p, literal)
+        narrow = _narrowing(p, lexemes)
         exact = exact_words_tsquery(text)
         if exact is None:
             out.confirms.append(
@@ -347,13 +340,13 @@ def compile_filter(
             cond.append(sql.SQL("FALSE"))  # entries are JSON objects: none contains an array
             out.narrowing = True
         else:
-            literal = contains_tsquery(contained)
-            if literal is not None:
-                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", literal))
-                _add_search(out, words, several="<0>" in literal)
+            keys = contains_lexemes(contained)
+            if keys:
+                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("keys", same_entry_tsquery(keys)))
+                _add_search(out, words, several=len(keys) > 1)
             # else ({} or only empty values) every trace with an entry matches
             value = p.add("contains", Jsonb(contained))
-            narrow_keys = _narrowing(p, literal)
+            narrow_keys = _narrowing(p, keys or None)
             out.confirms.append(
                 lambda tid, branch, value=value: sql.SQL(_CONTAINS_CONFIRMS).format(
                     value=value, entries=narrow_keys(tid, branch)
@@ -370,11 +363,10 @@ def compile_filter(
     return out
 
 
-def _narrowing(p: Params, literal: str | None) -> Callable[[sql.Composable, str], sql.Composable]:
+def _narrowing(p: Params, lexemes: list[str] | None) -> Callable[[sql.Composable, str], sql.Composable]:
     """The entries a confirmation reads, given the trace id's SQL and the branch: fewer in
-    the indexed branch when the candidate query ``literal`` is a conjunction of lexemes."""
-    lexemes = conjunction_lexemes(literal)
-    param = p.add("lexemes", lexemes) if lexemes is not None else None
+    the indexed branch when the candidates are found by ``lexemes``, all in one entry."""
+    param = p.add("lexemes", sorted(set(lexemes))) if lexemes else None
 
     def entries(tid: sql.Composable, branch: str) -> sql.Composable:
         if param is not None and branch == "indexed":
