@@ -120,6 +120,26 @@ def test_a_growing_list_sends_only_its_new_entries_in_one_statement(db, ids):
     assert stored(db, tid) == trace
 
 
+def test_an_append_by_id_forgets_only_its_own_threads_list(db, ids, monkeypatch):
+    """The store remembers the list it upserted per thread; an append by trace id forgets
+    that thread's list (looked up by the trace, not by a pass over every thread), and what
+    the store forgets to stay within its bounds leaves nothing behind."""
+    sent = db._sent
+    monkeypatch.setattr("tracedb.sent.MAX_THREADS", 4)
+    threads = [ids(f"th{i}") for i in range(6)]
+    tids = [db.upsert_trace_by_thread("ana", None, th, [entry("a")]) for th in threads]
+    assert len(sent) == 4 and len(sent._by_trace) == 4  # the two oldest were dropped, both ways
+    assert sent.get(("ana", threads[0])) is None and sent.get(("ana", threads[5])) is not None
+    db.append_entries([entry("b")], trace_id=tids[5])
+    assert sent.get(("ana", threads[5])) is None and sent.get(("ana", threads[4])) is not None
+    assert len(sent) == 3 and len(sent._by_trace) == 3
+    # the next upsert of that thread sends its whole list again and stays exact
+    assert db.upsert_trace_by_thread("ana", None, threads[5], [entry("a"), entry("b"), entry("c")]) == tids[5]
+    assert stored(db, tids[5]) == [entry("a"), entry("b"), entry("c")]
+    sent.forget()
+    assert len(sent) == 0 and not sent._by_trace
+
+
 def test_a_long_list_from_a_process_that_never_saw_it_is_probed_not_resent(db, db_url, open_store, ids):
     thread = ids("th")
     trace = [entry(f"e{i}") for i in range(200)]

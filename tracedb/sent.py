@@ -64,6 +64,9 @@ class SentLists:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lists: OrderedDict[tuple[str, str], SentList] = OrderedDict()
+        # which thread's list went to a trace: every append by trace id forgets that thread,
+        # and looking it up must not cost a pass over all the threads remembered
+        self._by_trace: dict[str, tuple[str, str]] = {}
         self._entries = 0
 
     def get(self, key: tuple[str, str]) -> SentList | None:
@@ -86,26 +89,40 @@ class SentLists:
                 tail.append(_snapshot(entries[i]))
         sent = SentList(trace_id, list(entries), chain, tail)
         with self._lock:
-            if key in self._lists:
-                self._entries -= len(self._lists.pop(key).refs)
+            self._drop(key)
+            old_key = self._by_trace.get(trace_id)
+            if old_key is not None:  # a trace's lists come from one thread; be sure of it
+                self._drop(old_key)
             self._lists[key] = sent
+            self._by_trace[trace_id] = key
             self._entries += n
             while self._lists and (len(self._lists) > MAX_THREADS or self._entries > MAX_ENTRIES):
-                _, dropped = self._lists.popitem(last=False)
-                self._entries -= len(dropped.refs)
+                self._drop(next(iter(self._lists)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        """Forget ``key`` (the lock held)."""
+        sent = self._lists.pop(key, None)
+        if sent is not None:
+            self._entries -= len(sent.refs)
+            if self._by_trace.get(sent.trace_id) == key:
+                del self._by_trace[sent.trace_id]
+
+    def __len__(self) -> int:
+        return len(self._lists)
 
     def forget(self, key: tuple[str, str] | None = None) -> None:
         """Forget one thread, or every thread."""
         with self._lock:
             if key is None:
                 self._lists.clear()
+                self._by_trace.clear()
                 self._entries = 0
-            elif key in self._lists:
-                self._entries -= len(self._lists.pop(key).refs)
+            else:
+                self._drop(key)
 
     def forget_trace(self, trace_id: str) -> None:
         """Forget the thread whose list went to ``trace_id``."""
         with self._lock:
-            for key, sent in list(self._lists.items()):
-                if sent.trace_id == trace_id:
-                    self._entries -= len(self._lists.pop(key).refs)
+            key = self._by_trace.get(trace_id)
+            if key is not None:
+                self._drop(key)
