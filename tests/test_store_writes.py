@@ -17,7 +17,9 @@ from psycopg import sql
 from store_support import STORES
 
 from tracedb import InvalidTraceData, TraceFilter, TraceNotFound, limits
-from tracedb.core import Statement
+from tracedb import queries as q
+from tracedb.core import Statement, _append_params
+from tracedb.jsonsafe import prepare_entries
 
 
 @pytest.fixture(scope="module", params=sorted(STORES))
@@ -874,6 +876,49 @@ def test_overview_buckets(db, ids):
         assert view.latency[0]["bucket"] <= now
     with pytest.raises(InvalidTraceData, match="bucket"):
         db.overview(now - timedelta(days=1), now, user, bucket="month")
+
+
+def test_rebuilding_search_rows_counts_only_the_entries_it_indexed(db, db_url, ids):
+    """A rebuild of a trace's search rows with an append in flight waits for it: the words
+    of every entry counted as indexed are in the rows (it used to count the append after
+    building the rows without it, and a plain-word search then missed that entry)."""
+    word = "rebuildrace" + uuid.uuid4().hex[:8]
+    first = _append_params(
+        entries=prepare_entries([entry("a")]).payload(), thread_id=ids("th"), user_id="ana"
+    )
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:  # not via db: its
+        tid = conn.execute(q.APPEND, first).fetchone()[0]  # indexer must not index the trace meanwhile
+    params = _append_params(entries=prepare_entries([entry("b", note=word)]).payload(), trace_id=tid)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def rebuild() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+                conn.execute("SELECT tracedb_rebuild_words(ARRAY[%s]::uuid[])", (tid,))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    with psycopg.connect(db_url, prepare_threshold=None) as writer:  # an append in flight
+        writer.execute(q.APPEND, params)
+        worker = threading.Thread(target=rebuild)
+        worker.start()
+        assert not done.wait(0.5)  # held off by the append
+    worker.join(10)
+    assert done.is_set() and not errors
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:
+        counted, pending = conn.execute(
+            "SELECT indexed_count, index_pending FROM automation_traces WHERE id = %s", (tid,)
+        ).fetchone()
+        found = conn.execute(
+            "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s"
+            " AND words @@ to_tsquery('simple', %s)",
+            (tid, word),
+        ).fetchone()[0]
+    assert (counted, pending, found) == (2, False, 1)
+    assert [t.id for t in db.list_traces(TraceFilter(text=word)).items] == [tid]
 
 
 def test_plain_words_are_exact_from_current_blocks_and_never_from_stale_ones(db, db_url, ids):
