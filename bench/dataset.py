@@ -10,9 +10,12 @@ text search has common, middling and rare words, plus unique order ids.
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -282,9 +285,16 @@ class Generator:
 
 
 def load(
-    url: str, n: int, *, batch: int = 5_000, seed: int = 5, progress: Callable[[str], None] | None = None
+    url: str,
+    n: int,
+    *,
+    batch: int = 5_000,
+    seed: int = 5,
+    connections: int = 2,
+    progress: Callable[[str], None] | None = None,
 ) -> Dataset:
-    """COPY ``n`` traces into the (migrated, empty) database at ``url``.
+    """COPY ``n`` traces into the (migrated, empty) database at ``url``, over ``connections``
+    connections at once.
 
     Secondary indexes and foreign keys of the trace tables are dropped during the load and
     then recreated from their own definitions, so the schema afterwards is the product's.
@@ -316,11 +326,20 @@ def load(
             conn.execute(f'DROP INDEX "{name}"')
         for table, name, _ in fks:
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        done = 0
-        while done < n:
-            count = min(batch, n - done)
-            trace_lines, entry_lines = gen.rows(done, count)
-            with conn.transaction(), conn.cursor() as cur:
+        # The rows are made here, in order (the samples the queries draw from depend on it);
+        # each batch is copied and indexed on one of `connections` connections of its own:
+        # building the search rows is the load's bulk, and it runs on one core per connection.
+        local = threading.local()
+        opened: list[psycopg.Connection[Any]] = []
+        opened_lock = threading.Lock()
+
+        def store(trace_lines: list[str], entry_lines: list[str]) -> None:
+            worker = getattr(local, "conn", None)
+            if worker is None:
+                worker = local.conn = psycopg.connect(url, autocommit=True)
+                with opened_lock:
+                    opened.append(worker)
+            with worker.transaction(), worker.cursor() as cur:
                 with cur.copy(f"COPY automation_traces ({', '.join(TRACE_COLUMNS)}) FROM STDIN") as cp:
                     cp.write("".join(trace_lines))
                 with cur.copy(f"COPY automation_trace_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as cp:
@@ -328,9 +347,24 @@ def load(
                 # the search rows, as the product's writes make them (behind the writes)
                 ids = [line.split("\t", 1)[0] for line in trace_lines]
                 cur.execute("SELECT tracedb_rebuild_words(%s::uuid[])", (ids,))
-            done += count
-            if progress and (done % (batch * 20) == 0 or done == n):
-                progress(f"loaded {done:,} traces in {time.perf_counter() - t0:.0f} s")
+
+        done = 0
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, connections)) as pool:
+                pending: deque[Future[None]] = deque()
+                while done < n:
+                    count = min(batch, n - done)
+                    pending.append(pool.submit(store, *gen.rows(done, count)))
+                    done += count
+                    while len(pending) > connections:  # bounded: a batch's lines are ~20 MB
+                        pending.popleft().result()
+                    if progress and (done % (batch * 20) == 0 or done == n):
+                        progress(f"loaded {done:,} traces in {time.perf_counter() - t0:.0f} s")
+                while pending:
+                    pending.popleft().result()
+        finally:
+            for worker in opened:
+                worker.close()
         for name, definition in indexes:
             t1 = time.perf_counter()
             conn.execute(definition)
