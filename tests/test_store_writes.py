@@ -5,6 +5,7 @@ checkpoints, tokens and cost, drops; limits checked before the database; retenti
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -637,8 +638,8 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     with psycopg.connect(db_url, prepare_threshold=None) as conn:  # never prepared: also run behind a pooler
 
         def candidates(tid: str, lexemes: list[str]) -> list[int]:
-            row = conn.execute("SELECT tracedb_block_candidates(%s, %s::text[])", (tid, lexemes)).fetchone()
-            return sorted(row[0])
+            rows = conn.execute("SELECT tracedb_candidate_seqs(%s, %s::text[])", (tid, lexemes)).fetchall()
+            return sorted(r[0] for r in rows)
 
         assert candidates(first, sorted([a, b])) == [5, 40]
         assert candidates(second, sorted([a, b])) == [33]
@@ -646,8 +647,26 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
         phrase = TraceFilter(text=f'"{a} {b}"', user_id=user)
         query, params = filters.list_query(phrase, 10, None)
         plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall())
-        # the list is made once per trace, then each entry on it is read by its key
-        assert "Function Scan on unnest k" in plan and "(seq = k.seq)" in plan
+        # the seq numbers come from the trace's search rows (the function is inlined, not
+        # called per trace), and each entry on the list is read by its key
+        assert "tracedb_candidate_seqs" not in plan and "automation_trace_search s" in plan
+        assert re.search(r"\(seq = \(+s(_\d+)?\.block \*", plan), plan
+        # the first entry of a long trace holds the phrase: the confirmation stops there, after
+        # one search row of three and one entry
+        early = [entry("first", output=f"{a} {b}")] + [entry(f"s{i}", output=f"{a} {b}") for i in range(69)]
+        early_user = ids("early")
+        db.save_trace(early_user, None, ids("th"), early)
+        db.index_pending()
+        only = TraceFilter(text=f'"{a} {b}"', user_id=early_user)
+        query, params = filters.list_query(only, 10, None)
+        analyzed = conn.execute(
+            sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + query, params
+        ).fetchall()
+        lines = [r[0] for r in analyzed]
+        blocks = [line for line in lines if re.search(r" on automation_trace_search s_\d+ ", line)]
+        entries = [lines[i - 1] for i, line in enumerate(lines) if "AND (seq = " in line]
+        assert len(blocks) == len(entries) == 1, "\n".join(lines)
+        assert "rows=1 loops=1" in blocks[0] and "rows=1 loops=1" in entries[0], "\n".join(lines)
     found = {
         f'"{a} {b}"': {first, third},
         f'"{b} {a}"': {first},

@@ -93,11 +93,13 @@ _CONTAINS_CONFIRMS = "(SELECT TRUE FROM {entries} AND (e.data @> {value}) IS TRU
 # trace (not index_pending: its search rows are current and cover every entry), only those
 # its blocks say can match: the ones holding every candidate lexeme, and every entry of a
 # block not indexed whole. A phrase of common words read 11 entries per candidate trace,
-# re-tokenising each; now one or two. The list is computed once per trace, then each entry
-# on it is read by its key (OFFSET 0: the entry's check cannot move before the list).
+# re-tokenising each; now one or two. The seq numbers come from the trace's search rows one
+# block at a time (tracedb_candidate_seqs is inlined here), each entry read by its key as
+# they come (OFFSET 0: the entry's check cannot move before the list), so the first match
+# ends the reading of both.
 _ALL_ENTRIES = "automation_trace_entries e WHERE e.trace_id = {tid}"
 _CANDIDATE_ENTRIES = (
-    "unnest(tracedb_block_candidates({tid}, {lexemes}::text[])) AS k(seq),"
+    "tracedb_candidate_seqs({tid}, {lexemes}::text[]) AS k(seq),"
     " LATERAL (SELECT e.data FROM automation_trace_entries e"
     " WHERE e.trace_id = {tid} AND e.seq = k.seq OFFSET 0) e WHERE TRUE"
 )
