@@ -17,6 +17,9 @@ so that load from other processes on the machine hits them alike; the seed's way
 on its own (its WAL volume would slow the others), followed by raw inserts again. A second run of ``--growth-events`` events on the
 per-event path checks that the cost per event stays flat as the trace grows, and
 ``--upsert-events`` seed-style upserts check the same for ``upsert_trace_by_thread``.
+Search indexing runs behind the writes (the store's indexer, about once a second): the
+bench prints how many entries of the append and upsert traces were not indexed yet,
+sampled every 100 events, and how long after the last write all of them were.
 
 Run: ``python -m bench.ingest [--url URL] [--events 2000] [--growth-events 5000] [--json]``.
 The benchmark creates a database of its own on the server and drops it afterwards.
@@ -148,27 +151,69 @@ def raw_insert(conn: psycopg.Connection[Any], trace_id: uuid.UUID, seq: int, ent
     )
 
 
-def run_interleaved(url: str, db: AutomationTraceDB, entries: list[dict[str, Any]]) -> dict[str, Way]:
+@dataclass
+class IndexLag:
+    """How far search indexing (behind the writes) trailed the per-event writes: the
+    entries written but not indexed yet, sampled every LAG_EVERY events of the run, and the
+    seconds from the last write until every entry was indexed."""
+
+    backlog: list[int] = field(default_factory=list)
+    drain_s: float = float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "backlog_median_entries": median(self.backlog) if self.backlog else None,
+            "backlog_max_entries": max(self.backlog) if self.backlog else None,
+            "drain_s": round(self.drain_s, 2),
+        }
+
+
+LAG_EVERY = 100
+UNINDEXED = "SELECT coalesce(sum(entry_count - indexed_count), 0) FROM automation_traces WHERE id = ANY(%s)"
+
+
+def drain_seconds(conn: psycopg.Connection[Any], ids: list[str], limit_s: float = 60.0) -> float:
+    """Seconds until the traces ``ids`` have no entry left to index (their store's indexer at
+    work); nan past ``limit_s``."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if conn.execute(UNINDEXED, (ids,)).fetchone()[0] == 0:
+            return time.perf_counter() - t0
+        time.sleep(0.02)
+    return float("nan")
+
+
+def run_interleaved(
+    url: str, db: AutomationTraceDB, entries: list[dict[str, Any]]
+) -> tuple[dict[str, Way], IndexLag]:
     """Append, upsert and raw, one event of each in turn; then the chunked run."""
     ways = {n: Way(n) for n in ("append", "upsert", "raw", "chunked")}
+    lag = IndexLag()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(RAW_TABLE)
         raw_id = uuid.uuid4()
         first = db.append_entries([], thread_id=f"append-{uuid.uuid4().hex[:8]}", user_id="bench")
         trace_id = first.trace_id
         up_thread = f"upsert-{uuid.uuid4().hex[:8]}"
+        up_id = ""
         for i, entry in enumerate(entries):
             doc = entries[: i + 1]
             timed(ways["append"], lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
-            timed(ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread("bench", None, up_thread, doc))
+            t0 = time.perf_counter()
+            up_id = db.upsert_trace_by_thread("bench", None, up_thread, doc)
+            ways["upsert"].latencies.append(time.perf_counter() - t0)
+            ways["upsert"].events += 1
             timed(ways["raw"], lambda i=i, entry=entry: raw_insert(conn, raw_id, i, entry))
+            if i % LAG_EVERY == LAG_EVERY - 1:  # outside the timed calls
+                lag.backlog.append(conn.execute(UNINDEXED, ([trace_id, up_id],)).fetchone()[0])
+        lag.drain_s = drain_seconds(conn, [trace_id, up_id])
     chunk_id = db.append_entries([], thread_id=f"chunk-{uuid.uuid4().hex[:8]}", user_id="bench").trace_id
     for start in range(0, len(entries), CHUNK):
         part = entries[start : start + CHUNK]
         timed(ways["chunked"], lambda part=part: db.append_entries(part, trace_id=chunk_id), len(part))
     stored = db.get_summary(trace_id)
     assert stored is not None and stored.entry_count == len(entries), "append lost entries"
-    return ways
+    return ways, lag
 
 
 def run_seed(url: str, entries: list[dict[str, Any]]) -> tuple[Way, Way]:
@@ -326,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = make_entries(max(args.events, args.growth_events, args.upsert_events))
     with temp_database(admin_url(args.url), "ingest") as url:
         with AutomationTraceDB(url, max_size=2) as db:
-            ways = run_interleaved(url, db, entries[: args.events])
+            ways, lag = run_interleaved(url, db, entries[: args.events])
             growth = run_growth(db, entries[: args.growth_events])
             upsert_growth = run_upsert_growth(db, entries[: args.upsert_events])
             recorder = run_recorder(db, entries[: args.events])
@@ -343,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "upsert_fraction_of_raw_insert": round(ways["upsert"].events_per_s / raw, 3),
         "growth_last_first": round(growth.growth(), 2),
         "upsert_growth_last_first": round(upsert_growth.growth(), 2),
+        "index_lag": lag.summary(),
         "ways": {n: w.summary() for n, w in ways.items()},
         "growth_run": growth.summary(),
         "upsert_growth_run": upsert_growth.summary(),
@@ -386,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         )  # type: ignore[attr-defined]
     else:
         print("recorder: skipped (tracedb.recorder not available)")
+    print(
+        f"search indexing behind the append and upsert runs (two traces): not yet indexed, sampled every"
+        f" {LAG_EVERY} events: median {result['index_lag']['backlog_median_entries']}, max"
+        f" {result['index_lag']['backlog_max_entries']} entries; all indexed {lag.drain_s:.2f} s after"
+        " the last write"
+    )
     print()
     for key in (
         "speedup_vs_seed",

@@ -10,7 +10,8 @@ with a batch id. Flat out, entries are always waiting (up to FLAT_BATCH per call
 fast graph accumulates during one round trip); paced, a producer makes one entry every
 STEP_S (a busy agent) and the writer thread sends them as they come. Entries are about
 400 B. Write latency is the time of each call. The INSERT clients write one row per
-transaction into a plain table, flat out.
+transaction into a plain table, flat out. When the writing stops, the bench reads how many
+of the entries written were not indexed for search yet (indexing runs behind the writes).
 
 Run: ``python -m bench.ingest --writers 1,8,32 [--writer-mode threads] [--writer-seconds 8] [--json]``.
 """
@@ -56,6 +57,10 @@ class Result:
     entries: int
     seconds: float
     latencies: list[float]
+    # entries written (to this run's traces) and not yet indexed for search when the writing
+    # stopped: how far the indexers, which run behind the writes, trailed
+    unindexed: int | None = None
+    written_by_then: int | None = None
 
     @property
     def per_s(self) -> float:
@@ -199,10 +204,24 @@ def _in_threads(writers: list[Callable[[], tuple[int, float, list[float]]]], out
         out.put(r)
 
 
-def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> Result:
+BACKLOG = """
+SELECT coalesce(sum(entry_count - indexed_count), 0), coalesce(sum(entry_count), 0)
+  FROM automation_traces WHERE thread_id LIKE 'writer-%%' AND created_at >= %s
+"""
+
+
+def _run(
+    target: Any, n: int, args: tuple[Any, ...], threads: bool = False, backlog_after: float | None = None
+) -> Result:
     """Run ``n`` writers of ``target``: as ``n`` processes, or (``threads``) as one process
-    whose target runs ``n`` threads; each writer puts one result."""
+    whose target runs ``n`` threads; each writer puts one result. ``backlog_after``: read how
+    many of the entries written were not indexed yet that many seconds after the start."""
     ctx = mp.get_context("spawn")
+    url = args[0]
+    since = None
+    if backlog_after is not None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            since = conn.execute("SELECT now()").fetchone()[0]
     out = ctx.Queue()
     start = ctx.Event()
     if threads:
@@ -213,13 +232,20 @@ def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> R
         p.start()
     time.sleep(1.0 + 0.05 * n)  # every process connected and ready
     start.set()
+    backlog = None
+    if backlog_after is not None:
+        time.sleep(backlog_after)
+        with psycopg.connect(url, autocommit=True) as conn:
+            backlog = conn.execute(BACKLOG, (since,)).fetchone()
     results = [out.get(timeout=600) for _ in range(n)]
     for p in procs:
         p.join(timeout=60)
     entries = sum(r[0] for r in results)
     seconds = max(r[1] for r in results)
     latencies = [x for r in results for x in r[2]]
-    return Result(n, entries, seconds, latencies)
+    if backlog is None:
+        return Result(n, entries, seconds, latencies)
+    return Result(n, entries, seconds, latencies, int(backlog[0]), int(backlog[1]))
 
 
 def run(url: str, counts: list[int], seconds: float, mode: str = "processes") -> list[dict[str, Any]]:
@@ -234,8 +260,8 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
     rows = []
     for n in counts:
         insert = _run(insert_target, n, (url, seconds), threads)
-        flat = _run(recorder_target, n, (url, seconds, 0.0), threads)
-        paced = _run(recorder_target, n, (url, seconds, STEP_S), threads)
+        flat = _run(recorder_target, n, (url, seconds, 0.0), threads, backlog_after=seconds)
+        paced = _run(recorder_target, n, (url, seconds, STEP_S), threads, backlog_after=seconds)
         rows.append(
             {
                 "writers": n,
@@ -250,6 +276,10 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
                 "paced_p50_ms": round(paced.ms(50), 2),
                 "paced_p99_ms": round(paced.ms(99), 2),
                 "entries_per_call": round(flat.entries / max(len(flat.latencies), 1), 1),
+                "unindexed_at_end": flat.unindexed,
+                "written_at_end": flat.written_by_then,
+                "paced_unindexed_at_end": paced.unindexed,
+                "paced_written_at_end": paced.written_by_then,
             }
         )
     return rows
@@ -270,4 +300,10 @@ def print_table(rows: list[dict[str, Any]], seconds: float) -> None:
             f"{r['writers']:>7} {r['insert_per_s']:>9,.0f} {r['entries_per_s']:>10,.0f} {r['ratio']:>6} "
             f"{r['p50_ms']:>7} {r['p99_ms']:>7} {r['entries_per_call']:>8} {r['paced_entries_per_s']:>8,.0f} "
             f"{r['paced_p50_ms']:>9} {r['paced_p99_ms']:>9}"
+        )
+    print("\nsearch indexing behind the writes: entries not indexed yet when the writing stopped")
+    for r in rows:
+        print(
+            f"{r['writers']:>7} writers: flat out {r['unindexed_at_end']:,} of {r['written_at_end']:,};"
+            f" paced {r['paced_unindexed_at_end']:,} of {r['paced_written_at_end']:,}"
         )
