@@ -10,8 +10,8 @@ with a batch id. Flat out, entries are always waiting (up to FLAT_BATCH per call
 fast graph accumulates during one round trip); paced, a producer makes one entry every
 STEP_S (a busy agent) and the writer thread sends them as they come. Entries are about
 400 B. Write latency is the time of each call. The INSERT clients write one row per
-transaction into a plain table, flat out. When the writing stops, the bench reads how many
-of the entries written were not indexed for search yet (indexing runs behind the writes).
+transaction into a plain table, flat out. When a writer stops, it reads how many of its
+entries its store has not indexed for search yet (indexing runs behind the writes).
 
 Run: ``python -m bench.ingest --writers 1,8,32 [--writer-mode threads] [--writer-seconds 8] [--json]``.
 """
@@ -43,6 +43,7 @@ RAW_INSERT = """
 INSERT INTO raw_writers (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
+UNINDEXED = "SELECT entry_count - indexed_count AS n FROM automation_traces WHERE id = %s"
 # A realistic agent step rate per writer: a step every 40 ms (model and tool calls are slower;
 # this is a busy agent).
 STEP_S = 0.04
@@ -57,8 +58,8 @@ class Result:
     entries: int
     seconds: float
     latencies: list[float]
-    # entries written (to this run's traces) and not yet indexed for search when the writing
-    # stopped: how far the indexers, which run behind the writes, trailed
+    # entries not indexed for search yet when each writer stopped, and the entries written:
+    # how far the indexers, which run behind the writes, trailed
     unindexed: int | None = None
     written_by_then: int | None = None
 
@@ -70,8 +71,11 @@ class Result:
         return percentile(self.latencies, pct) * 1000 if self.latencies else float("nan")
 
 
-def _write(db: Any, seconds: float, step_s: float, seed: int, start: Any) -> tuple[int, float, list[float]]:
-    """One recorder on its own thread of conversation: entries written, seconds, latencies."""
+def _write(
+    db: Any, seconds: float, step_s: float, seed: int, start: Any
+) -> tuple[int, float, list[float], int]:
+    """One recorder on its own thread of conversation: entries written, seconds, latencies,
+    entries not indexed yet when it stopped."""
     rng = random.Random(seed)
     entries = [make_entry(i, rng, size=400) for i in range(256)]
     latencies: list[float] = []
@@ -122,8 +126,11 @@ def _write(db: Any, seconds: float, step_s: float, seed: int, start: Any) -> tup
         done.set()
         thread.join()
     elapsed = time.perf_counter() - t0
+    with db.pool.connection() as conn:  # how far this store's indexer trailed this writer
+        row = conn.execute(UNINDEXED, (trace_id,)).fetchone()
+    unindexed = row["n"] if isinstance(row, dict) else row[0]
     db.append_entries([], trace_id=trace_id, status="completed")
-    return written, elapsed, latencies
+    return written, elapsed, latencies, unindexed
 
 
 def _recorder_process(url: str, seconds: float, step_s: float, seed: int, out: Any, start: Any) -> None:
@@ -192,9 +199,9 @@ def _insert_threads(url: str, seconds: float, n: int, out: Any, start: Any) -> N
             c.close()
 
 
-def _in_threads(writers: list[Callable[[], tuple[int, float, list[float]]]], out: Any) -> None:
+def _in_threads(writers: list[Callable[[], tuple[Any, ...]]], out: Any) -> None:
     """Run each writer in a thread of its own; put each one's result once all are done."""
-    results: list[tuple[int, float, list[float]]] = []
+    results: list[tuple[Any, ...]] = []
     threads = [threading.Thread(target=lambda w=w: results.append(w())) for w in writers]
     for t in threads:
         t.start()
@@ -204,24 +211,10 @@ def _in_threads(writers: list[Callable[[], tuple[int, float, list[float]]]], out
         out.put(r)
 
 
-BACKLOG = """
-SELECT coalesce(sum(entry_count - indexed_count), 0), coalesce(sum(entry_count), 0)
-  FROM automation_traces WHERE thread_id LIKE 'writer-%%' AND created_at >= %s
-"""
-
-
-def _run(
-    target: Any, n: int, args: tuple[Any, ...], threads: bool = False, backlog_after: float | None = None
-) -> Result:
+def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> Result:
     """Run ``n`` writers of ``target``: as ``n`` processes, or (``threads``) as one process
-    whose target runs ``n`` threads; each writer puts one result. ``backlog_after``: read how
-    many of the entries written were not indexed yet that many seconds after the start."""
+    whose target runs ``n`` threads; each writer puts one result."""
     ctx = mp.get_context("spawn")
-    url = args[0]
-    since = None
-    if backlog_after is not None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            since = conn.execute("SELECT now()").fetchone()[0]
     out = ctx.Queue()
     start = ctx.Event()
     if threads:
@@ -232,20 +225,15 @@ def _run(
         p.start()
     time.sleep(1.0 + 0.05 * n)  # every process connected and ready
     start.set()
-    backlog = None
-    if backlog_after is not None:
-        time.sleep(backlog_after)
-        with psycopg.connect(url, autocommit=True) as conn:
-            backlog = conn.execute(BACKLOG, (since,)).fetchone()
     results = [out.get(timeout=600) for _ in range(n)]
     for p in procs:
         p.join(timeout=60)
     entries = sum(r[0] for r in results)
     seconds = max(r[1] for r in results)
     latencies = [x for r in results for x in r[2]]
-    if backlog is None:
+    if any(len(r) < 4 for r in results):  # INSERT clients: nothing to index
         return Result(n, entries, seconds, latencies)
-    return Result(n, entries, seconds, latencies, int(backlog[0]), int(backlog[1]))
+    return Result(n, entries, seconds, latencies, sum(r[3] for r in results), entries)
 
 
 def run(url: str, counts: list[int], seconds: float, mode: str = "processes") -> list[dict[str, Any]]:
@@ -260,8 +248,8 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
     rows = []
     for n in counts:
         insert = _run(insert_target, n, (url, seconds), threads)
-        flat = _run(recorder_target, n, (url, seconds, 0.0), threads, backlog_after=seconds)
-        paced = _run(recorder_target, n, (url, seconds, STEP_S), threads, backlog_after=seconds)
+        flat = _run(recorder_target, n, (url, seconds, 0.0), threads)
+        paced = _run(recorder_target, n, (url, seconds, STEP_S), threads)
         rows.append(
             {
                 "writers": n,
