@@ -525,6 +525,36 @@ def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
             indexer.close()
 
 
+def test_an_indexer_cut_short_by_its_time_limit_goes_on_without_a_pause(db_url, ids):
+    """A round that reaches its time limit with entries left says so (``behind``), keeps the
+    traces for the next round, and the loop starts that round at once instead of waiting an
+    interval; a round that finishes its work is not behind."""
+    from tracedb.indexer import Indexer
+
+    words = [f"zb{uuid.uuid4().hex[:10]}" for _ in range(600)]
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        tid = _pending_trace(conn, ids("th"), words)
+        # a time limit shorter than one call: each round makes one call of 256 entries
+        indexer = Indexer(
+            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
+        )
+        indexer._ids.add(tid)  # as written() would, without starting its thread
+        try:
+
+            def indexed() -> int:
+                return conn.execute(
+                    "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
+                ).fetchone()[0]
+
+            indexer.run_once()
+            assert (indexed(), indexer.behind, indexer._ids) == (256, True, {tid})
+            indexer.run_once()
+            indexer.run_once()
+            assert (indexed(), indexer.behind, indexer._ids) == (600, False, set())
+        finally:
+            indexer.close()
+
+
 def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids):
     """A search for several terms in one entry either walks the newest traces, opening each
     one's search rows, or (when the planner expects few candidate blocks) gathers the
