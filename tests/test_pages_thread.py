@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -54,7 +55,6 @@ def traces(db, db_url: str) -> Iterator[dict[str, str]]:
     made["big"] = big
     running = db.append_entries(agent_entries(3), thread_id="th-running", user_id="cy", status="running")
     made["running"] = running.trace_id
-    made["live"] = live_trace(db, "th-live")
     lossy = agent_entries(4)
     lossy.insert(
         2,
@@ -231,8 +231,10 @@ def test_running_trace_refreshes_until_it_ends(traces, db) -> None:
     assert at.metric[0].value == "5"
 
 
-def test_running_steps_are_open_bars_that_say_for_how_long(traces) -> None:
-    at = open_page("thread", trace=traces["live"])
+def test_running_steps_are_open_bars_that_say_for_how_long(db) -> None:
+    # a trace of its own: the module's live trace ages while the other tests run, and its
+    # bars grow with it
+    at = open_page("thread", trace=live_trace(db, f"th-bars-{uuid.uuid4().hex[:8]}"))
     assert not at.exception
     running = next(m.value for m in at.markdown if "Running now" in m.value)
     # longest first, with the time so far
