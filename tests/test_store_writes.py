@@ -669,6 +669,11 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
 
         def candidates(tid: str, lexemes: list[str]) -> list[int]:
             rows = conn.execute("SELECT tracedb_candidate_seqs(%s, %s::text[])", (tid, lexemes)).fetchall()
+            # the array the previous version reads is made from the same rows
+            (array,) = conn.execute(
+                "SELECT tracedb_block_candidates(%s, %s::text[])", (tid, lexemes)
+            ).fetchone()
+            assert sorted(array) == sorted(r[0] for r in rows)
             return sorted(r[0] for r in rows)
 
         assert candidates(first, sorted([a, b])) == [5, 40]
