@@ -62,6 +62,12 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+# Entries of the given traces not indexed for search yet (indexing runs behind the writes).
+UNINDEXED = (
+    "SELECT coalesce(sum(entry_count - indexed_count), 0) AS n FROM automation_traces WHERE id = ANY(%s)"
+)
+
+
 def median(values: Sequence[float]) -> float:
     """The median, NaN for no values."""
     return statistics.median(values) if values else float("nan")

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -45,7 +45,7 @@ from psycopg.types.json import Jsonb
 if not __package__:  # run as ``python bench/ingest.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import admin_url, make_entry, median, temp_database  # noqa: E402
+from bench.common import UNINDEXED, admin_url, make_entry, median, temp_database  # noqa: E402
 from tracedb import AutomationTraceDB  # noqa: E402
 
 SEED_TABLE = """
@@ -82,6 +82,7 @@ INSERT INTO raw_entries (trace_id, seq, node, kind, name, status, started_at, en
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
 CHUNK = 10
+T = TypeVar("T")
 EDGE = 100
 
 
@@ -118,12 +119,13 @@ class Way:
         }
 
 
-def timed(way: Way, fn: Callable[[], object], events: int = 1) -> None:
-    """Run ``fn`` and record its latency against ``way``."""
+def timed(way: Way, fn: Callable[[], T], events: int = 1) -> T:
+    """Run ``fn``, record its latency against ``way``, return what it returned."""
     t0 = time.perf_counter()
-    fn()
+    result = fn()
     way.latencies.append(time.perf_counter() - t0)
     way.events += events
+    return result
 
 
 def make_entries(n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -169,7 +171,6 @@ class IndexLag:
 
 
 LAG_EVERY = 100
-UNINDEXED = "SELECT coalesce(sum(entry_count - indexed_count), 0) FROM automation_traces WHERE id = ANY(%s)"
 
 
 def drain_seconds(conn: psycopg.Connection[Any], ids: list[str], limit_s: float = 60.0) -> float:
@@ -199,10 +200,9 @@ def run_interleaved(
         for i, entry in enumerate(entries):
             doc = entries[: i + 1]
             timed(ways["append"], lambda entry=entry: db.append_entries([entry], trace_id=trace_id))
-            t0 = time.perf_counter()
-            up_id = db.upsert_trace_by_thread("bench", None, up_thread, doc)
-            ways["upsert"].latencies.append(time.perf_counter() - t0)
-            ways["upsert"].events += 1
+            up_id = timed(
+                ways["upsert"], lambda doc=doc: db.upsert_trace_by_thread("bench", None, up_thread, doc)
+            )
             timed(ways["raw"], lambda i=i, entry=entry: raw_insert(conn, raw_id, i, entry))
             if i % LAG_EVERY == LAG_EVERY - 1:  # outside the timed calls
                 lag.backlog.append(conn.execute(UNINDEXED, ([trace_id, up_id],)).fetchone()[0])

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.common import make_entry, percentile
+from bench.common import UNINDEXED, make_entry, percentile
 
 RAW_TABLE = """
 CREATE TABLE IF NOT EXISTS raw_writers (
@@ -43,7 +43,6 @@ RAW_INSERT = """
 INSERT INTO raw_writers (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
-UNINDEXED = "SELECT entry_count - indexed_count AS n FROM automation_traces WHERE id = %s"
 # A realistic agent step rate per writer: a step every 40 ms (model and tool calls are slower;
 # this is a busy agent).
 STEP_S = 0.04
@@ -58,10 +57,9 @@ class Result:
     entries: int
     seconds: float
     latencies: list[float]
-    # entries not indexed for search yet when each writer stopped, and the entries written:
-    # how far the indexers, which run behind the writes, trailed
+    # entries not indexed for search yet when each writer stopped (of ``entries``): how far
+    # the indexers, which run behind the writes, trailed; None for INSERT clients
     unindexed: int | None = None
-    written_by_then: int | None = None
 
     @property
     def per_s(self) -> float:
@@ -127,8 +125,7 @@ def _write(
         thread.join()
     elapsed = time.perf_counter() - t0
     with db.pool.connection() as conn:  # how far this store's indexer trailed this writer
-        row = conn.execute(UNINDEXED, (trace_id,)).fetchone()
-    unindexed = row["n"] if isinstance(row, dict) else row[0]
+        unindexed = conn.execute(UNINDEXED, ([trace_id],)).fetchone()["n"]
     db.append_entries([], trace_id=trace_id, status="completed")
     return written, elapsed, latencies, unindexed
 
@@ -231,9 +228,8 @@ def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> R
     entries = sum(r[0] for r in results)
     seconds = max(r[1] for r in results)
     latencies = [x for r in results for x in r[2]]
-    if any(len(r) < 4 for r in results):  # INSERT clients: nothing to index
-        return Result(n, entries, seconds, latencies)
-    return Result(n, entries, seconds, latencies, sum(r[3] for r in results), entries)
+    unindexed = sum(r[3] for r in results) if all(len(r) > 3 for r in results) else None
+    return Result(n, entries, seconds, latencies, unindexed)
 
 
 def run(url: str, counts: list[int], seconds: float, mode: str = "processes") -> list[dict[str, Any]]:
@@ -265,9 +261,9 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
                 "paced_p99_ms": round(paced.ms(99), 2),
                 "entries_per_call": round(flat.entries / max(len(flat.latencies), 1), 1),
                 "unindexed_at_end": flat.unindexed,
-                "written_at_end": flat.written_by_then,
+                "written_at_end": flat.entries,
                 "paced_unindexed_at_end": paced.unindexed,
-                "paced_written_at_end": paced.written_by_then,
+                "paced_written_at_end": paced.entries,
             }
         )
     return rows
