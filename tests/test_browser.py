@@ -264,7 +264,7 @@ def test_ten_thousand_entries_open_quickly(server: str, browser, shots: Path, db
             row = conn.execute(
                 "SELECT index_pending FROM automation_traces WHERE id = %s", (trace_id,)
             ).fetchone()
-        if not (row["index_pending"] if isinstance(row, dict) else row[0]):
+        if not row["index_pending"]:
             break
         time.sleep(0.1)
 
