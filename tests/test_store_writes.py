@@ -729,6 +729,34 @@ def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user
     )
 
 
+def test_indexing_makes_each_blocks_words_once(db, db_url, ids):
+    """Indexing and rebuilding a trace's search rows make the words of each block of 32
+    entries once. The query around them read the words twice and PostgreSQL made them twice,
+    which was half of what indexing cost."""
+    words = [f"zw{uuid.uuid4().hex[:10]}" for _ in range(70)]  # three blocks: 32, 32 and 6 entries
+
+    def vectors_made(conn: psycopg.Connection, call: str, tid: str) -> int:
+        count = (
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_xact_user_functions"
+            " WHERE funcname = 'tracedb_block_vector'"
+        )
+        with conn.transaction():  # counted in this transaction (they may hold earlier ones' too)
+            conn.execute("SET LOCAL track_functions = 'pl'")
+            before = conn.execute(count).fetchone()[0]
+            conn.execute(call, (tid,))
+            return conn.execute(count).fetchone()[0] - before
+
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        tid = _pending_trace(conn, ids("th"), words)
+        assert vectors_made(conn, "SELECT tracedb_index_entries(%s, 0, 70)", tid) == 3
+        assert vectors_made(conn, "SELECT tracedb_rebuild_words(ARRAY[%s]::uuid[])", tid) == 3
+        found = conn.execute(
+            "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
+            (tid, words[40]),
+        ).fetchone()
+        assert found == (1,)
+
+
 def test_an_indexer_at_work_holds_up_no_append(db, db_url, ids):
     """While an indexer builds a trace's search rows it holds no lock a writer needs: an
     append to that trace goes through at once; a second indexer leaves the trace alone."""
