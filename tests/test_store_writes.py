@@ -493,6 +493,32 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
+def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db_url, ids):
+    """``index_pending`` indexes what was pending when it was called, also a trace a store's
+    indexer was indexing at that moment (indexers skip a trace another one holds): it waits
+    for that indexer, then indexes what is left. It used to return with the trace pending."""
+    word = f"zh{uuid.uuid4().hex[:10]}"
+    with (
+        psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn,
+        psycopg.connect(db_url, prepare_threshold=None) as other,
+    ):
+        tid = _pending_trace(conn, ids("th"), [word])
+        # another indexer at work on the trace: it holds the trace's indexing lock
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (tid,))
+        done = threading.Event()
+        result: list[Any] = []
+        worker = threading.Thread(target=lambda: (result.append(db.index_pending()), done.set()))
+        worker.start()
+        try:
+            assert not done.wait(0.5)  # waits for the other indexer
+        finally:
+            other.rollback()  # which stops without indexing it
+        worker.join(10)
+        assert done.is_set() and result[0] >= 1
+        pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
+        assert pending == (False,)
+
+
 def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
     """A call of tracedb_index_traces indexes at most 256 entries of a trace; a round calls
     again while calls do work. With one call a round, a trace written faster than 256 entries
@@ -525,6 +551,45 @@ def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
             indexer.close()
 
 
+def test_a_trace_left_pending_by_a_writer_gone_is_indexed_in_turns(db, db_url, ids, monkeypatch):
+    """An indexer takes the traces any writer left pending into its rounds, a call of 256
+    entries at a time like the traces of its own store (it used to index all of their
+    entries in one call, holding up its own traces for as long), and all of them get
+    indexed."""
+    from tracedb import indexer as indexing
+    from tracedb.indexer import Indexer
+
+    monkeypatch.setattr(indexing, "STALE_LIMIT", 1)  # the oldest only: this one
+    words = [f"zs{uuid.uuid4().hex[:10]}" for _ in range(600)]
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        tid = _pending_trace(conn, ids("th"), words)
+        with conn.transaction():  # written long ago: the oldest trace left pending
+            conn.execute("SET LOCAL tracedb.keep_times = 'on'")
+            conn.execute("UPDATE automation_traces SET updated_at = '2000-01-01Z' WHERE id = %s", (tid,))
+        indexer = Indexer(
+            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
+        )
+        try:
+
+            def indexed() -> int:
+                return conn.execute(
+                    "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
+                ).fetchone()[0]
+
+            indexer.run_once()  # finds it; the time limit allows one call
+            assert (indexed(), indexer.behind, tid in indexer._ids) == (256, True, True)
+            indexer.interval = 30
+            indexer.run_once()
+            assert (indexed(), tid in indexer._ids) == (600, False)
+            hits = conn.execute(
+                "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
+                (tid, words[-1]),
+            ).fetchone()
+            assert hits == (1,)
+        finally:
+            indexer.close()
+
+
 def test_an_indexer_cut_short_by_its_time_limit_goes_on_without_a_pause(db_url, ids):
     """A round that reaches its time limit with entries left says so (``behind``), keeps the
     traces for the next round, and the loop starts that round at once instead of waiting an
@@ -539,6 +604,7 @@ def test_an_indexer_cut_short_by_its_time_limit_goes_on_without_a_pause(db_url, 
             lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
         )
         indexer._ids.add(tid)  # as written() would, without starting its thread
+        indexer._last_stale = time.monotonic()  # no traces of other tests' in its rounds
         try:
 
             def indexed() -> int:

@@ -31,7 +31,12 @@ INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[]) AS id"
 # at once, and an entry may be large); a call that returns sooner than this did no work: the
 # traces it left pending are held by another transaction (a delete, another indexer).
 IDLE_CALL_S = 0.005
-INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s) AS n"
+# Traces any writer left pending for more than 10 s, oldest first.
+FIND_STALE = """
+SELECT t.id FROM automation_traces t
+ WHERE t.index_pending AND t.updated_at < now() - interval '10 seconds'
+ ORDER BY t.updated_at LIMIT %(limit)s
+"""
 
 
 class Indexer:
@@ -84,26 +89,42 @@ class Indexer:
         self.behind = False
         try:
             conn = self._connection()
-            deadline = time.monotonic() + self.interval
-            while ids:
-                # Call again for what is left while calls do work, for up to one interval: a
-                # trace written faster than one call's worth a round would fall ever further
-                # behind (its searches reading ever more entries directly). Stopped by the
-                # time limit with work left, the next round follows without a pause: waiting
-                # an interval after each full round capped indexing at half its pace, and
-                # 32 writers at a step every 40 ms left most entries unindexed.
-                started = time.monotonic()
-                left = conn.execute(INDEX_TRACES, {"ids": sorted(ids)}).fetchall()
-                ids = {str(row[0]) for row in left}
-                now = time.monotonic()
-                if now - started < IDLE_CALL_S:
-                    break
-                if now >= deadline:
-                    self.behind = bool(ids)
-                    break
             if time.monotonic() - self._last_stale >= STALE_EVERY_S:
-                conn.execute(INDEX_STALE, {"limit": STALE_LIMIT})
+                # Traces any writer left pending (it crashed, or stopped before its indexer
+                # ran) join this round's traces: a call of theirs is as long as any other's,
+                # where one call used to index all their entries at once, holding up the
+                # traces this store writes for as long (a backlog of 50,000 entries, 12 s).
+                ids.update(str(row[0]) for row in conn.execute(FIND_STALE, {"limit": STALE_LIMIT}))
                 self._last_stale = time.monotonic()
+            deadline = time.monotonic() + self.interval
+            held: set[str] = set()
+            while ids:
+                # One trace a call, each call its own transaction: a call holds its trace's
+                # row from the moment it counts what it indexed until it commits, and an
+                # append to that trace waits that long; a call for many traces held each of
+                # them until the last was counted. Call again for a trace while calls do
+                # work, for up to one interval: a trace written faster than one call's worth
+                # a round would fall ever further behind (its searches reading ever more
+                # entries directly). Stopped by the time limit with work left, the next round
+                # follows without a pause: waiting an interval after each full round capped
+                # indexing at half its pace, and 32 writers at a step every 40 ms left most
+                # entries unindexed.
+                again: set[str] = set()
+                for trace_id in sorted(ids):
+                    if time.monotonic() >= deadline:
+                        again.add(trace_id)
+                        self.behind = True
+                        continue
+                    started = time.monotonic()
+                    if conn.execute(INDEX_TRACES, {"ids": [trace_id]}).fetchall():
+                        # still pending: more to do, or (a call that returned at once) held
+                        # by another transaction, a delete or another indexer: next round
+                        quick = time.monotonic() - started < IDLE_CALL_S
+                        (held if quick else again).add(trace_id)
+                ids = again
+                if self.behind:
+                    break
+            ids |= held
             self.rounds += 1
         except psycopg.Error as exc:
             # The database is away: keep the ids for the next round; searches stay exact.

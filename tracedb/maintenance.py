@@ -200,7 +200,16 @@ class MaintenanceOperations(StoreBase):
         for a database whose writers stopped before their indexer ran."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidTraceData("limit must be a positive integer")
-        return int((yield _one(q.INDEX_STALE, {"limit": limit, "age": timedelta(0)}))["n"])
+        params = {"limit": limit, "age": timedelta(0)}
+        done = int((yield _one(q.INDEX_STALE, params))["n"])
+        # A trace a store's indexer was indexing meanwhile was skipped: wait until that
+        # indexer is done with it, then index what is left, so that what was pending when
+        # this was called is indexed when it returns.
+        held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, {"limit": limit}))]
+        if held:
+            yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
+            done += int((yield _one(q.INDEX_STALE, params))["n"])
+        return done
 
     @operation(changes=False)
     def server_status(self) -> Op[ServerStatus]:

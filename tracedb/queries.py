@@ -347,6 +347,18 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
 """
 
 INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s, %(age)s) AS n"
+# Pending traces another indexer is indexing right now (the indexers skip a trace one of
+# them holds), and a wait until it is done with them: its lock on each is held until it
+# commits.
+HELD_BY_INDEXER = """
+SELECT t.id::text AS id FROM automation_traces t
+ WHERE t.index_pending AND NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0))
+ LIMIT %(limit)s
+"""
+WAIT_FOR_INDEXER = """
+SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || i, 0))) AS n
+  FROM unnest(%(ids)s::text[]) AS i
+"""
 
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
 # whose estimated cost is high (a count over every search block), which here took about
