@@ -11,7 +11,9 @@ fast graph accumulates during one round trip); paced, a producer makes one entry
 STEP_S (a busy agent) and the writer thread sends them as they come. Entries are about
 400 B. Write latency is the time of each call. The INSERT clients write one row per
 transaction into a plain table, flat out. When a writer stops, it reads how many of its
-entries its store has not indexed for search yet (indexing runs behind the writes).
+entries its store has not indexed for search yet (indexing runs behind the writes). After
+each run the bench indexes what is left before the next starts (no run shares the machine
+with the indexing of the one before) and prints how long that took after the flat-out run.
 
 Run: ``python -m bench.ingest --writers 1,8,32 [--writer-mode threads] [--writer-seconds 8] [--json]``.
 """
@@ -114,6 +116,10 @@ def _write(
     else:
         thread = threading.Thread(target=write, daemon=True)
         thread.start()
+        # each agent's steps at its own phase: writers started at one instant and stepping
+        # in lockstep would all call at the same moments, which agents of separate
+        # conversations do not
+        time.sleep(rng.uniform(0, step_s))
         i = 0
         while time.perf_counter() - t0 < seconds:
             with cond:
@@ -232,6 +238,17 @@ def _run(target: Any, n: int, args: tuple[Any, ...], threads: bool = False) -> R
     return Result(n, entries, seconds, latencies, unindexed)
 
 
+def _drain(url: str) -> float:
+    """Index what the writers of a run left pending (a store indexes for at most a round when
+    it closes) before the next run starts, so that no run shares the machine with the
+    indexing of the one before; returns the seconds it took."""
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT tracedb_index_stale(100, interval '0')").fetchone()[0]:
+            pass
+    return time.perf_counter() - t0
+
+
 def run(url: str, counts: list[int], seconds: float, mode: str = "processes") -> list[dict[str, Any]]:
     """For each writer count: INSERT clients flat out, recorders flat out, recorders at a
     realistic step rate; ``mode`` "processes" (a process and a store per writer) or "threads"
@@ -242,10 +259,13 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(RAW_TABLE)
     rows = []
+    _drain(url)
     for n in counts:
         insert = _run(insert_target, n, (url, seconds), threads)
         flat = _run(recorder_target, n, (url, seconds, 0.0), threads)
+        flat_drain = _drain(url)
         paced = _run(recorder_target, n, (url, seconds, STEP_S), threads)
+        _drain(url)
         rows.append(
             {
                 "writers": n,
@@ -262,6 +282,7 @@ def run(url: str, counts: list[int], seconds: float, mode: str = "processes") ->
                 "entries_per_call": round(flat.entries / max(len(flat.latencies), 1), 1),
                 "unindexed_at_end": flat.unindexed,
                 "written_at_end": flat.entries,
+                "drain_s": round(flat_drain, 1),
                 "paced_unindexed_at_end": paced.unindexed,
                 "paced_written_at_end": paced.entries,
             }
@@ -289,5 +310,6 @@ def print_table(rows: list[dict[str, Any]], seconds: float) -> None:
     for r in rows:
         print(
             f"{r['writers']:>7} writers: flat out {r['unindexed_at_end']:,} of {r['written_at_end']:,};"
+            f" (indexed {r['drain_s']} s after the run);"
             f" paced {r['paced_unindexed_at_end']:,} of {r['paced_written_at_end']:,}"
         )

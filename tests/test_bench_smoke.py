@@ -44,6 +44,7 @@ def test_ingest_reports_every_figure(server_url: str, capsys: pytest.CaptureFixt
     result = _json_line(capsys.readouterr().out)
     for key in (
         "speedup_vs_seed",
+        "speedup_vs_seed_interleaved",
         "fraction_of_raw_insert",
         "growth_last_first",
         "upsert_growth_last_first",
@@ -59,6 +60,7 @@ def test_ingest_reports_every_figure(server_url: str, capsys: pytest.CaptureFixt
     assert result["ways"]["append"]["events"] == 40
     # indexing behind the writes caught up with them (NaN when it did not within a minute)
     assert result["index_lag"]["drain_s"] >= 0
+    assert result["index_ms_per_entry"] > 0 and result["index_cost_vs_raw_insert"] > 0
 
 
 def test_query_runs_every_kind_through_the_store(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
