@@ -522,7 +522,8 @@ def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db
 def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
     """A call of tracedb_index_traces indexes at most 256 entries of a trace; a round calls
     again while calls do work. With one call a round, a trace written faster than 256 entries
-    a second fell ever further behind."""
+    a second fell ever further behind. The last block, while incomplete, waits until the
+    trace is no longer being written (it was rewritten at every round as it filled)."""
     from tracedb.indexer import Indexer
 
     words = [f"zr{uuid.uuid4().hex[:10]}" for _ in range(700)]
@@ -537,6 +538,17 @@ def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
                 "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
             ).fetchone() == (0,)
             indexer.written(tid)
+            indexer.run_once()
+            row = conn.execute(
+                "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (tid,)
+            ).fetchone()
+            # every complete block; the last one (28 entries) waits while the trace is written
+            assert row == (True, 672)
+            indexer.run_once()
+            assert conn.execute(
+                "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
+            ).fetchone() == (672,)
+            _quiet(conn, tid)  # no longer written: its last block too
             indexer.run_once()
             row = conn.execute(
                 "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (tid,)
@@ -563,9 +575,7 @@ def test_a_trace_left_pending_by_a_writer_gone_is_indexed_in_turns(db, db_url, i
     words = [f"zs{uuid.uuid4().hex[:10]}" for _ in range(600)]
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
         tid = _pending_trace(conn, ids("th"), words)
-        with conn.transaction():  # written long ago: the oldest trace left pending
-            conn.execute("SET LOCAL tracedb.keep_times = 'on'")
-            conn.execute("UPDATE automation_traces SET updated_at = '2000-01-01Z' WHERE id = %s", (tid,))
+        _quiet(conn, tid)  # written long ago: the oldest trace left pending
         indexer = Indexer(
             lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
         )
@@ -603,6 +613,7 @@ def test_an_indexer_cut_short_by_its_time_limit_goes_on_without_a_pause(db_url, 
         indexer = Indexer(
             lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
         )
+        _quiet(conn, tid)  # indexed to its last entry
         indexer._ids.add(tid)  # as written() would, without starting its thread
         indexer._last_stale = time.monotonic()  # no traces of other tests' in its rounds
         try:
@@ -782,6 +793,13 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
     assert [s.id for s in db.list_traces(errors).items] == [first]
     assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
+
+
+def _quiet(conn: psycopg.Connection, trace_id: str) -> None:
+    """Make a trace look written long ago (its content last changed in 2000)."""
+    with conn.transaction():
+        conn.execute("SET LOCAL tracedb.keep_times = 'on'")
+        conn.execute("UPDATE automation_traces SET updated_at = '2000-01-01Z' WHERE id = %s", (trace_id,))
 
 
 def _pending_trace(conn: psycopg.Connection, thread: str, words: list[str], user: str = "ana") -> str:

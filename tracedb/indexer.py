@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -26,7 +27,12 @@ INTERVAL_S = 1.0
 STALE_EVERY_S = 30.0
 STALE_LIMIT = 100
 
-INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[]) AS id"
+INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], 256, %(live)s) AS id"
+# A trace whose content changed this recently is being written: its last block is indexed
+# once it is complete or the trace has been quiet this long (see sql/018), not rewritten at
+# every round as it fills (its entries are read directly by searches meanwhile). Content
+# moves a trace's updated_at at most once a second.
+LIVE = timedelta(seconds=2)
 # A call indexes at most 256 entries of each trace (the entries of a call are held in memory
 # at once, and an entry may be large); a call that returns sooner than this did no work: the
 # traces it left pending are held by another transaction (a delete, another indexer).
@@ -76,14 +82,17 @@ class Indexer:
                 if not self._closed and not self.behind:
                     self._lock.wait(self.interval)
                 closed = self._closed
-            self.run_once()
+            self.run_once(last=closed)
             if closed:
                 break
         if self._conn is not None:
             self._conn.close()
 
-    def run_once(self) -> None:
-        """One round: the traces written since the last round, and now and then stale ones."""
+    def run_once(self, last: bool = False) -> None:
+        """One round: the traces written since the last round, and now and then stale ones.
+        ``last``: the store is closing, so no later round will come back for a trace's last
+        incomplete block: it is indexed now."""
+        live = None if last else LIVE
         with self._lock:
             ids, self._ids = self._ids, set()
         self.behind = False
@@ -116,9 +125,10 @@ class Indexer:
                         self.behind = True
                         continue
                     started = time.monotonic()
-                    if conn.execute(INDEX_TRACES, {"ids": [trace_id]}).fetchall():
-                        # still pending: more to do, or (a call that returned at once) held
-                        # by another transaction, a delete or another indexer: next round
+                    if conn.execute(INDEX_TRACES, {"ids": [trace_id], "live": live}).fetchall():
+                        # still pending: more to do, or (a call that returned at once) its
+                        # last block left to fill, or held by another transaction (a delete,
+                        # another indexer): next round
                         quick = time.monotonic() - started < IDLE_CALL_S
                         (held if quick else again).add(trace_id)
                 ids = again
