@@ -257,30 +257,40 @@ def test_ten_thousand_entries_open_quickly(server: str, browser, shots: Path, db
     db.append_entries(rows[5000:], trace_id=trace_id)
     # the entries indexed for search first: the store's indexer would otherwise be at it
     # while the page draws, and on 2 cores that measures the indexing too
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        db.index_pending()  # skips the trace while the store's own indexer holds it
-        with db.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT index_pending FROM automation_traces WHERE id = %s", (trace_id,)
-            ).fetchone()
-        if not row["index_pending"]:
-            break
-        time.sleep(0.1)
+    db.index_pending()  # waits for the store's own indexer where it holds the trace
+    with db.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT index_pending FROM automation_traces WHERE id = %s", (trace_id,)
+        ).fetchone()
+    assert not row["index_pending"]
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    began = time.perf_counter()
-    page.goto(f"{server}/thread?trace={trace_id}")
-    page.wait_for_selector('[data-testid="stPlotlyChart"] canvas', timeout=30_000)
-    settled(page)
-    elapsed = time.perf_counter() - began
-    print(f"\nbrowser: thread page of a 10,000-entry trace drawn in {elapsed:.2f} s")
-    assert "10,000" in body(page)
-    page.screenshot(path=str(shots / "thread-10k.png"))
-    # Drawing happens in the browser (software WebGL here); a loose bound catches a page that
-    # would draw 10,000 SVG bars, not a slow machine.
-    assert elapsed < 15.0
-    page.close()
+    small = db.append_entries(rows[:100], thread_id="browser-100", user_id=USER, name="100 steps").trace_id
+    db.index_pending()
+
+    def drawn(tid: str) -> float:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        began = time.perf_counter()
+        page.goto(f"{server}/thread?trace={tid}")
+        # the 10,000 bars are drawn with WebGL, on a canvas; 100 as SVG
+        chart = '[data-testid="stPlotlyChart"] ' + ("canvas" if tid == trace_id else ".main-svg")
+        page.wait_for_selector(chart, timeout=60_000)
+        settled(page)
+        elapsed = time.perf_counter() - began
+        if tid == trace_id:
+            assert "10,000" in body(page)
+            page.screenshot(path=str(shots / "thread-10k.png"))
+        page.close()
+        return elapsed
+
+    drawn(small)  # the first page of a server pays for its start
+    baseline = drawn(small)  # the same page with 100 entries, on the machine as it is now
+    elapsed = drawn(trace_id)
+    print(f"\nbrowser: thread page of 10,000 entries drawn in {elapsed:.2f} s, of 100 in {baseline:.2f} s")
+    # Drawing happens in the browser (software WebGL here). The bound catches a page that
+    # would draw 10,000 SVG bars, not a machine busy with other work: it is taken against
+    # the page of 100 entries drawn just before, 8-9 s here alone, the 10,000 about 1 s more
+    # (a fixed 15 s failed at 22 s when the other test process kept both cores busy).
+    assert elapsed < max(15.0, 2.5 * baseline)
 
 
 # -- stored payloads, running steps, the graph ------------------------------------------------
