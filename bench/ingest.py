@@ -17,10 +17,6 @@ so that load from other processes on the machine hits them alike; the seed's way
 on its own (its WAL volume would slow the others), followed by raw inserts again. A second run of ``--growth-events`` events on the
 per-event path checks that the cost per event stays flat as the trace grows, and
 ``--upsert-events`` seed-style upserts check the same for ``upsert_trace_by_thread``.
-``speedup_vs_seed`` compares like with like: the seed's way, run alone, with the first
-``--events`` events of that growth run, alone too (``speedup_vs_seed_interleaved`` uses the
-interleaved appends instead); ``fraction_of_raw_insert`` compares the interleaved appends
-with the raw inserts interleaved with them.
 Search indexing runs behind the writes (the store's indexer, about once a second): the
 bench prints how many entries of the append and upsert traces were not indexed yet,
 sampled every 100 events, and how long after the last write all of them were. Last, with
@@ -406,17 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         index_ms = run_index_cost(url, entries[: args.events])
 
     raw = ways["raw"].events_per_s
-    # The seed's way runs alone, so it is compared with the append path run alone: the first
-    # ``events`` events of the growth run. Interleaved, every call pays for the others' (the
-    # raw inserts take 0.6-0.7 ms interleaved, 0.4 ms alone), so the interleaved appends
-    # against the lone seed undercount the speedup; that ratio is printed as well.
-    alone = Way("append-alone", growth.latencies[: args.events], min(args.events, len(growth.latencies)))
     result: dict[str, Any] = {
         "events": args.events,
         "growth_events": args.growth_events,
         "upsert_events": args.upsert_events,
-        "speedup_vs_seed": round(alone.events_per_s / ways["seed"].events_per_s, 1),
-        "speedup_vs_seed_interleaved": round(ways["append"].events_per_s / ways["seed"].events_per_s, 1),
+        "speedup_vs_seed": round(ways["append"].events_per_s / ways["seed"].events_per_s, 1),
         "fraction_of_raw_insert": round(ways["append"].events_per_s / raw, 3),
         "chunked_fraction_of_raw_insert": round(ways["chunked"].events_per_s / raw, 3),
         "upsert_fraction_of_raw_insert": round(ways["upsert"].events_per_s / raw, 3),
@@ -482,7 +472,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for key in (
         "speedup_vs_seed",
-        "speedup_vs_seed_interleaved",
         "fraction_of_raw_insert",
         "chunked_fraction_of_raw_insert",
         "growth_last_first",

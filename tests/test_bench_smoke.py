@@ -44,7 +44,6 @@ def test_ingest_reports_every_figure(server_url: str, capsys: pytest.CaptureFixt
     result = _json_line(capsys.readouterr().out)
     for key in (
         "speedup_vs_seed",
-        "speedup_vs_seed_interleaved",
         "fraction_of_raw_insert",
         "growth_last_first",
         "upsert_growth_last_first",
