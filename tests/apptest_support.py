@@ -45,6 +45,9 @@ def dashboard_env(**env: str | None) -> Iterator[None]:
 
 def open_page(script: str, timeout: float = 30, **params: str) -> AppTest:
     """Run ``pages/<script>.py`` inside app.py with these query parameters."""
+    # Without a database named, the page would read the embedded server's: a test that got
+    # its database from another test's fixture passed in its module and failed alone.
+    assert os.environ.get("TRACEDB_URL"), "open pages inside dashboard_env(TRACEDB_URL=...)"
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.switch_page(f"pages/{script}.py")
     at.query_params.update(params)

@@ -231,10 +231,11 @@ def test_running_trace_refreshes_until_it_ends(traces, db) -> None:
     assert at.metric[0].value == "5"
 
 
-def test_running_steps_are_open_bars_that_say_for_how_long(db) -> None:
+def test_running_steps_are_open_bars_that_say_for_how_long(db, db_url: str) -> None:
     # a trace of its own: the module's live trace ages while the other tests run, and its
-    # bars grow with it
-    at = open_page("thread", trace=live_trace(db, f"th-bars-{uuid.uuid4().hex[:8]}"))
+    # bars grow with it; the page reads this module's database also when it runs alone
+    with dashboard_env(TRACEDB_URL=db_url):
+        at = open_page("thread", trace=live_trace(db, f"th-bars-{uuid.uuid4().hex[:8]}"))
     assert not at.exception
     running = next(m.value for m in at.markdown if "Running now" in m.value)
     # longest first, with the time so far
