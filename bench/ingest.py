@@ -49,6 +49,10 @@ if not __package__:  # run as ``python bench/ingest.py``
 
 from bench.common import UNINDEXED, admin_url, make_entry, median, temp_database  # noqa: E402
 from tracedb import AutomationTraceDB  # noqa: E402
+from tracedb import queries as q  # noqa: E402
+from tracedb.core import _append_params  # noqa: E402
+from tracedb.indexer import CALL_ENTRIES, INDEX_TRACES  # noqa: E402
+from tracedb.jsonsafe import prepare_entries  # noqa: E402
 
 SEED_TABLE = """
 CREATE TABLE automation_traces_seed (
@@ -238,23 +242,17 @@ def run_seed(url: str, entries: list[dict[str, Any]]) -> tuple[Way, Way]:
     return seed, raw
 
 
-INDEX_CALL = "SELECT count(*) FROM tracedb_index_traces(ARRAY[%s]::uuid[], %s)"
-INDEX_BATCH = 256  # what the indexer gives one call
-
-
 def run_index_cost(url: str, entries: list[dict[str, Any]]) -> float:
-    """Milliseconds of search indexing per entry: ``entries`` written to a trace of their own
-    by SQL (no store's indexer knows it), then indexed as the indexer does, a call of 256
-    entries at a time, with nothing else running."""
-    from tracedb.jsonsafe import prepare_entries
-
+    """Milliseconds of search indexing per entry: ``entries`` appended to a trace of their
+    own on a connection of this bench (no store's indexer knows it), then indexed as the
+    indexer does, a call of ``CALL_ENTRIES`` at a time, with nothing else running."""
     with psycopg.connect(url, autocommit=True) as conn:
-        trace_id = conn.execute(
-            "SELECT trace_id FROM tracedb_append(NULL, 'bench', NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)",
-            (f"index-{uuid.uuid4().hex[:8]}", prepare_entries(entries).payload()),
-        ).fetchone()[0]
+        thread = f"index-{uuid.uuid4().hex[:8]}"
+        params = _append_params(entries=prepare_entries(entries).payload(), thread_id=thread, user_id="bench")
+        trace_id = conn.execute(q.APPEND, params).fetchone()[0]
+        call = {"ids": [trace_id], "max": CALL_ENTRIES, "live": None}
         t0 = time.perf_counter()
-        while conn.execute(INDEX_CALL, (trace_id, INDEX_BATCH)).fetchone()[0]:
+        while conn.execute(INDEX_TRACES, call).fetchall():  # still pending: call again
             pass
         return (time.perf_counter() - t0) * 1000 / len(entries)
 
@@ -466,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         " the last write"
     )
     print(
-        f"search indexing, alone, in calls of {INDEX_BATCH} entries: {index_ms:.3f} ms per entry,"
+        f"search indexing, alone, in calls of {CALL_ENTRIES} entries: {index_ms:.3f} ms per entry,"
         f" {result['index_cost_vs_raw_insert']}x a raw single-row INSERT"
     )
     print()

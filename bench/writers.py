@@ -242,9 +242,11 @@ def _drain(url: str) -> float:
     """Index what the writers of a run left pending (a store indexes for at most a round when
     it closes) before the next run starts, so that no run shares the machine with the
     indexing of the one before; returns the seconds it took."""
+    from tracedb import AutomationTraceDB
+
     t0 = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT tracedb_index_stale(100, interval '0')").fetchone()[0]:
+    with AutomationTraceDB(url, apply_migrations=False) as db:
+        while db.index_pending():
             pass
     return time.perf_counter() - t0
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from . import queries as q
+
 log = logging.getLogger("tracedb.indexer")
 
 INTERVAL_S = 1.0
@@ -27,22 +29,20 @@ INTERVAL_S = 1.0
 STALE_EVERY_S = 30.0
 STALE_LIMIT = 100
 
-INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], 256, %(live)s) AS id"
+# A call indexes at most this many entries of a trace (the entries of a call are held in
+# memory at once, and an entry may be large).
+CALL_ENTRIES = 256
+INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], %(max)s, %(live)s) AS id"
 # A trace whose content changed this recently is being written: its last block is indexed
 # once it is complete or the trace has been quiet this long (see sql/018), not rewritten at
 # every round as it fills (its entries are read directly by searches meanwhile). Content
 # moves a trace's updated_at at most once a second.
 LIVE = timedelta(seconds=2)
-# A call indexes at most 256 entries of each trace (the entries of a call are held in memory
-# at once, and an entry may be large); a call that returns sooner than this did no work: the
-# traces it left pending are held by another transaction (a delete, another indexer).
+# A call that returns sooner than this did no work: the traces it left pending are held by
+# another transaction (a delete, another indexer).
 IDLE_CALL_S = 0.005
-# Traces any writer left pending for more than 10 s, oldest first.
-FIND_STALE = """
-SELECT t.id FROM automation_traces t
- WHERE t.index_pending AND t.updated_at < now() - interval '10 seconds'
- ORDER BY t.updated_at LIMIT %(limit)s
-"""
+# Traces any writer left pending this long are taken into the rounds.
+STALE_AFTER = timedelta(seconds=10)
 
 
 class Indexer:
@@ -103,7 +103,8 @@ class Indexer:
                 # ran) join this round's traces: a call of theirs is as long as any other's,
                 # where one call used to index all their entries at once, holding up the
                 # traces this store writes for as long (a backlog of 50,000 entries, 12 s).
-                ids.update(str(row[0]) for row in conn.execute(FIND_STALE, {"limit": STALE_LIMIT}))
+                stale = conn.execute(q.STALE_TRACES, {"age": STALE_AFTER, "limit": STALE_LIMIT})
+                ids.update(str(row[0]) for row in stale)
                 self._last_stale = time.monotonic()
             deadline = time.monotonic() + self.interval
             held: set[str] = set()
@@ -125,7 +126,9 @@ class Indexer:
                         self.behind = True
                         continue
                     started = time.monotonic()
-                    if conn.execute(INDEX_TRACES, {"ids": [trace_id], "live": live}).fetchall():
+                    if conn.execute(
+                        INDEX_TRACES, {"ids": [trace_id], "max": CALL_ENTRIES, "live": live}
+                    ).fetchall():
                         # still pending: more to do, or (a call that returned at once) its
                         # last block left to fill, or held by another transaction (a delete,
                         # another indexer): next round

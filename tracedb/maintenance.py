@@ -205,7 +205,7 @@ class MaintenanceOperations(StoreBase):
         # A trace a store's indexer was indexing meanwhile was skipped: wait until that
         # indexer is done with it, then index what is left, so that what was pending when
         # this was called is indexed when it returns.
-        held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, {"limit": limit}))]
+        held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, params))]
         if held:
             yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
             done += int((yield _one(q.INDEX_STALE, params))["n"])

@@ -347,16 +347,22 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
 """
 
 INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s, %(age)s) AS n"
-# Of the oldest pending traces (those INDEX_STALE takes), the ones another indexer is
-# indexing right now (the indexers skip a trace one of them holds), and a wait until it is
-# done with them: its lock on each is held until it commits. As many locks at most as
-# INDEX_STALE takes itself.
-HELD_BY_INDEXER = """
-SELECT p.id::text AS id
-  FROM (SELECT t.id FROM automation_traces t WHERE t.index_pending
-         ORDER BY t.updated_at LIMIT %(limit)s) AS p
- WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || p.id, 0))
+# The traces whose newest entries are not indexed yet and whose content last changed more
+# than %(age)s ago, oldest first: what tracedb_index_stale indexes, and what an indexer takes
+# into its rounds.
+STALE_TRACES = """
+SELECT t.id FROM automation_traces t
+ WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
+ ORDER BY t.updated_at LIMIT %(limit)s
 """
+# Of those, the ones another indexer is indexing right now (the indexers skip a trace one of
+# them holds), and a wait until it is done with them: its lock on each is held until it
+# commits. As many locks at most as INDEX_STALE takes itself.
+HELD_BY_INDEXER = (
+    "SELECT p.id::text AS id FROM ("
+    + STALE_TRACES
+    + ") AS p WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || p.id, 0))"
+)
 WAIT_FOR_INDEXER = """
 SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || i, 0))) AS n
   FROM unnest(%(ids)s::text[]) AS i
