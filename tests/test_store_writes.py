@@ -524,41 +524,27 @@ def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):
     again while calls do work. With one call a round, a trace written faster than 256 entries
     a second fell ever further behind. The last block, while incomplete, waits until the
     trace is no longer being written (it was rewritten at every round as it filled)."""
-    from tracedb.indexer import Indexer
 
     words = [f"zr{uuid.uuid4().hex[:10]}" for _ in range(700)]
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
         tid = _pending_trace(conn, ids("th"), words)
-        indexer = Indexer(
-            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=30
-        )
+        indexer = _indexer(db_url, 30)
         try:
             indexer.run_once()  # nothing known to it yet: indexes nothing
-            assert conn.execute(
-                "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
-            ).fetchone() == (0,)
+            assert _index_state(conn, tid)[1] == 0
             indexer.written(tid)
             indexer.run_once()
-            row = conn.execute(
-                "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (tid,)
-            ).fetchone()
+            row = _index_state(conn, tid)
             # every complete block; the last one (28 entries) waits while the trace is written
             assert row == (True, 672)
             indexer.run_once()
-            assert conn.execute(
-                "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
-            ).fetchone() == (672,)
+            assert _index_state(conn, tid)[1] == 672
             _quiet(conn, tid)  # no longer written: its last block too
             indexer.run_once()
-            row = conn.execute(
-                "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (tid,)
-            ).fetchone()
+            row = _index_state(conn, tid)
             assert row == (False, 700)
-            hits = conn.execute(
-                "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
-                (tid, words[-1]),
-            ).fetchone()
-            assert hits == (1,)
+            hits = _search_rows(conn, tid, words[-1])
+            assert hits == 1
         finally:
             indexer.close()
 
@@ -569,33 +555,21 @@ def test_a_trace_left_pending_by_a_writer_gone_is_indexed_in_turns(db, db_url, i
     entries in one call, holding up its own traces for as long), and all of them get
     indexed."""
     from tracedb import indexer as indexing
-    from tracedb.indexer import Indexer
 
     monkeypatch.setattr(indexing, "STALE_LIMIT", 1)  # the oldest only: this one
     words = [f"zs{uuid.uuid4().hex[:10]}" for _ in range(600)]
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
         tid = _pending_trace(conn, ids("th"), words)
         _quiet(conn, tid)  # written long ago: the oldest trace left pending
-        indexer = Indexer(
-            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
-        )
+        indexer = _indexer(db_url, 0.001)
         try:
-
-            def indexed() -> int:
-                return conn.execute(
-                    "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
-                ).fetchone()[0]
-
             indexer.run_once()  # finds it; the time limit allows one call
-            assert (indexed(), indexer.behind, tid in indexer._ids) == (256, True, True)
+            assert (_index_state(conn, tid)[1], indexer.behind, tid in indexer._ids) == (256, True, True)
             indexer.interval = 30
             indexer.run_once()
-            assert (indexed(), tid in indexer._ids) == (600, False)
-            hits = conn.execute(
-                "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
-                (tid, words[-1]),
-            ).fetchone()
-            assert hits == (1,)
+            assert (_index_state(conn, tid)[1], tid in indexer._ids) == (600, False)
+            hits = _search_rows(conn, tid, words[-1])
+            assert hits == 1
         finally:
             indexer.close()
 
@@ -604,30 +578,21 @@ def test_an_indexer_cut_short_by_its_time_limit_goes_on_without_a_pause(db_url, 
     """A round that reaches its time limit with entries left says so (``behind``), keeps the
     traces for the next round, and the loop starts that round at once instead of waiting an
     interval; a round that finishes its work is not behind."""
-    from tracedb.indexer import Indexer
 
     words = [f"zb{uuid.uuid4().hex[:10]}" for _ in range(600)]
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
         tid = _pending_trace(conn, ids("th"), words)
         # a time limit shorter than one call: each round makes one call of 256 entries
-        indexer = Indexer(
-            lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=0.001
-        )
+        indexer = _indexer(db_url, 0.001)
         _quiet(conn, tid)  # indexed to its last entry
         indexer._ids.add(tid)  # as written() would, without starting its thread
         indexer._last_stale = time.monotonic()  # no traces of other tests' in its rounds
         try:
-
-            def indexed() -> int:
-                return conn.execute(
-                    "SELECT indexed_count FROM automation_traces WHERE id = %s", (tid,)
-                ).fetchone()[0]
-
             indexer.run_once()
-            assert (indexed(), indexer.behind, indexer._ids) == (256, True, {tid})
+            assert (_index_state(conn, tid)[1], indexer.behind, indexer._ids) == (256, True, {tid})
             indexer.run_once()
             indexer.run_once()
-            assert (indexed(), indexer.behind, indexer._ids) == (600, False, set())
+            assert (_index_state(conn, tid)[1], indexer.behind, indexer._ids) == (600, False, set())
         finally:
             indexer.close()
 
@@ -795,6 +760,31 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
 
 
+def _index_state(conn: psycopg.Connection, trace_id: str) -> tuple[bool, int]:
+    """Whether a trace has entries not indexed yet, and how many of its entries are."""
+    return conn.execute(
+        "SELECT index_pending, indexed_count FROM automation_traces WHERE id = %s", (trace_id,)
+    ).fetchone()
+
+
+def _search_rows(conn: psycopg.Connection, trace_id: str, word: str) -> int:
+    """How many of a trace's search rows hold ``word``."""
+    return conn.execute(
+        "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
+        (trace_id, word),
+    ).fetchone()[0]
+
+
+def _indexer(db_url: str, interval: float) -> Any:
+    """An indexer of no store, on connections of its own (its thread starts only when
+    told of a write)."""
+    from tracedb.indexer import Indexer
+
+    return Indexer(
+        lambda: psycopg.connect(db_url, autocommit=True, prepare_threshold=None), interval=interval
+    )
+
+
 def _quiet(conn: psycopg.Connection, trace_id: str) -> None:
     """Make a trace look written long ago (its content last changed in 2000)."""
     with conn.transaction():
@@ -834,11 +824,8 @@ def test_indexing_makes_each_blocks_words_once(db, db_url, ids):
         tid = _pending_trace(conn, ids("th"), words)
         assert vectors_made(conn, "SELECT tracedb_index_entries(%s, 0, 70)", tid) == 3
         assert vectors_made(conn, "SELECT tracedb_rebuild_words(ARRAY[%s]::uuid[])", tid) == 3
-        found = conn.execute(
-            "SELECT count(*) FROM automation_trace_search WHERE trace_id = %s AND words @@ %s::tsquery",
-            (tid, words[40]),
-        ).fetchone()
-        assert found == (1,)
+        found = _search_rows(conn, tid, words[40])
+        assert found == 1
 
 
 def test_an_indexer_at_work_holds_up_no_append(db, db_url, ids):
