@@ -19,7 +19,8 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import queries as q
-from .core import Op, Statement, translate
+from .combine import AsyncCombiner, combinable
+from .core import Op, Statement, alone, translate
 from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
@@ -94,6 +95,7 @@ class AsyncAutomationTraceDB(StoreOperations):
         self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool: AsyncConnectionPool | None = None
         self._open_lock = asyncio.Lock()
+        self._combiner = AsyncCombiner(lambda st: self._run(alone(st), False, track=False))
 
     @classmethod
     async def open(cls, url: str | None = None, **kwargs: Any) -> AsyncAutomationTraceDB:
@@ -194,6 +196,12 @@ class AsyncAutomationTraceDB(StoreOperations):
                     except StopIteration as stop:
                         return stop.value
                     result = error = None
+                    if conn is None and st.combine and pool is self.pool and combinable(st.params):
+                        try:  # with other tasks' appends, on a connection of its own
+                            result = await self._combiner.submit(replace(st, combine=False))
+                        except TraceDBError as exc:
+                            error = exc
+                        continue
                     try:
                         if conn is None:
                             conn = await stack.enter_async_context(pool.connection())

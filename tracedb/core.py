@@ -69,6 +69,8 @@ class Statement:
         prepare: passed to psycopg's ``execute``; False for statements whose best plan
             depends on their values (filtered listings), which must never get a generic plan.
         timeout_ms: run under this statement time limit (in a transaction of its own).
+        combine: an append that may share a statement and a commit with other threads'
+            appends (see :mod:`tracedb.combine`), when it is its operation's first statement.
     """
 
     query: str | sql.Composable
@@ -77,6 +79,7 @@ class Statement:
     rows: Literal["dict", "tuple"] = "dict"
     prepare: bool | None = None
     timeout_ms: int | None = None
+    combine: bool = False
 
 
 Op = Generator[Statement, Any, T]
@@ -164,6 +167,11 @@ class operation:  # noqa: N801 - used as a decorator, like property
             return obj._run(fn(obj, *args, **kwargs), transaction, track=False)
 
         return bound
+
+
+def alone(st: Statement) -> Op[Any]:
+    """An operation of one statement: its result."""
+    return (yield st)
 
 
 def _one(query: str | sql.Composable, params: Mapping[str, Any] | None = None, **kw: Any) -> Statement:

@@ -14,7 +14,8 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries as q
-from .core import Op, Statement, translate
+from .combine import Combiner, combinable
+from .core import Op, Statement, alone, translate
 from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
@@ -141,6 +142,7 @@ class AutomationTraceDB(StoreOperations):
             self.close()
             raise DatabaseUnavailable(f"cannot connect to {self.server.label} within {timeout:g} s") from exc
         self._indexer = Indexer(self._index_connection)
+        self._combiner = Combiner(lambda st: self._run(alone(st), False, track=False))
         if apply_migrations:
             try:
                 with self.pool.connection() as conn:
@@ -170,6 +172,12 @@ class AutomationTraceDB(StoreOperations):
                     except StopIteration as stop:
                         return stop.value
                     result = error = None
+                    if conn is None and st.combine and pool is self.pool and combinable(st.params):
+                        try:  # with other threads' appends, on a connection of its own
+                            result = self._combiner.submit(replace(st, combine=False))
+                        except TraceDBError as exc:
+                            error = exc
+                        continue
                     try:
                         if conn is None:
                             conn = stack.enter_context(pool.connection())

@@ -296,7 +296,7 @@ class WriteOperations(StoreBase):
             params["provider_id"] = checks.require_text("provider_id", provider_id, optional=True)
             if new_trace_id is not None:
                 params["new_id"] = checks.parse_uuid(new_trace_id)
-        row = yield _one(q.APPEND, params)
+        row = yield _one(q.APPEND, params, combine=trace_id is not None)
         if row["written"]:
             self._wrote(row)
             self._sent.forget_trace(row["trace_id"])
