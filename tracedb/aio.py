@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import queries as q
 from .combine import AsyncCombiner, combinable
-from .core import Op, Statement, alone, translate
+from .core import Op, Statement, statement_error, translate
 from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
@@ -95,7 +95,7 @@ class AsyncAutomationTraceDB(StoreOperations):
         self._init_common(max_entry_bytes, max_depth, timeout)
         self.pool: AsyncConnectionPool | None = None
         self._open_lock = asyncio.Lock()
-        self._combiner = AsyncCombiner(lambda st: self._run(alone(st), False, track=False))
+        self._combiner = AsyncCombiner(self._statement)
 
     @classmethod
     async def open(cls, url: str | None = None, **kwargs: Any) -> AsyncAutomationTraceDB:
@@ -198,7 +198,7 @@ class AsyncAutomationTraceDB(StoreOperations):
                     result = error = None
                     if conn is None and st.combine and pool is self.pool and combinable(st.params):
                         try:  # with other tasks' appends, on a connection of its own
-                            result = await self._combiner.submit(replace(st, combine=False))
+                            result = await self._combiner.submit(st)
                         except TraceDBError as exc:
                             error = exc
                         continue
@@ -209,18 +209,22 @@ class AsyncAutomationTraceDB(StoreOperations):
                                 await stack.enter_async_context(conn.transaction())
                         result = await execute(conn, st)
                     except (psycopg.Error, PoolTimeout) as exc:
-                        error = translate(exc)
-                        if conn is not None and conn.broken and not isinstance(error, DatabaseUnavailable):
-                            # The connection died under the statement. Behind a pooler a killed
-                            # server connection shows as a protocol error ("received 2 results
-                            # from command 'BEGIN'"), not as an OperationalError.
-                            error = DatabaseUnavailable(f"the connection to the database was lost: {exc}")
-                        error.__cause__ = exc
+                        error = statement_error(exc, conn)
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
         finally:
             if tracked:  # once it is over, also if it failed (it may have committed)
                 self.routing.primary_used()
+
+    async def _statement(self, st: Statement) -> Any:
+        """Run one statement on a connection of the primary's pool, in a transaction of its
+        own; its result, or its named error."""
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            async with self.pool.connection() as conn:  # type: ignore[union-attr]
+                return await execute(conn, st)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise statement_error(exc, conn) from exc
 
     async def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
         """Run a read as :meth:`AutomationTraceDB._run_read` does."""

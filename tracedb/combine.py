@@ -125,11 +125,13 @@ class _Queue:
         self.waiting: list[_Slot] = []
         self.leaders = 0
 
-    def join(self, slot: _Slot) -> bool:
-        """True when ``slot`` leads (sends a statement now), else it waits in line."""
+    def join(self, slot: _Slot, event: Callable[[], Any]) -> bool:
+        """True when ``slot`` leads (sends a statement now), else it waits in line for
+        its ``event`` (made here: a lone append, the common case, needs none)."""
         if self.leaders < self.statements:
             self.leaders += 1
             return True
+        slot.done = event()
         self.waiting.append(slot)
         return False
 
@@ -168,9 +170,8 @@ class Combiner:
     def submit(self, st: Statement) -> Any:
         """Run one append (alone or with others) and return its row."""
         slot = _Slot(st)
-        slot.done = threading.Event()
         with self._lock:
-            lead = self._queue.join(slot)
+            lead = self._queue.join(slot, threading.Event)
         if not lead:
             slot.done.wait()
             if not slot.lead:
@@ -230,8 +231,7 @@ class AsyncCombiner:
         if loop is not self._loop:  # a store used from a new event loop: nothing of the old one
             self._loop, self._queue = loop, _Queue(*self._limits)  # is coming back
         slot = _Slot(st)
-        slot.done = asyncio.Event()
-        if not self._queue.join(slot):
+        if not self._queue.join(slot, asyncio.Event):
             try:
                 await slot.done.wait()
             except asyncio.CancelledError:

@@ -110,6 +110,18 @@ def translate(exc: BaseException) -> TraceDBError:
     return TraceDBError(f"the database failed the request ({type(exc).__name__}): {primary or exc}")
 
 
+def statement_error(exc: BaseException, conn: Any) -> TraceDBError:
+    """The named error of a statement that failed on ``conn`` (None: no connection was
+    had): :func:`translate`'s, or DatabaseUnavailable when the connection died under it
+    (behind a pooler a killed server connection shows as a protocol error, "received 2
+    results from command 'BEGIN'", not as an OperationalError)."""
+    error = translate(exc)
+    if conn is not None and conn.broken and not isinstance(error, DatabaseUnavailable):
+        error = DatabaseUnavailable(f"the connection to the database was lost: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 class operation:  # noqa: N801 - used as a decorator, like property
     """Marks a store method written as a generator of :class:`Statement`.
 
@@ -167,11 +179,6 @@ class operation:  # noqa: N801 - used as a decorator, like property
             return obj._run(fn(obj, *args, **kwargs), transaction, track=False)
 
         return bound
-
-
-def alone(st: Statement) -> Op[Any]:
-    """An operation of one statement: its result."""
-    return (yield st)
 
 
 def _one(query: str | sql.Composable, params: Mapping[str, Any] | None = None, **kw: Any) -> Statement:

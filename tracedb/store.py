@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries as q
 from .combine import Combiner, combinable
-from .core import Op, Statement, alone, translate
+from .core import Op, Statement, statement_error, translate
 from .errors import DatabaseUnavailable, TraceDBError
 from .indexer import Indexer
 from .jsonsafe import DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRY_BYTES, loads
@@ -142,7 +142,7 @@ class AutomationTraceDB(StoreOperations):
             self.close()
             raise DatabaseUnavailable(f"cannot connect to {self.server.label} within {timeout:g} s") from exc
         self._indexer = Indexer(self._index_connection)
-        self._combiner = Combiner(lambda st: self._run(alone(st), False, track=False))
+        self._combiner = Combiner(self._statement)
         if apply_migrations:
             try:
                 with self.pool.connection() as conn:
@@ -174,7 +174,7 @@ class AutomationTraceDB(StoreOperations):
                     result = error = None
                     if conn is None and st.combine and pool is self.pool and combinable(st.params):
                         try:  # with other threads' appends, on a connection of its own
-                            result = self._combiner.submit(replace(st, combine=False))
+                            result = self._combiner.submit(st)
                         except TraceDBError as exc:
                             error = exc
                         continue
@@ -185,18 +185,22 @@ class AutomationTraceDB(StoreOperations):
                                 stack.enter_context(conn.transaction())
                         result = execute(conn, st)
                     except (psycopg.Error, PoolTimeout) as exc:
-                        error = translate(exc)
-                        if conn is not None and conn.broken and not isinstance(error, DatabaseUnavailable):
-                            # The connection died under the statement. Behind a pooler a killed
-                            # server connection shows as a protocol error ("received 2 results
-                            # from command 'BEGIN'"), not as an OperationalError.
-                            error = DatabaseUnavailable(f"the connection to the database was lost: {exc}")
-                        error.__cause__ = exc
+                        error = statement_error(exc, conn)
         except (psycopg.Error, PoolTimeout) as exc:  # ending the transaction or returning the connection
             raise translate(exc) from exc
         finally:
             if tracked:  # once it is over, also if it failed (it may have committed)
                 self.routing.primary_used()
+
+    def _statement(self, st: Statement) -> Any:
+        """Run one statement on a connection of the primary's pool, in a transaction of its
+        own; its result, or its named error."""
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            with self.pool.connection() as conn:
+                return execute(conn, st)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise statement_error(exc, conn) from exc
 
     def _run_read(self, make_op: Callable[[], Op[Any]]) -> Any:
         """Run a read on the replica when it has what this store has seen, else on the
