@@ -36,9 +36,11 @@ class Gated(Counting):
     """Holds the first statement until ``waiting`` appends queue behind it, so that the next
     statement carries them all."""
 
-    def __init__(self, run: Callable[[Statement], Any], combiner: Combiner, waiting: int) -> None:
+    def __init__(
+        self, run: Callable[[Statement], Any], combiner: Combiner, waiting: int, hold: float = 0
+    ) -> None:
         super().__init__(run)
-        self.combiner, self.waiting, self.first = combiner, waiting, True
+        self.combiner, self.waiting, self.first, self.hold = combiner, waiting, True, hold
 
     def __call__(self, st: Statement) -> Any:
         if self.first:
@@ -46,15 +48,16 @@ class Gated(Counting):
             deadline = time.monotonic() + 10
             while len(self.combiner._queue.waiting) < self.waiting and time.monotonic() < deadline:
                 time.sleep(0.005)
+            time.sleep(self.hold)
         return super().__call__(st)
 
 
-def gate(db: AutomationTraceDB, waiting: int) -> Gated:
+def gate(db: AutomationTraceDB, waiting: int, hold: float = 0) -> Gated:
     """Replace ``db``'s combiner by one sending a statement at a time, whose first statement
-    waits for ``waiting`` appends queued behind it."""
+    waits for ``waiting`` appends queued behind it (and ``hold`` seconds more)."""
     run = db._combiner._run
     db._combiner = Combiner(run, statements=1)
-    gated = Gated(run, db._combiner, waiting)
+    gated = Gated(run, db._combiner, waiting, hold)
     db._combiner._run = gated
     return gated
 
@@ -150,7 +153,7 @@ def test_each_caller_gets_what_its_append_alone_returns(store, entries, ids):
     assert store.load_trace_by_id(traces[2]).entry_count == 1  # the batch once
 
 
-def test_one_bad_append_fails_alone_and_the_others_are_stored(store, entries, ids):
+def test_an_append_to_a_missing_or_unseen_trace_fails_alone_and_the_others_are_stored(store, entries, ids):
     traces = [_trace(store, ids) for _ in range(4)]
     gone = traces[2]
     assert store.delete_trace(gone)
@@ -166,8 +169,8 @@ def test_one_bad_append_fails_alone_and_the_others_are_stored(store, entries, id
             lambda: store.append_entries(entries(1), trace_id=traces[1]),
         ]
     )
-    # the combined statement failed for two appends' sake; each then went on its own
-    assert gated.sizes == [1, 4, 1, 1, 1, 1]
+    # the combined statement did not run the two it could not lock; each went on its own
+    assert gated.sizes == [1, 4, 1, 1]
     assert isinstance(results[2], TraceNotFound) and isinstance(results[3], TraceNotFound)
     assert results[1].written == 1 and results[4].written == 1
     for tid in (traces[0], traces[1], traces[3]):
@@ -249,3 +252,82 @@ def test_async_tasks_share_statements_and_a_cancelled_one_holds_up_nobody(db, db
             await asyncio.wait_for(adb.append_entries(steps[:1], trace_id=traces[1]), 5)
 
     asyncio.run(scenario())
+
+
+def test_a_trace_held_by_another_transaction_holds_up_only_its_own_append(store, db_url, entries, ids):
+    traces = [_trace(store, ids) for _ in range(4)]
+    held = traces[1]
+    gated = gate(store, waiting=3)
+    with psycopg.connect(db_url) as other:  # a transaction holding one trace's row
+        other.execute("SELECT 1 FROM automation_traces WHERE id = %s FOR NO KEY UPDATE", (held,))
+        results: list[Any] = [None] * 4
+
+        def append(i: int) -> None:
+            results[i] = store.append_entries(entries(1, start=i), trace_id=traces[i])
+
+        threads = []
+        for i in (0, 1, 2, 3):
+            t = threading.Thread(target=append, args=(i,))
+            t.start()
+            threads.append(t)
+            time.sleep(0.01)
+        for i in (0, 2, 3):
+            threads[i].join(10)
+            assert results[i] is not None and results[i].written == 1, f"append {i} waited for the held trace"
+        assert results[1] is None and threads[1].is_alive()  # waits for its own trace only
+        other.rollback()
+    threads[1].join(10)
+    assert results[1].written == 1
+    assert gated.sizes == [1, 3, 1]  # the held one went on its own
+    for i, tid in enumerate(traces):
+        assert store.load_trace_by_id(tid).trace_data == entries(1, start=i)
+
+
+def test_without_the_combined_function_each_append_goes_alone(fresh_db_url, entries, ids):
+    """A store that does not apply migrations, on a database of the previous version."""
+    AutomationTraceDB(fresh_db_url).close()
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION tracedb_append_many")
+    with AutomationTraceDB(fresh_db_url, apply_migrations=False) as store:
+        traces = [_trace(store, ids) for _ in range(4)]
+        gated = gate(store, waiting=3)
+        results = in_threads(
+            [lambda i=i: store.append_entries(entries(2), trace_id=traces[i]) for i in range(4)]
+        )
+        assert [r.written for r in results] == [2, 2, 2, 2]
+        assert gated.sizes == [1, 3, 1, 1, 1]  # the combined statement failed: each again alone
+        for tid in traces:
+            assert store.load_trace_by_id(tid).trace_data == entries(2)
+
+
+def test_a_caller_interrupted_while_it_waits_holds_up_nobody(store, entries, ids):
+    import signal
+
+    traces = [_trace(store, ids) for _ in range(3)]
+    gated = gate(store, waiting=1, hold=0.3)  # the leader's statement waits for this thread's append
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_: object) -> None:
+        raise Interrupted
+
+    leader = threading.Thread(target=lambda: store.append_entries(entries(1), trace_id=traces[0]))
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        leader.start()
+        time.sleep(0.05)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # a signal while this thread waits in line
+        with pytest.raises(Interrupted):
+            store.append_entries(entries(1), trace_id=traces[1])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    leader.join(10)
+    done: list[Any] = []
+    later = threading.Thread(target=lambda: done.append(store.append_entries(entries(1), trace_id=traces[2])))
+    later.start()
+    later.join(5)
+    assert done and done[0].written == 1, "an append after the interrupted one never returned"
+    assert store.load_trace_by_id(traces[0]).entry_count == 1
+    assert gated.sizes[0] == 1

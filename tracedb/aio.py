@@ -196,7 +196,7 @@ class AsyncAutomationTraceDB(StoreOperations):
                     except StopIteration as stop:
                         return stop.value
                     result = error = None
-                    if conn is None and st.combine and pool is self.pool and combinable(st.params):
+                    if conn is None and st.combine and pool is self.pool and combinable(st):
                         try:  # with other tasks' appends, on a connection of its own
                             result = await self._combiner.submit(st)
                         except TraceDBError as exc:

@@ -49,12 +49,18 @@ _FIXED = {
 }
 
 
-def combinable(params: Any) -> bool:
-    """Whether an APPEND with these parameters may share a statement with others: an append
-    of entries to a trace given by id (not a thread's trace to find or create, not an
-    exact upsert's offset or chain)."""
+_KNOWN = frozenset((*_CARRIED, *_FIXED))
+
+
+def combinable(st: Statement) -> bool:
+    """Whether an APPEND may share a statement with others: an append of entries to a trace
+    given by id (not a thread's trace to find or create, not an exact upsert's offset or
+    chain), with no parameter a combined statement would not carry."""
+    params = st.params
     return (
-        isinstance(params, dict)
+        st.query == q.APPEND
+        and isinstance(params, dict)
+        and params.keys() <= _KNOWN
         and params.get("trace_id") is not None
         and isinstance(params.get("entries"), str)
         and all(params.get(key) == value for key, value in _FIXED.items())
@@ -62,9 +68,8 @@ def combinable(params: Any) -> bool:
 
 
 def combined(statements: Sequence[Statement]) -> Statement:
-    """One statement that runs these appends in turn (in the order of their trace ids, so
-    that the row locks of two such statements are always taken in one order) and returns
-    their rows in the order given, each with its position ``ord`` (1-based)."""
+    """One statement that runs these appends in turn (in the order of their trace ids) and
+    returns a row for each, with its position ``ord`` (1-based) in ``statements``."""
     order = sorted(range(len(statements)), key=lambda i: str(statements[i].params["trace_id"]))  # type: ignore[index]
     columns: dict[str, list[Any]] = {key: [] for key in ("ord", *_CARRIED)}
     for i in order:
@@ -86,33 +91,22 @@ def combined(statements: Sequence[Statement]) -> Statement:
     return Statement(q.APPEND_MANY, params, fetch="all")
 
 
-def rows_in_order(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """The rows of a combined statement, in the order of its appends, without ``ord``."""
-    out: list[dict[str, Any] | None] = [None] * n
-    for row in rows:
-        row = dict(row)
-        out[row.pop("ord") - 1] = row
-    if any(row is None for row in out):  # pragma: no cover - every append returns a row
-        raise TraceDBError("a combined append returned fewer rows than it carried")
-    return out  # type: ignore[return-value]
-
-
 class _Slot:
     """One append waiting for its statement."""
 
-    __slots__ = ("done", "error", "lead", "result", "st")
+    __slots__ = ("alone", "done", "error", "lead", "result", "st")
 
     def __init__(self, st: Statement) -> None:
         self.st = st
         self.result: Any = None
         self.error: BaseException | None = None
-        self.lead = False
+        self.lead = False  # it leads next: sends a statement for itself and those waiting
+        self.alone = False  # the statement did not run it: its caller sends it on its own
         self.done: Any = None
 
-    def outcome(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.result
+    @property
+    def settled(self) -> bool:
+        return self.result is not None or self.error is not None or self.alone
 
 
 class _Queue:
@@ -150,10 +144,62 @@ class _Queue:
         nxt.lead = True
         return nxt
 
+    def leave(self, slot: _Slot) -> _Slot | None:
+        """A waiting caller gave up (interrupted, cancelled): its append leaves the line
+        (unless a statement took it already, which then runs to its end); if it was to
+        lead, the next one leads instead (returned, to be woken)."""
+        if slot.lead:
+            slot.lead = False
+            return self.hand_over()
+        if slot in self.waiting:
+            self.waiting.remove(slot)
+        return None
+
+
+def _batch_statement(batch: list[_Slot]) -> Statement | None:
+    """The statement of a leader's batch: its append's own when alone, else a combined
+    one; None when the batch cannot be combined (each is then sent on its own)."""
+    if len(batch) == 1:
+        return batch[0].st
+    try:
+        return combined([s.st for s in batch])
+    except Exception:  # noqa: BLE001 - a parameter combined() did not expect: send each alone
+        return None
+
 
 def _settle(batch: list[_Slot], rows: Any) -> None:
-    for slot, row in zip(batch, rows_in_order(rows, len(batch)), strict=True):
-        slot.result = row
+    """Hand out a statement's rows; an append the statement did not run goes alone."""
+    if len(batch) == 1:
+        batch[0].result = rows
+        return
+    for row in rows:
+        row = dict(row)
+        slot = batch[row.pop("ord") - 1]
+        if row["trace_id"] is None:
+            slot.alone = True
+        else:
+            slot.result = row
+    for slot in batch:  # never left without an answer (every append returns a row)
+        if not slot.settled:
+            slot.error = TraceDBError("a combined append returned no row for this append")
+
+
+def _failed(batch: list[_Slot], exc: TraceDBError) -> None:
+    """The statement failed. A lost connection reaches every caller, as it would have
+    alone (each its own error). Any other error was one append's: the statement committed
+    nothing, and each caller sends its own append again, at once and side by side."""
+    if len(batch) == 1:
+        batch[0].error = exc
+        return
+    for slot in batch:
+        if isinstance(exc, DatabaseUnavailable):
+            slot.error = DatabaseUnavailable(str(exc))
+            slot.error.__cause__ = exc
+        else:
+            slot.alone = True
+
+
+_INTERRUPTED = "the append was interrupted: it may not be stored"
 
 
 class Combiner:
@@ -173,43 +219,46 @@ class Combiner:
         with self._lock:
             lead = self._queue.join(slot, threading.Event)
         if not lead:
-            slot.done.wait()
+            try:
+                slot.done.wait()
+            except BaseException:
+                with self._lock:
+                    nxt = self._queue.leave(slot)
+                if nxt is not None:
+                    nxt.done.set()
+                raise
             if not slot.lead:
-                return slot.outcome()
-        with self._lock:
-            batch = self._queue.take(slot)
+                return self._outcome(slot)
+        batch = [slot]
         try:
-            self._send(batch)
+            with self._lock:
+                batch = self._queue.take(slot)
+            statement = _batch_statement(batch)
+            if statement is None:
+                for s in batch:
+                    s.alone = True
+            else:
+                try:
+                    _settle(batch, self._run(statement))
+                except TraceDBError as exc:
+                    _failed(batch, exc)
         finally:
-            for other in batch:
-                if other is not slot:
-                    if other.result is None and other.error is None:
-                        other.error = DatabaseUnavailable("the append was interrupted: it may not be stored")
-                    other.done.set()
+            for other in batch[1:]:
+                if not other.settled:
+                    other.error = DatabaseUnavailable(_INTERRUPTED)
+                other.done.set()
             with self._lock:
                 nxt = self._queue.hand_over()
             if nxt is not None:
                 nxt.done.set()
-        return slot.outcome()
+        return self._outcome(slot)
 
-    def _send(self, batch: list[_Slot]) -> None:
-        if len(batch) > 1:
-            try:
-                rows = self._run(combined([s.st for s in batch]))
-            except DatabaseUnavailable as exc:
-                for s in batch:
-                    s.error = exc
-                return
-            except TraceDBError:
-                pass  # one append's error: each again on its own
-            else:  # committed: never sent again
-                _settle(batch, rows)
-                return
-        for s in batch:
-            try:
-                s.result = self._run(s.st)
-            except TraceDBError as exc:
-                s.error = exc
+    def _outcome(self, slot: _Slot) -> Any:
+        if slot.alone:  # outside the line: a statement of its own, beside the others
+            return self._run(slot.st)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
 
 
 class AsyncCombiner:
@@ -230,59 +279,47 @@ class AsyncCombiner:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a store used from a new event loop: nothing of the old one
             self._loop, self._queue = loop, _Queue(*self._limits)  # is coming back
+        queue = self._queue  # the line this append joins, whatever happens to the attribute
         slot = _Slot(st)
-        if not self._queue.join(slot, asyncio.Event):
+        if not queue.join(slot, asyncio.Event):
             try:
                 await slot.done.wait()
-            except asyncio.CancelledError:
-                self._leave(slot)
+            except BaseException:
+                nxt = queue.leave(slot)
+                if nxt is not None:
+                    nxt.done.set()
                 raise
             if not slot.lead:
-                return slot.outcome()
+                return await self._outcome(slot)
         # The statement is not cancelled with the task that sends it: the others' appends
         # ride on it, and the next leader is chosen when it is over.
-        task = asyncio.ensure_future(self._lead(slot, self._queue.take(slot)))
-        await asyncio.shield(task)
-        return slot.outcome()
+        await asyncio.shield(asyncio.ensure_future(self._lead(queue, slot)))
+        return await self._outcome(slot)
 
-    def _leave(self, slot: _Slot) -> None:
-        """A waiting caller was cancelled: its append is not sent (unless a statement took
-        it already, which then runs to its end); if it was to lead, the next one does."""
-        if slot.lead:
-            nxt = self._queue.hand_over()
-            if nxt is not None:
-                nxt.done.set()
-        elif slot in self._queue.waiting:
-            self._queue.waiting.remove(slot)
-
-    async def _lead(self, slot: _Slot, batch: list[_Slot]) -> None:
+    async def _lead(self, queue: _Queue, slot: _Slot) -> None:
+        batch = queue.take(slot)
         try:
-            await self._send(batch)
+            statement = _batch_statement(batch)
+            if statement is None:
+                for s in batch:
+                    s.alone = True
+            else:
+                try:
+                    _settle(batch, await self._run(statement))
+                except TraceDBError as exc:
+                    _failed(batch, exc)
         finally:
-            for other in batch:
-                if other is not slot:
-                    if other.result is None and other.error is None:
-                        other.error = DatabaseUnavailable("the append was interrupted: it may not be stored")
-                    other.done.set()
-            nxt = self._queue.hand_over()
+            for other in batch[1:]:
+                if not other.settled:
+                    other.error = DatabaseUnavailable(_INTERRUPTED)
+                other.done.set()
+            nxt = queue.hand_over()
             if nxt is not None:
                 nxt.done.set()
 
-    async def _send(self, batch: list[_Slot]) -> None:
-        if len(batch) > 1:
-            try:
-                rows = await self._run(combined([s.st for s in batch]))
-            except DatabaseUnavailable as exc:
-                for s in batch:
-                    s.error = exc
-                return
-            except TraceDBError:
-                pass
-            else:
-                _settle(batch, rows)
-                return
-        for s in batch:
-            try:
-                s.result = await self._run(s.st)
-            except TraceDBError as exc:
-                s.error = exc
+    async def _outcome(self, slot: _Slot) -> Any:
+        if slot.alone:
+            return await self._run(slot.st)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result

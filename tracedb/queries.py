@@ -95,21 +95,17 @@ SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, cre
 """
 
 # Appends to traces given by id, many in one statement and transaction (see
-# :mod:`tracedb.combine`): each row of the arrays is one append's call of tracedb_append, run
-# in the order of the arrays; the rows come back with each append's position ``ord``. The
-# entries of all come as one JSON array (an array of large texts costs more to send than
-# the appends save).
+# :mod:`tracedb.combine` and sql/019): each element of the arrays is one append; a row with
+# a NULL trace_id is an append that was not run (its trace was held by another transaction,
+# or is not there for its user to see). The entries of all come as one JSON array (an array
+# of large texts costs more to send than the appends save).
 APPEND_MANY = """
-SELECT a.ord, r.trace_id::text AS trace_id, r.first_seq, r.entry_count, r.written, r.in_sync,
-       r.created, r.turn, r.duplicate, r.replaced, r.fingerprint
-  FROM ROWS FROM (unnest(%(ord)s::integer[]), unnest(%(trace_id)s::uuid[]), unnest(%(name)s::text[]),
-                  unnest(%(status)s::text[]), unnest(%(new_turn)s::boolean[]), unnest(%(scope)s::text[]),
-                  unnest(%(batch)s::uuid[]), unnest(%(running)s::text[]), unnest(%(dropped)s::integer[]),
-                  jsonb_array_elements(%(entries)s::jsonb))
-       AS a(ord, trace_id, name, status, new_turn, scope, batch, running, dropped, entries)
- CROSS JOIN LATERAL tracedb_append(a.trace_id, NULL, NULL, NULL, a.name, a.entries, NULL, a.status,
-                                   NULL, a.new_turn, a.scope, a.batch, NULL, false, a.running::jsonb,
-                                   a.dropped) AS r
+SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn,
+       duplicate, replaced, fingerprint
+  FROM tracedb_append_many(%(ord)s::integer[], %(trace_id)s::uuid[], %(name)s::text[],
+                           %(entries)s::jsonb, %(status)s::text[], %(new_turn)s::boolean[],
+                           %(scope)s::text[], %(batch)s::uuid[], %(running)s::text[],
+                           %(dropped)s::integer[])
 """
 
 # Where the most recent trace of a thread and user stands: its entry count and fingerprint.

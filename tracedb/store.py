@@ -172,7 +172,7 @@ class AutomationTraceDB(StoreOperations):
                     except StopIteration as stop:
                         return stop.value
                     result = error = None
-                    if conn is None and st.combine and pool is self.pool and combinable(st.params):
+                    if conn is None and st.combine and pool is self.pool and combinable(st):
                         try:  # with other threads' appends, on a connection of its own
                             result = self._combiner.submit(st)
                         except TraceDBError as exc:
