@@ -331,3 +331,30 @@ def test_a_caller_interrupted_while_it_waits_holds_up_nobody(store, entries, ids
     assert done and done[0].written == 1, "an append after the interrupted one never returned"
     assert store.load_trace_by_id(traces[0]).entry_count == 1
     assert gated.sizes[0] == 1
+
+
+def test_lone_appends_to_a_held_trace_do_not_block_the_line(store, db_url, entries, ids):
+    """Two statements at a time: a lone append waiting for a held trace keeps one; the
+    next lone append, sent while it waits, skips the held trace and keeps the line moving."""
+    held, free = _trace(store, ids), _trace(store, ids)
+    results: dict[str, Any] = {}
+
+    def append(key: str, tid: str) -> None:
+        results[key] = store.append_entries(entries(1), trace_id=tid)
+
+    with psycopg.connect(db_url) as other:
+        other.execute("SELECT 1 FROM automation_traces WHERE id = %s FOR NO KEY UPDATE", (held,))
+        waiting = [threading.Thread(target=append, args=(key, held)) for key in ("a", "b")]
+        for t in waiting:
+            t.start()
+            time.sleep(0.2)
+        mover = threading.Thread(target=append, args=("c", free))
+        mover.start()
+        mover.join(5)
+        assert "c" in results, "an append to another trace waited for the held one"
+        assert "a" not in results and "b" not in results
+        other.rollback()
+    for t in waiting:
+        t.join(10)
+    assert results["a"].written == results["b"].written == 1
+    assert store.load_trace_by_id(held).entry_count == 2

@@ -94,7 +94,7 @@ def combined(statements: Sequence[Statement]) -> Statement:
 class _Slot:
     """One append waiting for its statement."""
 
-    __slots__ = ("alone", "done", "error", "lead", "result", "st")
+    __slots__ = ("alone", "done", "error", "lead", "result", "shared", "st")
 
     def __init__(self, st: Statement) -> None:
         self.st = st
@@ -102,6 +102,9 @@ class _Slot:
         self.error: BaseException | None = None
         self.lead = False  # it leads next: sends a statement for itself and those waiting
         self.alone = False  # the statement did not run it: its caller sends it on its own
+        # it leads while another statement is at the server: even alone, it goes by the
+        # statement that skips a held trace (at most one line is ever held by a lone append)
+        self.shared = False
         self.done: Any = None
 
     @property
@@ -124,6 +127,7 @@ class _Queue:
         its ``event`` (made here: a lone append, the common case, needs none)."""
         if self.leaders < self.statements:
             self.leaders += 1
+            slot.shared = self.leaders > 1
             return True
         slot.done = event()
         self.waiting.append(slot)
@@ -141,7 +145,7 @@ class _Queue:
             self.leaders -= 1
             return None
         nxt = self.waiting.pop(0)
-        nxt.lead = True
+        nxt.lead = nxt.shared = True
         return nxt
 
     def leave(self, slot: _Slot) -> _Slot | None:
@@ -157,9 +161,11 @@ class _Queue:
 
 
 def _batch_statement(batch: list[_Slot]) -> Statement | None:
-    """The statement of a leader's batch: its append's own when alone, else a combined
-    one; None when the batch cannot be combined (each is then sent on its own)."""
-    if len(batch) == 1:
+    """The statement of a leader's batch: its append's own when it is alone and no other
+    statement is at the server (the cheapest), else a combined one (which skips a trace
+    another transaction holds); None when the batch cannot be combined (each is then sent
+    on its own)."""
+    if len(batch) == 1 and not batch[0].shared:
         return batch[0].st
     try:
         return combined([s.st for s in batch])
@@ -169,7 +175,7 @@ def _batch_statement(batch: list[_Slot]) -> Statement | None:
 
 def _settle(batch: list[_Slot], rows: Any) -> None:
     """Hand out a statement's rows; an append the statement did not run goes alone."""
-    if len(batch) == 1:
+    if len(batch) == 1 and not batch[0].shared:
         batch[0].result = rows
         return
     for row in rows:
@@ -188,7 +194,7 @@ def _failed(batch: list[_Slot], exc: TraceDBError) -> None:
     """The statement failed. A lost connection reaches every caller, as it would have
     alone (each its own error). Any other error was one append's: the statement committed
     nothing, and each caller sends its own append again, at once and side by side."""
-    if len(batch) == 1:
+    if len(batch) == 1 and not batch[0].shared:
         batch[0].error = exc
         return
     for slot in batch:
