@@ -163,14 +163,31 @@ class _Queue:
 def _batch_statement(batch: list[_Slot]) -> Statement | None:
     """The statement of a leader's batch: its append's own when it is alone and no other
     statement is at the server (the cheapest), else a combined one (which skips a trace
-    another transaction holds); None when the batch cannot be combined (each is then sent
-    on its own)."""
+    another transaction holds); None when the batch cannot be combined (each is then
+    marked to go alone)."""
     if len(batch) == 1 and not batch[0].shared:
         return batch[0].st
     try:
         return combined([s.st for s in batch])
     except Exception:  # noqa: BLE001 - a parameter combined() did not expect: send each alone
+        for s in batch:
+            s.alone = True
         return None
+
+
+def _wake(batch: list[_Slot]) -> None:
+    """The leader is done with its batch: wake the others (each with an answer)."""
+    for other in batch[1:]:
+        if not other.settled:
+            other.error = DatabaseUnavailable(_INTERRUPTED)
+        other.done.set()
+
+
+def _answer(slot: _Slot) -> Any:
+    """The row of an append a statement ran, or its error."""
+    if slot.error is not None:
+        raise slot.error
+    return slot.result
 
 
 def _settle(batch: list[_Slot], rows: Any) -> None:
@@ -240,19 +257,13 @@ class Combiner:
             with self._lock:
                 batch = self._queue.take(slot)
             statement = _batch_statement(batch)
-            if statement is None:
-                for s in batch:
-                    s.alone = True
-            else:
+            if statement is not None:
                 try:
                     _settle(batch, self._run(statement))
                 except TraceDBError as exc:
                     _failed(batch, exc)
         finally:
-            for other in batch[1:]:
-                if not other.settled:
-                    other.error = DatabaseUnavailable(_INTERRUPTED)
-                other.done.set()
+            _wake(batch)
             with self._lock:
                 nxt = self._queue.hand_over()
             if nxt is not None:
@@ -262,9 +273,7 @@ class Combiner:
     def _outcome(self, slot: _Slot) -> Any:
         if slot.alone:  # outside the line: a statement of its own, beside the others
             return self._run(slot.st)
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
+        return _answer(slot)
 
 
 class AsyncCombiner:
@@ -306,19 +315,13 @@ class AsyncCombiner:
         batch = queue.take(slot)
         try:
             statement = _batch_statement(batch)
-            if statement is None:
-                for s in batch:
-                    s.alone = True
-            else:
+            if statement is not None:
                 try:
                     _settle(batch, await self._run(statement))
                 except TraceDBError as exc:
                     _failed(batch, exc)
         finally:
-            for other in batch[1:]:
-                if not other.settled:
-                    other.error = DatabaseUnavailable(_INTERRUPTED)
-                other.done.set()
+            _wake(batch)
             nxt = queue.hand_over()
             if nxt is not None:
                 nxt.done.set()
@@ -326,6 +329,4 @@ class AsyncCombiner:
     async def _outcome(self, slot: _Slot) -> Any:
         if slot.alone:
             return await self._run(slot.st)
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
+        return _answer(slot)
