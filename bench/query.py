@@ -161,9 +161,10 @@ class Bench:
         res = Result(name, "list")
         flts = [filters(i) for i in range(self.repeat)]
         # the plan the store runs: for several terms in one entry it may start from the index
-        estimate = filter_sql.candidate_blocks_query(flts[0])
-        first = estimate is not None and filter_sql.starts_from_index(
-            self.conn.execute(*estimate).fetchone(), self.conn.execute(filter_sql.ALL_BLOCKS_QUERY).fetchone()
+        estimate = filter_sql.candidate_estimate(flts[0])
+        first = estimate is not None and estimate.starts_from_index(
+            self.conn.execute(estimate.query, estimate.params).fetchone(),
+            self.conn.execute(estimate.every).fetchone(),
         )
         query, params = filter_sql.list_query(flts[0], PAGE, None, index_first=first)
         res.plan, res.seq_scan = explain(self.conn, query, params)

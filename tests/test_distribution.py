@@ -21,6 +21,7 @@ DISTRIBUTED = {
     "automation_traces": ("id", "traces"),
     "automation_trace_entries": ("trace_id", "traces"),
     "automation_trace_search": ("trace_id", "traces"),
+    "automation_trace_entry_words": ("trace_id", "traces"),
     "checkpoints": ("thread_id", "checkpoints"),
     "checkpoint_blobs": ("thread_id", "checkpoints"),
     "checkpoint_writes": ("thread_id", "checkpoints"),

@@ -293,3 +293,55 @@ def test_a_foreign_automation_traces_table_is_a_clear_error(fresh_db_url):
         conn.execute("CREATE TABLE automation_traces (id int)")
         with pytest.raises(TraceDBError, match="neither tracedb's nor the seed's"):
             migrate(conn)
+
+
+def _migrate_to(conn: psycopg.Connection, version: int) -> None:
+    """Apply the migrations up to ``version`` as migrate does, recorded as applied."""
+    from tracedb.migrations import CREATE_VERSION_TABLE
+
+    with conn.transaction():
+        conn.execute(CREATE_VERSION_TABLE)
+        for mig in load_migrations():
+            if mig.version > version:
+                break
+            conn.execute(mig.sql)
+            conn.execute(
+                "INSERT INTO tracedb_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (mig.version, mig.name, mig.checksum),
+            )
+
+
+def test_entries_indexed_before_entry_words_get_theirs(fresh_db_url):
+    """A database whose entries were indexed before searches of several words went through a
+    row of words per entry gets those rows for every indexed entry when it is migrated (and
+    none for entries not indexed yet, which searches read directly): a phrase is found in
+    both traces at once."""
+    import json
+    import uuid
+
+    from tracedb import AutomationTraceDB
+
+    a, b = (f"w{uuid.uuid4().hex[:8]}" for _ in range(2))
+    append = "SELECT trace_id FROM tracedb_append(NULL, 'u', NULL, %s, NULL, %s::jsonb, NULL, NULL, NULL)"
+    index = "SELECT tracedb_index_traces(%s::uuid[])"
+    previous = max(m.version for m in load_migrations() if m.name != "020_entry_words.sql" and m.version < 20)
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        _migrate_to(conn, previous)
+        docs = [{"d": {"output": f"{a} {b}"}, "n": "x"}, {"d": {"output": a}, "n": "y"}]
+        indexed = conn.execute(append, ("th-1", json.dumps(docs))).fetchone()[0]
+        conn.execute(index, ([indexed],))
+        partly = conn.execute(append, ("th-2", json.dumps(docs[1:]))).fetchone()[0]
+        conn.execute(index, ([partly],))
+        conn.execute(append, ("th-2", json.dumps(docs[:1])))  # not indexed yet
+        applied = migrate(conn)
+        assert applied == [m.name for m in load_migrations() if m.version > previous]
+        rows = conn.execute(
+            "SELECT trace_id, seq, words IS NOT NULL FROM automation_trace_entry_words ORDER BY trace_id, seq"
+        ).fetchall()
+        assert sorted(rows) == sorted([(indexed, 0, True), (indexed, 1, True), (partly, 0, True)])
+    with AutomationTraceDB(fresh_db_url) as db:
+        phrase = TraceFilter(text=f'"{a} {b}"')
+        assert {s.id for s in db.list_traces(phrase).items} == {str(indexed), str(partly)}
+        db.index_pending()
+        assert {s.id for s in db.list_traces(phrase).items} == {str(indexed), str(partly)}
+        assert db.count_traces(TraceFilter(text=f'"{b} {a}"')) == 0

@@ -4,7 +4,9 @@ checkpoints, tokens and cost, drops; limits checked before the database; retenti
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import threading
 import time
@@ -657,7 +659,7 @@ def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids
 
 def test_the_index_first_decision_reads_whole_estimates_also_from_parallel_plans(db, db_url, ids):
     """Whether a page starts from the search index compares two planner estimates (the
-    candidate blocks, all blocks); a plan that runs in parallel must give the same."""
+    candidate rows, all rows); a plan that runs in parallel must give the same."""
     from psycopg.rows import dict_row
 
     from tracedb import filters
@@ -667,19 +669,20 @@ def test_the_index_first_decision_reads_whole_estimates_also_from_parallel_plans
     for i in range(40):
         db.append_entries([entry("x", output=f"{a} {b} n{i}")], thread_id=ids("th"), user_id=user)
     db.index_pending()
-    estimate = filters.candidate_blocks_query(TraceFilter(text=f"{a} {b}"))
-    assert estimate is not None
+    estimate = filters.candidate_estimate(TraceFilter(text=f"{a} {b}"))
+    assert estimate is not None and estimate.every == filters.ALL_ENTRY_ROWS_QUERY
     serial = ["max_parallel_workers_per_gather = 0"]
     forced = ["parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"]
     decisions, totals = [], []
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None, row_factory=dict_row) as conn:
-        conn.execute("ANALYZE automation_trace_search")
+        conn.execute("ANALYZE automation_trace_entry_words")
         for settings in (serial, forced):
             with conn.transaction():  # SET LOCAL: also behind a transaction-mode pooler
                 for setting in settings:
                     conn.execute(f"SET LOCAL {setting}")
-                every = conn.execute(filters.ALL_BLOCKS_QUERY).fetchone()
-                decisions.append(filters.starts_from_index(conn.execute(*estimate).fetchone(), every))
+                every = conn.execute(estimate.every).fetchone()
+                candidates = conn.execute(estimate.query, estimate.params).fetchone()
+                decisions.append(estimate.starts_from_index(candidates, every))
                 totals.append(filters.estimate_from_plan(every))
                 plan = every["QUERY PLAN"][0]["Plan"]
     assert plan["Node Type"] == "Gather"  # the forced plan ran in parallel
@@ -687,9 +690,10 @@ def test_the_index_first_decision_reads_whole_estimates_also_from_parallel_plans
 
 
 def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, ids):
-    """A phrase or a containment is confirmed, in an indexed trace, only against the entries
-    where its block holds every one of its lexemes (or every entry of a block that is not
-    indexed whole): the same traces are found as by reading every entry."""
+    """A containment is confirmed, in an indexed trace, only against the entries where its
+    block holds every one of its lexemes (or every entry of a block that is not indexed
+    whole); a phrase, on the stored words of the trace's entries: the same traces are found
+    as by reading every entry."""
     from tracedb import filters
 
     user = ids("u")
@@ -721,20 +725,20 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
         assert candidates(first, sorted([a, b])) == [5, 40]
         assert candidates(second, sorted([a, b])) == [33]
         assert candidates(third, sorted([a, b])) == list(range(32))
-        phrase = TraceFilter(text=f'"{a} {b}"', user_id=user)
-        query, params = filters.list_query(phrase, 10, None)
+        grep = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
+        query, params = filters.list_query(grep, 10, None)
         plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall())
         # the seq numbers come from the trace's search rows (the function is inlined, not
         # called per trace), and each entry on the list is read by its key
         assert "tracedb_candidate_seqs" not in plan and "automation_trace_search s" in plan
         assert re.search(r"\(seq = \(+s(_\d+)?\.block \*", plan), plan
-        # the first entry of a long trace holds the phrase: the confirmation stops there, after
+        # the first entry of a long trace holds the pair: the confirmation stops there, after
         # one search row of three and one entry
-        early = [entry("first", output=f"{a} {b}")] + [entry(f"s{i}", output=f"{a} {b}") for i in range(69)]
+        early = [entry("first", tool="grep")] + [entry(f"s{i}", tool="grep") for i in range(69)]
         early_user = ids("early")
         db.save_trace(early_user, None, ids("th"), early)
         db.index_pending()
-        only = TraceFilter(text=f'"{a} {b}"', user_id=early_user)
+        only = TraceFilter(contains={"tool": "grep"}, user_id=early_user)
         query, params = filters.list_query(only, 10, None)
         analyzed = conn.execute(
             sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + query, params
@@ -758,6 +762,77 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
     assert [s.id for s in db.list_traces(errors).items] == [first]
     assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
+
+
+def test_several_words_are_decided_on_the_entries_stored_words(db, db_url, ids):
+    """Two words in one entry, a phrase, OR and a negation next to words are found through a
+    row of words per indexed entry, with their real positions: the index finds the entries,
+    a candidate trace is confirmed on its stored words without reading its entries (only an
+    entry whose words are not kept, too big, is read), and the first matching entry ends the
+    confirmation. The same traces are found in each store, indexed or not, with either plan."""
+    from tracedb import filters
+
+    user = ids("u")
+    a, b, c = (f"w{uuid.uuid4().hex[:8]}" for _ in range(3))
+    texts = {
+        "together": [entry("x", output=f"{a} {b}")],
+        "apart": [entry("x", output=a), entry("y", output=b)],
+        "reversed": [entry("x", output=f"{b} {a} {c}")],
+        "split": [entry("x", output=a, tool=b)],  # two strings of one entry: not a phrase
+        "long": [entry(f"s{i}", output="filler") for i in range(40)] + [entry("late", output=f"{a} {b}")],
+        # too big to keep its words, even compressed: read when it is a candidate
+        "big": [
+            entry(
+                "big", output=f"{a} {b} " + base64.b64encode(os.urandom(limits.SEARCH_ENTRY_BYTES)).decode()
+            )
+        ],
+    }
+    traces = {name: db.save_trace(user, None, ids("th"), items) for name, items in texts.items()}
+    expected = {
+        f"{a} {b}": {"together", "reversed", "split", "long", "big"},
+        f'"{a} {b}"': {"together", "long", "big"},
+        f'"{b} {a}"': {"reversed"},
+        f"{a} -{c} {b}": {"together", "split", "long", "big"},
+        f"{c} or {b}": {"together", "apart", "reversed", "split", "long", "big"},
+        f'"{c} {a}"': set(),
+    }
+
+    def check() -> None:
+        for text, names in expected.items():
+            flt = TraceFilter(text=text, user_id=user)
+            want = {traces[n] for n in names}
+            assert {s.id for s in db.list_traces(flt).items} == want, text
+            assert db.count_traces(flt) == len(want), text
+            for first in (False, True):
+                query, params = filters.list_query(flt, 50, None, index_first=first)
+                with psycopg.connect(db_url, prepare_threshold=None) as conn:
+                    got = {str(r[0]) for r in conn.execute(query, params).fetchall()}
+                assert got == want, (text, first)
+
+    check()  # the entries not indexed yet: confirmed from their data
+    db.index_pending()
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:
+        rows = conn.execute(
+            "SELECT count(*), count(words) FROM automation_trace_entry_words WHERE trace_id = ANY(%s::uuid[])",
+            (list(traces.values()),),
+        ).fetchone()
+        assert rows == (sum(len(v) for v in texts.values()), sum(len(v) for v in texts.values()) - 1)
+    check()
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:
+        flt = TraceFilter(text=f'"{a} {b}"', user_id=user, thread_id=db.get_summary(traces["long"]).thread_id)
+        query, params = filters.list_query(flt, 10, None)
+        lines = [
+            r[0]
+            for r in conn.execute(
+                sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + query, params
+            ).fetchall()
+        ]
+        plan = "\n".join(lines)
+        assert "automation_trace_search" not in plan and "automation_trace_entry_words" in plan, plan
+        # no entry is read: the stored words decide
+        assert all("never executed" in line for line in lines if " on automation_trace_entries " in line), (
+            plan
+        )
 
 
 def _index_state(conn: psycopg.Connection, trace_id: str) -> tuple[bool, int]:

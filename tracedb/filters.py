@@ -62,8 +62,6 @@ _CANDIDATES = "t.id IN (SELECT s.trace_id " + _BLOCKS + ")"
 # the table when few traces match; PostgreSQL cannot tell "both words in one entry" is rare
 # (it takes it for "both words in one block") and keeps that plan.
 _CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT s.trace_id " + _BLOCKS + "))"
-_CANDIDATE_BLOCKS = "SELECT 1 " + _BLOCKS
-_PARSED_WORDS = "tracedb_same_entry(websearch_to_tsquery('simple'::regconfig, {query}))"
 # With the query as tsquery text the planner sees the lexemes' frequencies and nothing is
 # parsed per row; used where the parser and the 'simple' dictionary surely agree with it.
 _LITERAL_WORDS = "{query}::tsquery"
@@ -89,6 +87,27 @@ _EXACT_BLOCK = (
     " LIMIT 1) IS TRUE"
 )
 _CONTAINS_CONFIRMS = "(SELECT TRUE FROM {entries} AND (e.data @> {value}) IS TRUE LIMIT 1)"
+# A search of several terms in one entry (two words or more, a phrase, OR) goes through
+# automation_trace_entry_words instead: a row per indexed entry holding its words with their
+# real positions, as the confirmation makes them. The index finds the entries that hold
+# the words (a phrase is checked on the stored vectors), and a candidate trace is confirmed
+# on its entries' stored vectors, not by reading and tokenising its entries: the result is
+# exactly the confirmation's. An entry whose words are not kept (words IS NULL: too big) is
+# a candidate of every search and is confirmed from its data.
+_ENTRY_ROWS = "FROM automation_trace_entry_words w WHERE w.words @@ {words} OR w.words IS NULL"
+_ENTRY_CANDIDATES = "t.id IN (SELECT w.trace_id " + _ENTRY_ROWS + ")"
+_ENTRY_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT DISTINCT w.trace_id " + _ENTRY_ROWS + "))"
+_ENTRY_WORDS = "websearch_to_tsquery('simple'::regconfig, {query})"
+# Only the rows of its indexed entries: the rows of a list that an upsert replaced stay
+# until the trace is indexed again (with an empty list it is never indexed again).
+_ENTRY_CONFIRMS = (
+    "(SELECT TRUE FROM automation_traces x JOIN automation_trace_entry_words w"
+    " ON w.trace_id = x.id AND w.seq < x.indexed_count WHERE x.id = {tid} AND (CASE"
+    " WHEN w.words IS NOT NULL THEN w.words @@ websearch_to_tsquery('simple'::regconfig, {query})"
+    " ELSE (SELECT tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query}))"
+    " FROM automation_trace_entries e WHERE e.trace_id = w.trace_id AND e.seq = w.seq) END)"
+    " IS TRUE LIMIT 1)"
+)
 # The entries a confirmation reads ({entries} above): all of the trace's, or, in an indexed
 # trace (not index_pending: its search rows are current and cover every entry), only those
 # its blocks say can match: the ones holding every candidate lexeme, and every entry of a
@@ -216,8 +235,11 @@ class FilterSQL:
 
     params: Params = field(default_factory=Params)
     conditions: list[sql.Composable] = field(default_factory=list)
-    # per search condition, the tsquery SQL its candidate blocks must match
+    # per search condition, the tsquery SQL its candidate rows must match
     search_words: list[sql.Composable] = field(default_factory=list)
+    # per search condition, whether its candidates are entries (automation_trace_entry_words)
+    # rather than blocks (automation_trace_search)
+    search_per_entry: list[bool] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
@@ -231,8 +253,16 @@ class FilterSQL:
     def search(self) -> list[sql.Composable]:
         """The search conditions: candidates through the search rows, found from the search
         index first when ``index_first``."""
-        shape = _CANDIDATES_FIRST if self.index_first else _CANDIDATES
-        return [sql.SQL(shape).format(words=words) for words in self.search_words]
+        shapes = {
+            (False, False): _CANDIDATES,
+            (False, True): _CANDIDATES_FIRST,
+            (True, False): _ENTRY_CANDIDATES,
+            (True, True): _ENTRY_CANDIDATES_FIRST,
+        }
+        return [
+            sql.SQL(shapes[per_entry, self.index_first]).format(words=words)
+            for words, per_entry in zip(self.search_words, self.search_per_entry, strict=True)
+        ]
 
     @property
     def branches(self) -> list[str]:
@@ -307,33 +337,7 @@ def compile_filter(
         cond.append(sql.SQL("t.nodes @> ARRAY[{}]::text[]").format(p.add("node", node)))
     out.narrowing = bool(cond)  # each condition so far excludes some traces
     if text:
-        candidates = candidate_terms(text)
-        lexemes = None
-        if candidates is not None:
-            lexemes = words_lexemes(candidates)
-            if lexemes is None:
-                words = sql.SQL(_PARSED_WORDS).format(query=p.add("words", candidates))
-            else:
-                words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", same_entry_tsquery(lexemes)))
-            _add_search(out, words, several=lexemes is None or len(lexemes) > 1)
-        # (a text of negations only can match every trace: it does not narrow)
-        query = p.add("text", text)
-        narrow = _narrowing(p, lexemes)
-        exact = exact_words_tsquery(text)
-        if exact is None:
-            out.confirms.append(
-                lambda tid, branch, query=query: sql.SQL(_TEXT_CONFIRMS).format(
-                    query=query, entries=narrow(tid, branch)
-                )
-            )
-        else:
-            exact_words = p.add("exact_words", exact)
-            out.confirms.append(
-                lambda tid, branch, query=query, words=exact_words: sql.SQL("({} OR {})").format(
-                    sql.SQL(_EXACT_BLOCK).format(tid=tid, words=words),
-                    sql.SQL(_TEXT_CONFIRMS).format(query=query, entries=narrow(tid, branch)),
-                )
-            )
+        _add_text(out, text)
     if flt.contains is not None:
         if not isinstance(flt.contains, (dict, list)):
             raise InvalidTraceData("contains must be a JSON object or array")
@@ -365,6 +369,43 @@ def compile_filter(
     return out
 
 
+def _add_text(out: FilterSQL, text: str) -> None:
+    """The search condition and confirmation of a text search."""
+    p = out.params
+    candidates = candidate_terms(text)  # None: negations only, which can match every trace
+    lexemes = None if candidates is None else words_lexemes(candidates)
+    query = p.add("text", text)
+    if candidates is not None and (lexemes is None or len(lexemes) > 1):
+        # several terms in one entry (words, a phrase, OR): through the entries' words
+        words = sql.SQL(_ENTRY_WORDS).format(query=p.add("words", candidates))
+        _add_search(out, words, several=True, per_entry=True)
+
+        def confirm(tid: sql.Composable, branch: str) -> sql.Composable:
+            if branch == "indexed":
+                return sql.SQL(_ENTRY_CONFIRMS).format(tid=tid, query=query)
+            return sql.SQL(_TEXT_CONFIRMS).format(query=query, entries=sql.SQL(_ALL_ENTRIES).format(tid=tid))
+
+        out.confirms.append(confirm)
+        return
+    if lexemes:  # one word
+        words = sql.SQL(_LITERAL_WORDS).format(query=p.add("words", same_entry_tsquery(lexemes)))
+        _add_search(out, words, several=False)
+    narrow = _narrowing(p, lexemes)
+    exact = exact_words_tsquery(text)
+    if exact is None:
+        out.confirms.append(
+            lambda tid, branch: sql.SQL(_TEXT_CONFIRMS).format(query=query, entries=narrow(tid, branch))
+        )
+    else:
+        exact_words = p.add("exact_words", exact)
+        out.confirms.append(
+            lambda tid, branch: sql.SQL("({} OR {})").format(
+                sql.SQL(_EXACT_BLOCK).format(tid=tid, words=exact_words),
+                sql.SQL(_TEXT_CONFIRMS).format(query=query, entries=narrow(tid, branch)),
+            )
+        )
+
+
 def _narrowing(p: Params, lexemes: list[str] | None) -> Callable[[sql.Composable, str], sql.Composable]:
     """The entries a confirmation reads, given the trace id's SQL and the branch: fewer in
     the indexed branch when the candidates are found by ``lexemes``, all in one entry."""
@@ -378,9 +419,11 @@ def _narrowing(p: Params, lexemes: list[str] | None) -> Callable[[sql.Composable
     return entries
 
 
-def _add_search(out: FilterSQL, words: sql.Composable, several: bool) -> None:
-    """A search condition of ``words`` (tsquery SQL): candidates through the search rows."""
+def _add_search(out: FilterSQL, words: sql.Composable, several: bool, per_entry: bool = False) -> None:
+    """A search condition of ``words`` (tsquery SQL): candidates through the search rows,
+    of entries when ``per_entry``, else of blocks."""
     out.search_words.append(words)
+    out.search_per_entry.append(per_entry)
     out.several_terms = out.several_terms or several
     out.narrowing = True
 
@@ -582,30 +625,49 @@ def count_estimate_query(
 INDEX_FIRST_FACTOR = 600
 
 
-def candidate_blocks_query(
+# The same for a search through the entries' words, against all entry rows: calibrated in
+# the same way (see ENTRY_INDEX_FIRST_FACTOR's measurement in the README).
+ENTRY_INDEX_FIRST_FACTOR = 60
+_CANDIDATE_BLOCKS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 " + _BLOCKS
+_CANDIDATE_ENTRIES_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 " + _ENTRY_ROWS
+# The planner's estimate of all rows, next to that of the candidates. Each is read from its
+# plan's top node, which counts all rows also when the plan runs in parallel (a Gather's
+# children count one process's share).
+ALL_BLOCKS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_trace_search"
+ALL_ENTRY_ROWS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_trace_entry_words"
+
+
+@dataclass(frozen=True)
+class CandidateEstimate:
+    """What decides whether a page starts from the search index: EXPLAINs of the candidate
+    rows of a search for several terms in one entry (``query`` with ``params``) and of all
+    rows of the table they come from (``every``), compared with ``factor``."""
+
+    query: sql.Composed
+    params: Params
+    every: str
+    factor: int
+
+    def starts_from_index(self, candidates: Any, every: Any) -> bool:
+        """Whether a page starts from the search index, given the results of the two
+        EXPLAINs (``index_first`` of :func:`list_query`)."""
+        return estimate_from_plan(candidates) <= math.sqrt(self.factor * estimate_from_plan(every))
+
+
+def candidate_estimate(
     flt: TraceFilter | None, scope: str | None = None, abandon_after: float = ABANDON_AFTER
-) -> tuple[sql.Composed, Params] | None:
-    """EXPLAIN of the candidate blocks of a search for several terms in one entry (read the
-    planner's estimate with :func:`estimate_from_plan`); None when there is no such search,
-    or more than one (a page then walks the newest traces, as for a single word)."""
+) -> CandidateEstimate | None:
+    """The EXPLAINs deciding whether a page of ``flt`` starts from the search index; None
+    when it has no search for several terms in one entry, or more than one search (a page
+    then walks the newest traces, as for a single word)."""
     f = compile_filter(flt, scope, abandon_after)
     if len(f.search_words) != 1 or not f.several_terms:
         return None
-    blocks = sql.SQL(_CANDIDATE_BLOCKS).format(words=f.search_words[0])
-    return sql.SQL("EXPLAIN (FORMAT JSON) {}").format(blocks), f.params
-
-
-# The planner's estimate of all blocks, next to that of the candidates. Each is read from
-# its plan's top node, which counts all rows also when the plan runs in parallel (a Gather's
-# children count one process's share).
-ALL_BLOCKS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_trace_search"
-
-
-def starts_from_index(candidates: dict[str, Any] | tuple[Any, ...] | None, every: Any) -> bool:
-    """Whether a page starts from the search index, given the results of
-    :func:`candidate_blocks_query` and :data:`ALL_BLOCKS_QUERY` (``index_first`` of
-    :func:`list_query`)."""
-    return estimate_from_plan(candidates) <= math.sqrt(INDEX_FIRST_FACTOR * estimate_from_plan(every))
+    if f.search_per_entry[0]:
+        shape, every, factor = _CANDIDATE_ENTRIES_QUERY, ALL_ENTRY_ROWS_QUERY, ENTRY_INDEX_FIRST_FACTOR
+    else:
+        shape, every, factor = _CANDIDATE_BLOCKS_QUERY, ALL_BLOCKS_QUERY, INDEX_FIRST_FACTOR
+    return CandidateEstimate(sql.SQL(shape).format(words=f.search_words[0]), f.params, every, factor)
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:

@@ -401,6 +401,7 @@ STATUS_TABLES = (
     "automation_traces",
     "automation_trace_entries",
     "automation_trace_search",
+    "automation_trace_entry_words",
     "tracedb_api_keys",
     "tracedb_migrations",
 )

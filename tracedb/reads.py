@@ -196,13 +196,13 @@ class ReadOperations(StoreBase):
         """
         limit, offset = checks.require_limit(limit, offset)
         # Several terms in one entry: start from the search index when the planner expects
-        # few candidate blocks (it cannot choose that itself, see filters._CANDIDATES_FIRST).
+        # few candidate rows (it cannot choose that itself, see filters._CANDIDATES_FIRST).
         index_first = False
-        estimate = filters.candidate_blocks_query(filter, self._scope, self.abandon_after)
+        estimate = filters.candidate_estimate(filter, self._scope, self.abandon_after)
         if estimate is not None:
-            plan = yield _one(estimate[0], estimate[1], prepare=False)
-            every = yield _one(filters.ALL_BLOCKS_QUERY, prepare=False)
-            index_first = filters.starts_from_index(plan, every)
+            plan = yield _one(estimate.query, estimate.params, prepare=False)
+            every = yield _one(estimate.every, prepare=False)
+            index_first = estimate.starts_from_index(plan, every)
         query, params = filters.list_query(
             filter, limit, cursor, self._scope, self.abandon_after, offset=offset, index_first=index_first
         )
