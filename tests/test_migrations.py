@@ -345,3 +345,44 @@ def test_entries_indexed_before_entry_words_get_theirs(fresh_db_url):
         db.index_pending()
         assert {s.id for s in db.list_traces(phrase).items} == {str(indexed), str(partly)}
         assert db.count_traces(TraceFilter(text=f'"{b} {a}"')) == 0
+
+
+def test_functions_that_handle_errors_never_run_in_a_parallel_worker(fresh_db_url):
+    """A PL/pgSQL function with an EXCEPTION clause cannot run while a parallel plan runs
+    (in a worker or in its leader); those of tracedb are parallel unsafe, so a query that
+    calls them is planned without workers instead of failing."""
+    import base64
+    import os
+
+    from tracedb import AutomationTraceDB, filters
+
+    with AutomationTraceDB(fresh_db_url) as db:
+        db.save_trace("u", None, "th", [{"node": "a", "output": "b c"}])
+        # too big to keep its words: its confirmation calls tracedb_entry_matches
+        db.save_trace(
+            "u",
+            None,
+            "th-2",
+            [{"node": "a", "output": "b c " + base64.b64encode(os.urandom(70_000)).decode()}],
+        )
+        db.index_pending()
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        unsafe = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+            " WHERE l.lanname = 'plpgsql' AND p.proparallel <> 'u' AND p.proname LIKE 'tracedb%%'"
+            " AND p.prosrc ~* '\\mEXCEPTION\\M'"
+        ).fetchall()
+        assert unsafe == []
+        version = conn.execute("SHOW server_version_num").fetchone()[0]
+        setting = "debug_parallel_query" if int(version) >= 160000 else "force_parallel_mode"
+        with conn.transaction():  # SET LOCAL: also behind a transaction-mode pooler
+            conn.execute(f"SET LOCAL {setting} = on")
+            rows = conn.execute(
+                "SELECT tracedb_entry_words(e.data) IS NOT NULL,"
+                " tracedb_entry_matches(e.data, 'b <-> c'::tsquery),"
+                " tracedb_block_vector(ARRAY[e.seq], ARRAY[e.data]) IS NOT NULL"
+                " FROM automation_trace_entries e WHERE e.trace_id IN (SELECT id FROM automation_traces WHERE thread_id = 'th')"
+            ).fetchall()
+            count = conn.execute(*filters.count_query(TraceFilter(text='"b c"'))).fetchone()[0]
+        assert rows == [(True, True, True)]
+        assert count == 2
