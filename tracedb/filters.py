@@ -68,12 +68,13 @@ _LITERAL_WORDS = "{query}::tsquery"
 # "(...) IS TRUE" keeps any index on the entries out of a confirmation: it must read the
 # few entries of one trace through the primary key, never every matching entry of the table.
 # An entry too big to be indexed is matched by tracedb_entry_matches, which cannot fail.
+# The text of a search as PostgreSQL parses it: what every confirmation matches.
+_QUERY = "websearch_to_tsquery('simple'::regconfig, {query})"
 _TEXT_CONFIRMS = (
     "(SELECT TRUE FROM {entries} AND (CASE"
     " WHEN pg_column_size(e.data) <= tracedb_search_entry_bytes()"
     " THEN jsonb_to_tsvector('simple'::regconfig, e.data, '[\"string\"]'::jsonb)"
-    " @@ websearch_to_tsquery('simple'::regconfig, {query})"
-    " ELSE tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query})) END)"
+    " @@ " + _QUERY + " ELSE tracedb_entry_matches(e.data, " + _QUERY + ") END)"
     " IS TRUE LIMIT 1)"
 )
 # Plain words (no phrase, no negation, no OR) need no confirming read of the entries where
@@ -97,15 +98,16 @@ _CONTAINS_CONFIRMS = "(SELECT TRUE FROM {entries} AND (e.data @> {value}) IS TRU
 _ENTRY_ROWS = "FROM automation_trace_entry_words w WHERE w.words @@ {words} OR w.words IS NULL"
 _ENTRY_CANDIDATES = "t.id IN (SELECT w.trace_id " + _ENTRY_ROWS + ")"
 _ENTRY_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT DISTINCT w.trace_id " + _ENTRY_ROWS + "))"
-_ENTRY_WORDS = "websearch_to_tsquery('simple'::regconfig, {query})"
 # Only the rows of its indexed entries: the rows of a list that an upsert replaced stay
 # until the trace is indexed again (with an empty list it is never indexed again).
 _ENTRY_CONFIRMS = (
     "(SELECT TRUE FROM automation_traces x JOIN automation_trace_entry_words w"
     " ON w.trace_id = x.id AND w.seq < x.indexed_count WHERE x.id = {tid} AND (CASE"
-    " WHEN w.words IS NOT NULL THEN w.words @@ websearch_to_tsquery('simple'::regconfig, {query})"
-    " ELSE (SELECT tracedb_entry_matches(e.data, websearch_to_tsquery('simple'::regconfig, {query}))"
-    " FROM automation_trace_entries e WHERE e.trace_id = w.trace_id AND e.seq = w.seq) END)"
+    " WHEN w.words IS NOT NULL THEN w.words @@ "
+    + _QUERY
+    + " ELSE (SELECT tracedb_entry_matches(e.data, "
+    + _QUERY
+    + ") FROM automation_trace_entries e WHERE e.trace_id = w.trace_id AND e.seq = w.seq) END)"
     " IS TRUE LIMIT 1)"
 )
 # The entries a confirmation reads ({entries} above): all of the trace's, or, in an indexed
@@ -377,7 +379,7 @@ def _add_text(out: FilterSQL, text: str) -> None:
     query = p.add("text", text)
     if candidates is not None and (lexemes is None or len(lexemes) > 1):
         # several terms in one entry (words, a phrase, OR): through the entries' words
-        words = sql.SQL(_ENTRY_WORDS).format(query=p.add("words", candidates))
+        words = sql.SQL(_QUERY).format(query=p.add("words", candidates))
         _add_search(out, words, several=True, per_entry=True)
 
         def confirm(tid: sql.Composable, branch: str) -> sql.Composable:
