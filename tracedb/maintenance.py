@@ -204,11 +204,13 @@ class MaintenanceOperations(StoreBase):
         done = int((yield _one(q.INDEX_STALE, params))["n"])
         # A trace a store's indexer was indexing meanwhile was skipped: wait until that
         # indexer is done with it, then index what is left, so that what was pending when
-        # this was called is indexed when it returns.
+        # this was called is indexed when it returns. That indexer works a call of entries
+        # at a time and may take the trace again before this does: wait again then.
         held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, params))]
-        if held:
+        while held:
             yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
             done += int((yield _one(q.INDEX_STALE, params))["n"])
+            held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, params))]
         return done
 
     @operation(changes=False)
