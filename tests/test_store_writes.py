@@ -657,6 +657,50 @@ def test_a_page_is_the_same_when_it_starts_from_the_search_index(db, db_url, ids
     assert len(db.list_traces(grep_errors, limit=100).items) == 4
 
 
+def test_a_page_from_the_search_index_reads_only_its_own_trace_rows(db, db_url, ids):
+    """A page that starts from the search index orders every candidate trace, thousands
+    at a million traces: it takes their order from an index alone and reads whole only the
+    rows of the page."""
+    from tracedb import filters
+
+    user = ids("u")
+    a, b = f"w{uuid.uuid4().hex[:8]}", f"w{uuid.uuid4().hex[:8]}"
+    made = [
+        db.append_entries([entry("x", output=f"{a} {b} n{i}")], thread_id=ids("th"), user_id=user).trace_id
+        for i in range(12)
+    ]
+    db.index_pending()
+    flt = TraceFilter(text=f"{a} {b}", user_id=None)
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("VACUUM automation_traces")  # pages all visible, as autovacuum leaves them
+        with conn.transaction():
+            # whatever the size of this database, the plan of a large one
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            query, params = filters.list_query(flt, 5, None, index_first=True)
+            got = [str(r[0]) for r in conn.execute(query, params).fetchall()]
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + query, params
+                ).fetchall()
+            )
+    assert got == [str(t) for t in reversed(made)][:6]
+    # every candidate ordered from the index (an entry too big to keep its words, written
+    # by another test, is a candidate of every search)
+    ordered = re.search(
+        r"Index Only Scan using automation_traces_order_idx on automation_traces \w+ \(actual rows=(\d+) loops=1\)"
+        r"\n\s+Index Cond: \(id = ANY",
+        plan,
+    )
+    assert ordered and int(ordered[1]) >= 12, plan
+    # the rows read whole: the page's, one by one (six: the page and the row telling there is more)
+    whole = re.findall(
+        r"Index Scan using \w+ on automation_traces t\w* \(actual rows=(\d+) loops=(\d+)\)", plan
+    )
+    assert whole and all(int(rows) * int(loops) <= 6 for rows, loops in whole), plan
+
+
 def test_the_index_first_decision_reads_whole_estimates_also_from_parallel_plans(db, db_url, ids):
     """Whether a page starts from the search index compares two planner estimates (the
     candidate rows, all rows); a plan that runs in parallel must give the same."""

@@ -518,6 +518,26 @@ def list_query(
     def branch(b: str, rows: sql.Composable = branch_limit, skip: sql.Composable = zero) -> sql.Composable:
         # each branch confirms its own ordered candidates up to the page size, so that each
         # is planned for the few rows it needs (a LIMIT does not reach into UNION branches)
+        if index_first:
+            # the candidates are ordered by their ids alone (automation_traces_order_idx
+            # holds updated_at and index_pending): only the rows of the page are read whole.
+            # OFFSET 0 keeps the row's look-up a subquery run for each candidate in order;
+            # pulled up into a join, it could be planned as the outer side and lose the order
+            # the LIMIT relies on.
+            return sql.SQL(
+                "SELECT {names}, c.uid FROM (SELECT t.id AS uid FROM automation_traces t"
+                " WHERE {where} {order} OFFSET 0) c,"
+                " LATERAL (SELECT {columns} FROM automation_traces t WHERE t.id = c.uid OFFSET 0) s"
+                " WHERE {checks} LIMIT {limit} OFFSET {offset}"
+            ).format(
+                names=SUMMARY_NAMES,
+                columns=SUMMARY,
+                where=f.where(b, with_confirms=False),
+                order=_ORDER,
+                checks=sql.SQL(" AND ").join(confirm(sql.SQL("c.uid"), b) for confirm in f.confirms),
+                limit=rows,
+                offset=skip,
+            )
         return sql.SQL(
             "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
             " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit} OFFSET {offset}"
