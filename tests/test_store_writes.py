@@ -673,6 +673,9 @@ def test_a_page_from_the_search_index_reads_only_its_own_trace_rows(db, db_url, 
     flt = TraceFilter(text=f"{a} {b}", user_id=None)
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("VACUUM automation_traces")  # pages all visible, as autovacuum leaves them
+        visible, pages = conn.execute(
+            "SELECT relallvisible, relpages FROM pg_class WHERE oid = 'automation_traces'::regclass"
+        ).fetchone()
         with conn.transaction():
             # whatever the size of this database, the plan of a large one
             conn.execute("SET LOCAL enable_seqscan = off")
@@ -686,6 +689,8 @@ def test_a_page_from_the_search_index_reads_only_its_own_trace_rows(db, db_url, 
                 ).fetchall()
             )
     assert got == [str(t) for t in reversed(made)][:6]
+    if visible < pages:  # an old snapshot (a transaction left open, a replica's feedback)
+        pytest.skip(f"VACUUM left {pages - visible} of {pages} pages not all visible: no index-only plan")
     # every candidate ordered from the index (an entry too big to keep its words, written
     # by another test, is a candidate of every search)
     ordered = re.search(

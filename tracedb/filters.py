@@ -521,6 +521,8 @@ def list_query(
         if index_first:
             # the candidates are ordered by their ids alone (automation_traces_order_idx
             # holds updated_at and index_pending): only the rows of the page are read whole.
+            # A condition on another column (a user's scope, a status) reads each candidate's
+            # row again, as before.
             # OFFSET 0 keeps the row's look-up a subquery run for each candidate in order;
             # pulled up into a join, it could be planned as the outer side and lose the order
             # the LIMIT relies on.
