@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -832,3 +833,55 @@ def test_queries_run_without_jit(db_url):
         limited = Statement(show, fetch="one", rows="tuple", timeout_ms=5_000)
         assert execute(conn, limited) == ("off",)
         assert conn.execute(show).fetchone() == ("on",)  # only for that statement
+
+
+def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db_url):
+    """A statement with a time limit (the page's bounded count, the overview) runs in a
+    transaction of its own. When the limit is reached as a parallel count ends, PostgreSQL
+    can cancel the ROLLBACK that ends that transaction too: the next statement of the
+    operation (the count's estimate) then failed with "current transaction is aborted",
+    about one cancellation in fifteen. Limits around the count's own time hit that moment."""
+    import asyncio
+
+    from psycopg.rows import dict_row
+
+    from tracedb import aio, store
+    from tracedb.core import Statement
+
+    table = f"timed_rows_{uuid.uuid4().hex[:8]}"
+    count = Statement(f"SELECT count(*) AS n FROM {table}", {}, fetch="one", prepare=False)
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute(f"CREATE TABLE {table} AS SELECT g AS x FROM generate_series(1, 1000000) g")
+        try:
+            conn.execute(f"VACUUM ANALYZE {table}")
+            conn.execute("SET parallel_setup_cost = 0")
+            conn.execute("SET min_parallel_table_scan_size = 0")
+            started = time.perf_counter()
+            store.execute(conn, count)
+            took = max(5, int((time.perf_counter() - started) * 1000))
+            limits = [took * k // 20 for k in range(12, 29)] * 5
+            cancelled = 0
+            for limit in limits:
+                try:
+                    store.execute(conn, dataclasses.replace(count, timeout_ms=limit))
+                except psycopg.errors.QueryCanceled:
+                    cancelled += 1
+                assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}, limit
+
+            async def run_async() -> None:
+                async with await psycopg.AsyncConnection.connect(
+                    db_url, autocommit=True, row_factory=dict_row
+                ) as aconn:
+                    await aconn.execute("SET parallel_setup_cost = 0")
+                    await aconn.execute("SET min_parallel_table_scan_size = 0")
+                    for limit in limits:
+                        try:
+                            await aio.execute(aconn, dataclasses.replace(count, timeout_ms=limit))
+                        except psycopg.errors.QueryCanceled:
+                            pass
+                        assert await (await aconn.execute("SELECT 1 AS one")).fetchone() == {"one": 1}, limit
+
+            asyncio.run(run_async())
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+    assert cancelled > 0  # the limits reached the statement

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -46,10 +47,16 @@ async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
     # prepares one, not even for a statement that asks to be.
     prepare = st.prepare if conn.prepare_threshold is not None else False
     if st.timeout_ms is not None:
-        async with conn.transaction():
-            await cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
-            await cur.execute(st.query, st.params, prepare=prepare)
-            return await fetch(cur, st)
+        try:
+            async with conn.transaction():
+                await cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
+                await cur.execute(st.query, st.params, prepare=prepare)
+                return await fetch(cur, st)
+        except psycopg.Error:
+            # as in tracedb.store.execute: the ROLLBACK may have been cancelled too
+            if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                await conn.execute("ROLLBACK")
+            raise
     await cur.execute(st.query, st.params, prepare=prepare)
     return await fetch(cur, st)
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -46,10 +47,17 @@ def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
     # prepares one, not even for a statement that asks to be.
     prepare = st.prepare if conn.prepare_threshold is not None else False
     if st.timeout_ms is not None:
-        with conn.transaction():
-            cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
-            cur.execute(st.query, st.params, prepare=prepare)
-            return fetch(cur, st)
+        try:
+            with conn.transaction():
+                cur.execute(q.STATEMENT_TIMEOUT, {"timeout": f"{int(st.timeout_ms)}ms"})
+                cur.execute(st.query, st.params, prepare=prepare)
+                return fetch(cur, st)
+        except psycopg.Error:
+            # A time limit reached as a parallel statement ends can cancel the ROLLBACK that
+            # ends its transaction too: the next statement of the operation would fail.
+            if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                conn.execute("ROLLBACK")
+            raise
     cur.execute(st.query, st.params, prepare=prepare)
     return fetch(cur, st)
 
