@@ -464,6 +464,23 @@ def is_empty_filter(flt: TraceFilter | None) -> bool:
 
 
 _ORDER = sql.SQL("ORDER BY t.updated_at DESC, t.id DESC")
+# One branch of a page with confirmations: its candidates in order, confirmed up to the page.
+_BRANCH = (
+    "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
+    " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit} OFFSET {offset}"
+)
+# The same for a page that starts from the search index: the candidates are ordered by their
+# ids alone (automation_traces_order_idx holds updated_at and index_pending), and only the
+# rows of the page are read whole. A condition on another column (a user's scope, a status)
+# reads each candidate's row again, as before. OFFSET 0 keeps the row's look-up a subquery
+# run for each candidate in order; pulled up into a join, it could be planned as the outer
+# side and lose the order the LIMIT relies on.
+_BRANCH_ORDERED_BY_INDEX = (
+    "SELECT {names}, c.uid FROM (SELECT t.id AS uid FROM automation_traces t"
+    " WHERE {where} {order} OFFSET 0) c,"
+    " LATERAL (SELECT {columns} FROM automation_traces t WHERE t.id = c.uid OFFSET 0) s"
+    " WHERE {checks} LIMIT {limit} OFFSET {offset}"
+)
 
 
 def _union(f: FilterSQL, branch_query: Callable[[str], sql.Composable]) -> sql.Composable:
@@ -518,32 +535,8 @@ def list_query(
     def branch(b: str, rows: sql.Composable = branch_limit, skip: sql.Composable = zero) -> sql.Composable:
         # each branch confirms its own ordered candidates up to the page size, so that each
         # is planned for the few rows it needs (a LIMIT does not reach into UNION branches)
-        if index_first:
-            # the candidates are ordered by their ids alone (automation_traces_order_idx
-            # holds updated_at and index_pending): only the rows of the page are read whole.
-            # A condition on another column (a user's scope, a status) reads each candidate's
-            # row again, as before.
-            # OFFSET 0 keeps the row's look-up a subquery run for each candidate in order;
-            # pulled up into a join, it could be planned as the outer side and lose the order
-            # the LIMIT relies on.
-            return sql.SQL(
-                "SELECT {names}, c.uid FROM (SELECT t.id AS uid FROM automation_traces t"
-                " WHERE {where} {order} OFFSET 0) c,"
-                " LATERAL (SELECT {columns} FROM automation_traces t WHERE t.id = c.uid OFFSET 0) s"
-                " WHERE {checks} LIMIT {limit} OFFSET {offset}"
-            ).format(
-                names=SUMMARY_NAMES,
-                columns=SUMMARY,
-                where=f.where(b, with_confirms=False),
-                order=_ORDER,
-                checks=sql.SQL(" AND ").join(confirm(sql.SQL("c.uid"), b) for confirm in f.confirms),
-                limit=rows,
-                offset=skip,
-            )
-        return sql.SQL(
-            "SELECT {names}, c.uid FROM (SELECT {columns}, t.id AS uid FROM automation_traces t"
-            " WHERE {where} {order} OFFSET 0) c WHERE {checks} LIMIT {limit} OFFSET {offset}"
-        ).format(
+        shape = _BRANCH_ORDERED_BY_INDEX if index_first else _BRANCH
+        return sql.SQL(shape).format(
             names=SUMMARY_NAMES,
             columns=SUMMARY,
             where=f.where(b, with_confirms=False),
