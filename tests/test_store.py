@@ -850,7 +850,8 @@ def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db
 
     table = f"timed_rows_{uuid.uuid4().hex[:8]}"
     count = Statement(f"SELECT count(*) AS n FROM {table}", {}, fetch="one", prepare=False)
-    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+    # never prepared: also behind a transaction-mode pooler
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row, prepare_threshold=None) as conn:
         conn.execute(f"CREATE TABLE {table} AS SELECT g AS x FROM generate_series(1, 1000000) g")
         try:
             conn.execute(f"VACUUM ANALYZE {table}")
@@ -870,7 +871,7 @@ def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db
 
             async def run_async() -> None:
                 async with await psycopg.AsyncConnection.connect(
-                    db_url, autocommit=True, row_factory=dict_row
+                    db_url, autocommit=True, row_factory=dict_row, prepare_threshold=None
                 ) as aconn:
                     await aconn.execute("SET parallel_setup_cost = 0")
                     await aconn.execute("SET min_parallel_table_scan_size = 0")
