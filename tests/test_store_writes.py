@@ -1147,6 +1147,54 @@ def test_one_entry_at_a_time_stores_what_one_batch_stores(db, db_url, ids):
             assert entries(tid) == entries(batch)
 
 
+def test_a_lone_entry_keeps_what_the_general_path_keeps(db, db_url, open_store, ids):
+    """One entry by id (or one more entry of an upserted list) takes the server's short path:
+    it carries the turn, beats a running trace's heartbeat, moves updated_at at most once a
+    second, stays out of another user's trace, and an upsert whose stored list changed
+    underneath still leaves exactly the list given."""
+    r = db.append_entries([entry("a")], thread_id=ids("lone"), user_id="ana", status="running", new_turn=True)
+    tid = r.trace_id
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+
+        def row() -> tuple[Any, ...]:
+            return conn.execute(
+                "SELECT heartbeat_at > now() - interval '30 seconds', updated_at, entry_count"
+                " FROM automation_traces WHERE id = %s",
+                (tid,),
+            ).fetchone()
+
+        conn.execute("SET tracedb.keep_times = 'on'")  # the times as set here
+        conn.execute(
+            "UPDATE automation_traces SET heartbeat_at = now() - interval '61 seconds',"
+            " updated_at = now() - interval '5 seconds' WHERE id = %s",
+            (tid,),
+        )
+        before = row()
+        second = db.append_entries([entry("b")], trace_id=tid)
+        assert (second.first_seq, second.entry_count, second.turn, second.written) == (1, 2, 1, 1)
+        beat, moved, count = row()
+        assert beat and not before[0] and moved > before[1] and count == 2
+        db.append_entries([entry("c")], trace_id=tid)
+        assert row()[1] == moved  # not again within the second
+        assert [e["turn"] for e in db.get_entries(tid)] == [1, 1, 1]
+        assert db.get_summary(tid).status == "running"
+
+        with pytest.raises(TraceNotFound):
+            db.as_user(ids("other")).append_entries([entry("x")], trace_id=tid)
+        with pytest.raises(TraceNotFound):
+            db.append_entries([entry("x")], trace_id=str(uuid.uuid4()))
+        assert row()[2] == 3
+
+    thread = ids("changed")
+    db.upsert_trace_by_thread("ana", None, thread, [entry("a")])
+    db.upsert_trace_by_thread("ana", None, thread, [entry("a"), entry("b")])
+    with open_store(db_url) as other:  # another process replaces the list
+        other.upsert_trace_by_thread("ana", None, thread, [entry("x")])
+    tid = db.upsert_trace_by_thread("ana", None, thread, [entry("a"), entry("b"), entry("c")])
+    assert stored(db, tid) == [entry("a"), entry("b"), entry("c")]
+    assert db.get_summary(tid).entry_count == 3
+
+
 def test_overview_buckets(db, ids):
     user = ids("buckets")
     db.save_trace(user, None, ids("th"), [entry("a", duration_ms=5.0)])

@@ -1,0 +1,351 @@
+-- One entry per call, the pattern of the seed's callers (append_entries with a trace id, an
+-- upsert of the complete list that grew by one entry), costs less on the server: the trace
+-- row is locked and brought up to date by one UPDATE whose expressions compute the new
+-- counts from the row itself, and the entry is inserted with the number that UPDATE
+-- returns. Before, the row was first locked and read whole into a variable (a row lock
+-- that writes to the log of its own), then its fields were changed one by one and the row
+-- written back.
+--
+-- Measured on bare connections, one entry per transaction, interleaved with raw single-row
+-- INSERTs into a plain table: 0.54-0.56 of the INSERT's rate before, 0.59-0.61 after. The
+-- entry's INSERT alone runs at 1.0 of it; what remains is the trace row's UPDATE (its
+-- counts, times, tokens, fingerprint), which keeps every summary exact at each commit.
+--
+-- What is stored and returned is what the general path stores and returns (tests append the
+-- same entries by each path and compare every column).
+
+CREATE OR REPLACE FUNCTION tracedb_append(
+    p_trace_id    uuid,
+    p_user_id     text,
+    p_provider_id text,
+    p_thread_id   text,
+    p_name        text,
+    p_entries     jsonb,
+    p_offset      integer,
+    p_status      text,
+    p_new_id      uuid,
+    p_new_turn    boolean DEFAULT false,
+    p_scope       text DEFAULT NULL,
+    p_batch       uuid DEFAULT NULL,
+    p_chain       text[] DEFAULT NULL,
+    p_replace     boolean DEFAULT false,
+    p_running     jsonb DEFAULT NULL,
+    p_dropped     integer DEFAULT 0
+,
+    OUT trace_id     uuid,
+    OUT first_seq    integer,
+    OUT entry_count  integer,
+    OUT written      integer,
+    OUT in_sync      boolean,
+    OUT created      boolean,
+    OUT turn         integer,
+    OUT duplicate    boolean,
+    OUT replaced     boolean,
+    OUT fingerprint  text
+) LANGUAGE plpgsql AS $$
+DECLARE
+    t         automation_traces%ROWTYPE;
+    v_created boolean := false;
+    v_skip    integer := 0;
+    v_total   integer;
+    v_replace boolean := false;
+    v_turn    integer;
+    v_n       integer;
+    v_fp      text;
+    v_digest  text;
+    agg       record;
+    x1        jsonb;
+    v_node    text;
+    v_first   timestamptz;
+    v_last    timestamptz;
+    v_id      uuid;
+BEGIN
+    -- One entry to a trace, the per-event call of append_entries (by id) and of an upsert
+    -- that extends the stored list (by thread, checked against the stored fingerprint):
+    -- the trace row is locked and updated by one statement, with no row read into
+    -- variables first; what it stores is what the general path below stores for it.
+    -- Anything else (a batch id, an offset, running nodes, a status, a name, a new turn,
+    -- drops, a list that does not extend the stored one) takes the general path.
+    IF coalesce(jsonb_array_length(p_entries), 0) = 1 AND p_batch IS NULL AND p_running IS NULL
+       AND p_status IS NULL AND p_name IS NULL AND NOT coalesce(p_new_turn, false)
+       AND coalesce(p_dropped, 0) = 0 AND NOT coalesce(p_replace, false) AND p_new_id IS NULL
+       AND ((p_trace_id IS NOT NULL AND p_chain IS NULL AND p_offset IS NULL)
+            OR (p_trace_id IS NULL AND array_length(p_chain, 1) = 2 AND p_offset IS NOT NULL)) THEN
+        x1 := p_entries -> 0;
+        v_first := (x1->>'a')::timestamptz;
+        v_last := (x1->>'b')::timestamptz;
+        v_node := x1->>'n';
+        v_id := p_trace_id;
+        IF v_id IS NULL THEN
+            -- the general path's lock order: the thread, then its trace (the trace row stays
+            -- locked when the list no longer matches, and the general path then runs)
+            PERFORM pg_advisory_xact_lock(hashtextextended('tracedb.thread:' || p_thread_id, 0));
+            SELECT y.id INTO v_id FROM automation_traces y
+             WHERE y.thread_id = p_thread_id AND y.user_id = p_user_id
+             ORDER BY y.created_at DESC, y.id DESC LIMIT 1;
+        END IF;
+        UPDATE automation_traces x SET
+            updated_at = CASE WHEN clock_timestamp() - x.updated_at >= interval '1 second'
+                                   AND current_setting('tracedb.keep_times', true) IS DISTINCT FROM 'on'
+                              THEN clock_timestamp() ELSE x.updated_at END,
+            entry_count = x.entry_count + 1,
+            error_count = x.error_count + CASE WHEN (x1->>'e')::boolean THEN 1 ELSE 0 END,
+            last_error = CASE WHEN (x1->>'e')::boolean THEN coalesce(x1->>'err', 'error') ELSE x.last_error END,
+            nodes = CASE WHEN v_node IS NULL OR v_node = ANY(x.nodes) THEN x.nodes
+                         ELSE ARRAY(SELECT DISTINCT u FROM unnest(x.nodes || v_node) AS u ORDER BY u) END,
+            first_started_at = least(x.first_started_at, v_first),
+            last_ended_at = greatest(x.last_ended_at, coalesce(v_last, v_first)),
+            total_duration_ms = x.total_duration_ms + coalesce((x1->>'ms')::double precision, 0),
+            input_tokens = CASE WHEN x1->>'it' IS NULL THEN x.input_tokens
+                                ELSE coalesce(x.input_tokens, 0) + (x1->>'it')::bigint END,
+            output_tokens = CASE WHEN x1->>'ot' IS NULL THEN x.output_tokens
+                                 ELSE coalesce(x.output_tokens, 0) + (x1->>'ot')::bigint END,
+            total_tokens = CASE WHEN x1->>'tt' IS NULL THEN x.total_tokens
+                                ELSE coalesce(x.total_tokens, 0) + (x1->>'tt')::bigint END,
+            cost_usd = CASE WHEN x1->>'usd' IS NULL THEN x.cost_usd
+                            ELSE coalesce(x.cost_usd, 0) + (x1->>'usd')::double precision END,
+            fingerprint = CASE WHEN p_chain IS NOT NULL THEN p_chain[2] ELSE md5(x.fingerprint || (x1->>'h')) END,
+            heartbeat_at = CASE WHEN x.status = 'running' THEN clock_timestamp() ELSE x.heartbeat_at END,
+            index_pending = x.indexed_count < x.entry_count + 1
+         WHERE x.id = v_id AND (p_scope IS NULL OR x.user_id = p_scope)
+           AND (p_chain IS NULL OR (x.entry_count = p_offset AND x.fingerprint = p_chain[1]))
+        RETURNING x.id, x.entry_count, nullif(x.turns, 0), x.fingerprint
+             INTO trace_id, entry_count, turn, fingerprint;
+        IF FOUND THEN
+            INSERT INTO automation_trace_entries
+                (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
+                 checkpoint_id, model, input_tokens, output_tokens, total_tokens, cost_usd)
+            VALUES (trace_id, entry_count - 1, v_node, x1->>'k', x1->>'nm', x1->>'s', v_first, v_last,
+                    (x1->>'ms')::double precision, x1->'d', turn, x1->>'c', x1->>'m',
+                    (x1->>'it')::integer, (x1->>'ot')::integer, (x1->>'tt')::integer,
+                    (x1->>'usd')::double precision);
+            first_seq := entry_count - 1;
+            written := 1;
+            in_sync := true;
+            created := false;
+            duplicate := false;
+            replaced := false;
+            RETURN;
+        ELSIF p_trace_id IS NOT NULL THEN
+            RAISE EXCEPTION 'trace % not found', p_trace_id USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+
+    IF p_trace_id IS NOT NULL THEN
+        SELECT * INTO t FROM automation_traces x
+         WHERE x.id = p_trace_id AND (p_scope IS NULL OR x.user_id = p_scope) FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'trace % not found', p_trace_id USING ERRCODE = 'P0002';
+        END IF;
+    ELSE
+        PERFORM pg_advisory_xact_lock(hashtextextended('tracedb.thread:' || p_thread_id, 0));
+        SELECT * INTO t FROM automation_traces x
+         WHERE x.thread_id = p_thread_id AND x.user_id = p_user_id
+         ORDER BY x.created_at DESC, x.id DESC LIMIT 1 FOR NO KEY UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO automation_traces AS x (id, user_id, provider_id, thread_id, name, status)
+            VALUES (coalesce(p_new_id, gen_random_uuid()), p_user_id, p_provider_id,
+                    p_thread_id, p_name, coalesce(p_status, 'completed'))
+            RETURNING * INTO t;
+            v_created := true;
+        END IF;
+    END IF;
+
+    IF p_batch IS NOT NULL AND p_batch = ANY(t.recent_batches) THEN
+        SELECT t.id, t.entry_count, t.entry_count, 0, true, false, nullif(t.turns, 0), true, false,
+               t.fingerprint
+          INTO trace_id, first_seq, entry_count, written, in_sync, created, turn, duplicate, replaced, fingerprint;
+        RETURN;
+    END IF;
+
+    v_total := coalesce(jsonb_array_length(p_entries), 0);
+    IF p_chain IS NOT NULL THEN
+        IF t.fingerprint IS NOT NULL AND t.entry_count >= p_offset AND t.entry_count <= p_offset + v_total
+           AND p_chain[t.entry_count - p_offset + 1] = t.fingerprint THEN
+            v_skip := t.entry_count - p_offset;
+        ELSIF p_replace AND p_offset = 0 THEN
+            v_replace := true;
+        ELSE
+            SELECT t.id, t.entry_count, t.entry_count, 0, false, v_created, nullif(t.turns, 0), false,
+                   false, t.fingerprint
+              INTO trace_id, first_seq, entry_count, written, in_sync, created, turn, duplicate, replaced, fingerprint;
+            RETURN;
+        END IF;
+    ELSIF p_offset IS NOT NULL THEN
+        IF p_offset > t.entry_count THEN
+            SELECT t.id, t.entry_count, t.entry_count, 0, false, v_created, nullif(t.turns, 0), false,
+                   false, t.fingerprint
+              INTO trace_id, first_seq, entry_count, written, in_sync, created, turn, duplicate, replaced, fingerprint;
+            RETURN;
+        END IF;
+        v_skip := least(t.entry_count - p_offset, v_total);
+    END IF;
+
+    IF v_replace THEN
+        -- its search rows are rebuilt by the indexer (from entry 0: it replaces them); a
+        -- writer never touches search rows, so it never waits for an indexer
+        DELETE FROM automation_trace_entries e WHERE e.trace_id = t.id;
+        t.entry_count := 0;
+        t.error_count := 0;
+        t.nodes := '{}';
+        t.first_started_at := NULL;
+        t.last_ended_at := NULL;
+        t.total_duration_ms := 0;
+        t.input_tokens := NULL;
+        t.output_tokens := NULL;
+        t.total_tokens := NULL;
+        t.cost_usd := NULL;
+        t.last_error := NULL;
+        t.turns := 0;
+        t.fingerprint := '';
+        t.indexed_count := 0;
+    END IF;
+
+    IF coalesce(p_new_turn, false) THEN
+        t.turns := t.turns + 1;
+    END IF;
+    v_turn := nullif(t.turns, 0);
+
+    IF v_total - v_skip = 1 THEN
+        -- One new entry, the per-event call: the same as below, with its fields read by
+        -- expressions rather than by two queries over the array (which cost more than the
+        -- insert itself).
+        x1 := p_entries -> v_skip;
+        v_first := (x1->>'a')::timestamptz;
+        v_last := (x1->>'b')::timestamptz;
+        INSERT INTO automation_trace_entries
+            (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
+             checkpoint_id, model, input_tokens, output_tokens, total_tokens, cost_usd)
+        VALUES (t.id, t.entry_count, x1->>'n', x1->>'k', x1->>'nm', x1->>'s', v_first, v_last,
+                (x1->>'ms')::double precision, x1->'d', v_turn, x1->>'c', x1->>'m',
+                (x1->>'it')::integer, (x1->>'ot')::integer, (x1->>'tt')::integer,
+                (x1->>'usd')::double precision);
+        v_n := 1;
+        IF (x1->>'e')::boolean THEN
+            t.error_count := t.error_count + 1;
+            t.last_error := coalesce(x1->>'err', 'error');
+        END IF;
+        v_node := x1->>'n';
+        IF v_node IS NOT NULL AND NOT ARRAY[v_node] <@ t.nodes THEN
+            t.nodes := ARRAY(SELECT DISTINCT u FROM unnest(t.nodes || v_node) AS u ORDER BY u);
+        END IF;
+        t.first_started_at := least(t.first_started_at, v_first);
+        t.last_ended_at := greatest(t.last_ended_at, coalesce(v_last, v_first));
+        t.total_duration_ms := t.total_duration_ms + coalesce((x1->>'ms')::double precision, 0);
+        IF x1->>'it' IS NOT NULL THEN t.input_tokens := coalesce(t.input_tokens, 0) + (x1->>'it')::bigint; END IF;
+        IF x1->>'ot' IS NOT NULL THEN t.output_tokens := coalesce(t.output_tokens, 0) + (x1->>'ot')::bigint; END IF;
+        IF x1->>'tt' IS NOT NULL THEN t.total_tokens := coalesce(t.total_tokens, 0) + (x1->>'tt')::bigint; END IF;
+        IF x1->>'usd' IS NOT NULL THEN
+            t.cost_usd := coalesce(t.cost_usd, 0) + (x1->>'usd')::double precision;
+        END IF;
+        IF p_chain IS NOT NULL THEN
+            t.fingerprint := p_chain[v_skip + 2];
+        ELSIF t.fingerprint IS NOT NULL THEN
+            t.fingerprint := md5(t.fingerprint || (x1->>'h'));  -- NULL without a digest
+        END IF;
+        t.entry_count := t.entry_count + 1;
+    ELSE
+        INSERT INTO automation_trace_entries AS e
+            (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
+             checkpoint_id, model, input_tokens, output_tokens, total_tokens, cost_usd)
+        SELECT t.id, t.entry_count + (o - v_skip)::integer - 1, x->>'n', x->>'k', x->>'nm', x->>'s',
+               (x->>'a')::timestamptz, (x->>'b')::timestamptz, (x->>'ms')::double precision, x->'d', v_turn,
+               x->>'c', x->>'m', (x->>'it')::integer, (x->>'ot')::integer, (x->>'tt')::integer,
+               (x->>'usd')::double precision
+          FROM jsonb_array_elements(coalesce(p_entries, '[]'::jsonb)) WITH ORDINALITY AS src(x, o)
+         WHERE o > v_skip;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+
+        IF v_n > 0 THEN
+            SELECT count(*) FILTER (WHERE (x->>'e')::boolean) AS errors,
+                   array_agg(DISTINCT x->>'n') FILTER (WHERE x->>'n' IS NOT NULL) AS nodes,
+                   min((x->>'a')::timestamptz) AS first_at,
+                   max(coalesce((x->>'b')::timestamptz, (x->>'a')::timestamptz)) AS last_at,
+                   coalesce(sum((x->>'ms')::double precision), 0) AS ms,
+                   sum((x->>'it')::bigint) AS it, sum((x->>'ot')::bigint) AS ot,
+                   sum((x->>'tt')::bigint) AS tt, sum((x->>'usd')::double precision) AS usd,
+                   array_agg(x->>'h' ORDER BY o) AS digests,
+                   (array_agg(x->>'err' ORDER BY o DESC) FILTER (WHERE (x->>'e')::boolean))[1] AS last_error
+              INTO agg
+              FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS src(x, o)
+             WHERE o > v_skip;
+            t.error_count := t.error_count + agg.errors;
+            IF agg.errors > 0 THEN
+                t.last_error := coalesce(agg.last_error, 'error');
+            END IF;
+            IF agg.nodes IS NOT NULL AND NOT agg.nodes <@ t.nodes THEN
+                t.nodes := ARRAY(SELECT DISTINCT u FROM unnest(t.nodes || agg.nodes) AS u ORDER BY u);
+            END IF;
+            t.first_started_at := least(t.first_started_at, agg.first_at);
+            t.last_ended_at := greatest(t.last_ended_at, agg.last_at);
+            t.total_duration_ms := t.total_duration_ms + agg.ms;
+            IF agg.it IS NOT NULL THEN t.input_tokens := coalesce(t.input_tokens, 0) + agg.it; END IF;
+            IF agg.ot IS NOT NULL THEN t.output_tokens := coalesce(t.output_tokens, 0) + agg.ot; END IF;
+            IF agg.tt IS NOT NULL THEN t.total_tokens := coalesce(t.total_tokens, 0) + agg.tt; END IF;
+            IF agg.usd IS NOT NULL THEN t.cost_usd := coalesce(t.cost_usd, 0) + agg.usd; END IF;
+            IF p_chain IS NOT NULL THEN
+                t.fingerprint := p_chain[v_skip + v_n + 1];
+            ELSIF t.fingerprint IS NOT NULL THEN
+                v_fp := t.fingerprint;
+                FOREACH v_digest IN ARRAY agg.digests LOOP
+                    IF v_digest IS NULL THEN
+                        v_fp := NULL;
+                        EXIT;
+                    END IF;
+                    v_fp := md5(v_fp || v_digest);
+                END LOOP;
+                t.fingerprint := v_fp;
+            END IF;
+            t.entry_count := t.entry_count + v_n;
+        ELSIF v_replace THEN
+            t.fingerprint := coalesce(p_chain[1], '');
+        END IF;
+    END IF;
+
+    IF p_running IS NOT NULL THEN
+        t.running := (t.running - ARRAY(SELECT jsonb_array_elements_text(coalesce(p_running->'end', '[]'))))
+                     || coalesce(p_running->'start', '{}');
+    END IF;
+    IF p_status IN ('completed', 'failed', 'interrupted') THEN
+        t.running := '{}';
+    END IF;
+    IF coalesce(p_status, t.status) = 'running' THEN
+        t.heartbeat_at := clock_timestamp();
+    END IF;
+    IF p_batch IS NOT NULL THEN
+        t.recent_batches := (p_batch || t.recent_batches)[1:16];
+    END IF;
+
+    UPDATE automation_traces x SET
+        -- the once-a-second rule for what an append changes (the trigger does name/status)
+        updated_at = CASE WHEN (v_n > 0 OR v_replace OR t.running IS DISTINCT FROM x.running
+                                OR t.turns <> x.turns OR coalesce(p_dropped, 0) > 0)
+                               AND clock_timestamp() - x.updated_at >= interval '1 second'
+                               AND current_setting('tracedb.keep_times', true) IS DISTINCT FROM 'on'
+                          THEN clock_timestamp() ELSE x.updated_at END,
+        entry_count = t.entry_count, error_count = t.error_count, nodes = t.nodes,
+        first_started_at = t.first_started_at, last_ended_at = t.last_ended_at,
+        total_duration_ms = t.total_duration_ms, turns = t.turns,
+        input_tokens = t.input_tokens, output_tokens = t.output_tokens,
+        total_tokens = t.total_tokens, cost_usd = t.cost_usd, last_error = t.last_error,
+        fingerprint = t.fingerprint, running = t.running, heartbeat_at = t.heartbeat_at,
+        recent_batches = t.recent_batches, indexed_count = t.indexed_count,
+        index_epoch = x.index_epoch + CASE WHEN v_replace THEN 1 ELSE 0 END,
+        index_pending = t.indexed_count < t.entry_count,
+        dropped_count = t.dropped_count + greatest(coalesce(p_dropped, 0), 0),
+        name = coalesce(p_name, x.name),
+        status = coalesce(p_status, x.status)
+     WHERE x.id = t.id;
+
+    trace_id := t.id;
+    first_seq := t.entry_count - v_n;
+    entry_count := t.entry_count;
+    written := v_n;
+    in_sync := true;
+    created := v_created;
+    turn := v_turn;
+    duplicate := false;
+    replaced := v_replace;
+    fingerprint := t.fingerprint;
+END;
+$$;
