@@ -64,9 +64,10 @@ BEGIN
     -- that extends the stored list (by thread, checked against the stored fingerprint):
     -- the trace row is locked and updated by one statement, with no row read into
     -- variables first; what it stores is what the general path below stores for it.
-    -- Anything else (a batch id, an offset, running nodes, a status, a name, a new turn,
-    -- drops, a list that does not extend the stored one) takes the general path.
-    IF coalesce(jsonb_array_length(p_entries), 0) = 1 AND p_batch IS NULL AND p_running IS NULL
+    -- Anything else (an offset, running nodes, a status, a name, a new turn, drops, a list
+    -- that does not extend the stored one, a batch the trace has seen) takes the general
+    -- path.
+    IF coalesce(jsonb_array_length(p_entries), 0) = 1 AND p_running IS NULL
        AND p_status IS NULL AND p_name IS NULL AND NOT coalesce(p_new_turn, false)
        AND coalesce(p_dropped, 0) = 0 AND NOT coalesce(p_replace, false) AND p_new_id IS NULL
        AND ((p_trace_id IS NOT NULL AND p_chain IS NULL AND p_offset IS NULL)
@@ -106,9 +107,12 @@ BEGIN
                             ELSE coalesce(x.cost_usd, 0) + (x1->>'usd')::double precision END,
             fingerprint = CASE WHEN p_chain IS NOT NULL THEN p_chain[2] ELSE md5(x.fingerprint || (x1->>'h')) END,
             heartbeat_at = CASE WHEN x.status = 'running' THEN clock_timestamp() ELSE x.heartbeat_at END,
+            recent_batches = CASE WHEN p_batch IS NULL THEN x.recent_batches
+                                  ELSE (p_batch || x.recent_batches)[1:16] END,
             index_pending = x.indexed_count < x.entry_count + 1
          WHERE x.id = v_id AND (p_scope IS NULL OR x.user_id = p_scope)
            AND (p_chain IS NULL OR (x.entry_count = p_offset AND x.fingerprint = p_chain[1]))
+           AND (p_batch IS NULL OR NOT p_batch = ANY(x.recent_batches))
         RETURNING x.id, x.entry_count, nullif(x.turns, 0), x.fingerprint
              INTO trace_id, entry_count, turn, fingerprint;
         IF FOUND THEN
@@ -126,7 +130,7 @@ BEGIN
             duplicate := false;
             replaced := false;
             RETURN;
-        ELSIF p_trace_id IS NOT NULL THEN
+        ELSIF p_trace_id IS NOT NULL AND p_batch IS NULL THEN  -- (a seen batch: answered below)
             RAISE EXCEPTION 'trace % not found', p_trace_id USING ERRCODE = 'P0002';
         END IF;
     END IF;

@@ -1183,7 +1183,23 @@ def test_a_lone_entry_keeps_what_the_general_path_keeps(db, db_url, open_store, 
             db.as_user(ids("other")).append_entries([entry("x")], trace_id=tid)
         with pytest.raises(TraceNotFound):
             db.append_entries([entry("x")], trace_id=str(uuid.uuid4()))
+        with pytest.raises(TraceNotFound):
+            db.append_entries([entry("x")], trace_id=str(uuid.uuid4()), batch_id=str(uuid.uuid4()))
         assert row()[2] == 3
+
+        # a lone entry with a batch id: stored once, however often it is sent
+        batches = [str(uuid.uuid4()) for _ in range(17)]
+        first = db.append_entries([entry("d")], trace_id=tid, batch_id=batches[0])
+        again = db.append_entries([entry("d")], trace_id=tid, batch_id=batches[0])
+        assert (first.written, first.duplicate) == (1, False)
+        assert (again.written, again.duplicate, again.entry_count) == (0, True, 4)
+        for b in batches[1:]:
+            db.append_entries([entry("e")], trace_id=tid, batch_id=b)
+        remembered = conn.execute(
+            "SELECT recent_batches FROM automation_traces WHERE id = %s", (tid,)
+        ).fetchone()[0]
+        assert [str(b) for b in remembered] == batches[:0:-1]  # the last 16, newest first
+        assert db.append_entries([entry("d")], trace_id=tid, batch_id=batches[0]).written == 1  # forgotten
 
     thread = ids("changed")
     db.upsert_trace_by_thread("ana", None, thread, [entry("a")])
