@@ -1163,12 +1163,13 @@ def test_a_lone_entry_keeps_what_the_general_path_keeps(db, db_url, open_store, 
                 (tid,),
             ).fetchone()
 
-        conn.execute("SET tracedb.keep_times = 'on'")  # the times as set here
-        conn.execute(
-            "UPDATE automation_traces SET heartbeat_at = now() - interval '61 seconds',"
-            " updated_at = now() - interval '5 seconds' WHERE id = %s",
-            (tid,),
-        )
+        with conn.transaction():  # one transaction: also behind a pooler in transaction mode
+            conn.execute("SET LOCAL tracedb.keep_times = 'on'")  # the times as set here
+            conn.execute(
+                "UPDATE automation_traces SET heartbeat_at = now() - interval '61 seconds',"
+                " updated_at = now() - interval '5 seconds' WHERE id = %s",
+                (tid,),
+            )
         before = row()
         second = db.append_entries([entry("b")], trace_id=tid)
         assert (second.first_seq, second.entry_count, second.turn, second.written) == (1, 2, 1, 1)
