@@ -64,11 +64,11 @@ BEGIN
     -- that extends the stored list (by thread, checked against the stored fingerprint):
     -- the trace row is locked and updated by one statement, with no row read into
     -- variables first; what it stores is what the general path below stores for it.
-    -- Anything else (an offset, running nodes, a status, a name, a new turn, drops, a list
+    -- Anything else (an offset, running nodes, a status, a new turn, drops, a list
     -- that does not extend the stored one, a batch the trace has seen) takes the general
     -- path.
     IF coalesce(jsonb_array_length(p_entries), 0) = 1 AND p_running IS NULL
-       AND p_status IS NULL AND p_name IS NULL AND NOT coalesce(p_new_turn, false)
+       AND p_status IS NULL AND NOT coalesce(p_new_turn, false)
        AND coalesce(p_dropped, 0) = 0 AND NOT coalesce(p_replace, false) AND p_new_id IS NULL
        AND ((p_trace_id IS NOT NULL AND p_chain IS NULL AND p_offset IS NULL)
             OR (p_trace_id IS NULL AND array_length(p_chain, 1) = 2 AND p_offset IS NOT NULL)) THEN
@@ -109,7 +109,8 @@ BEGIN
             heartbeat_at = CASE WHEN x.status = 'running' THEN clock_timestamp() ELSE x.heartbeat_at END,
             recent_batches = CASE WHEN p_batch IS NULL THEN x.recent_batches
                                   ELSE (p_batch || x.recent_batches)[1:16] END,
-            index_pending = x.indexed_count < x.entry_count + 1
+            index_pending = x.indexed_count < x.entry_count + 1,
+            name = coalesce(p_name, x.name)  -- a new name moves updated_at (the touch trigger)
          WHERE x.id = v_id AND (p_scope IS NULL OR x.user_id = p_scope)
            AND (p_chain IS NULL OR (x.entry_count = p_offset AND x.fingerprint = p_chain[1]))
            AND (p_batch IS NULL OR NOT p_batch = ANY(x.recent_batches))

@@ -1210,6 +1210,11 @@ def test_a_lone_entry_keeps_what_the_general_path_keeps(db, db_url, open_store, 
     tid = db.upsert_trace_by_thread("ana", None, thread, [entry("a"), entry("b"), entry("c")])
     assert stored(db, tid) == [entry("a"), entry("b"), entry("c")]
     assert db.get_summary(tid).entry_count == 3
+    # the seed's callers may name the trace at every call
+    four = [entry("a"), entry("b"), entry("c"), entry("d")]
+    assert db.upsert_trace_by_thread("ana", None, thread, four, name="renamed") == tid
+    summary = db.get_summary(tid)
+    assert (summary.name, summary.entry_count, stored(db, tid)) == ("renamed", 4, four)
 
 
 def test_overview_buckets(db, ids):
