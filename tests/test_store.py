@@ -855,8 +855,9 @@ def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db
         conn.execute(f"CREATE TABLE {table} AS SELECT g AS x FROM generate_series(1, 1000000) g")
         try:
             conn.execute(f"VACUUM ANALYZE {table}")
-            conn.execute("SET parallel_setup_cost = 0")
-            conn.execute("SET min_parallel_table_scan_size = 0")
+            # a parallel count, set on the table: a session setting would outlive the test
+            # on a pooler's server connection and reach other clients
+            conn.execute(f"ALTER TABLE {table} SET (parallel_workers = 2)")
             started = time.perf_counter()
             store.execute(conn, count)
             took = max(5, int((time.perf_counter() - started) * 1000))
@@ -873,8 +874,6 @@ def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db
                 async with await psycopg.AsyncConnection.connect(
                     db_url, autocommit=True, row_factory=dict_row, prepare_threshold=None
                 ) as aconn:
-                    await aconn.execute("SET parallel_setup_cost = 0")
-                    await aconn.execute("SET min_parallel_table_scan_size = 0")
                     for limit in limits:
                         try:
                             await aio.execute(aconn, dataclasses.replace(count, timeout_ms=limit))

@@ -964,11 +964,12 @@ def test_an_indexer_at_work_holds_up_no_append(db, db_url, ids):
         # an indexer mid-way: it has claimed the trace and built rows, not yet committed
         indexer.execute("SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (tid,))
         indexer.execute("SELECT tracedb_index_entries(%s, 0, 2)", (tid,))
-        conn.execute("SET statement_timeout = '5s'")
         db.append_entries([entry("c", output=word)], trace_id=tid)  # no wait on the indexer
-        assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == [
-            (uuid.UUID(tid),)
-        ]  # skipped: another indexer has it
+        with conn.transaction():  # a time limit for this transaction only (also behind a pooler)
+            conn.execute("SET LOCAL statement_timeout = '5s'")
+            assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == [
+                (uuid.UUID(tid),)
+            ]  # skipped: another indexer has it
         indexer.rollback()
         assert conn.execute("SELECT tracedb_index_traces(ARRAY[%s]::uuid[])", (tid,)).fetchall() == []
     assert [s.id for s in db.list_traces(TraceFilter(text=word)).items] == [tid]
@@ -982,8 +983,11 @@ def test_an_indexer_skips_a_trace_being_deleted_and_never_deadlocks(db, db_url, 
         doomed = _pending_trace(conn, ids("th"), ["one", "two"])
         kept = _pending_trace(conn, ids("th"), ["three"])
         deleter.execute("DELETE FROM automation_traces WHERE id = %s", (doomed,))  # not committed
-        conn.execute("SET lock_timeout = '3s'")
-        left = conn.execute("SELECT tracedb_index_traces(ARRAY[%s, %s]::uuid[])", (doomed, kept)).fetchall()
+        with conn.transaction():  # a lock wait limit for this transaction only (also behind a pooler)
+            conn.execute("SET LOCAL lock_timeout = '3s'")
+            left = conn.execute(
+                "SELECT tracedb_index_traces(ARRAY[%s, %s]::uuid[])", (doomed, kept)
+            ).fetchall()
         assert left == [(uuid.UUID(doomed),)]  # skipped, still pending; the other indexed
         pending = "SELECT index_pending FROM automation_traces WHERE id = %s"
         assert conn.execute(pending, (kept,)).fetchone() == (False,)
