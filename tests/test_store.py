@@ -858,10 +858,13 @@ def test_a_statement_cut_short_by_its_time_limit_leaves_its_connection_usable(db
             # a parallel count, set on the table: a session setting would outlive the test
             # on a pooler's server connection and reach other clients
             conn.execute(f"ALTER TABLE {table} SET (parallel_workers = 2)")
-            started = time.perf_counter()
-            store.execute(conn, count)
-            took = max(5, int((time.perf_counter() - started) * 1000))
-            limits = [took * k // 20 for k in range(12, 29)] * 5
+            took_s = []
+            for _ in range(3):  # the quickest of three: the first may pay for a cold connection
+                started = time.perf_counter()
+                store.execute(conn, count)
+                took_s.append(time.perf_counter() - started)
+            took = max(5, int(min(took_s) * 1000))
+            limits = [took * k // 20 for k in range(8, 29)] * 5
             cancelled = 0
             for limit in limits:
                 try:
