@@ -19,10 +19,11 @@ import pytest
 from psycopg import sql
 from store_support import STORES
 
-from tracedb import InvalidTraceData, TraceFilter, TraceNotFound, limits
+from tracedb import AutomationTraceDB, InvalidTraceData, TraceFilter, TraceNotFound, limits
 from tracedb import queries as q
 from tracedb.core import Statement, _append_params
 from tracedb.jsonsafe import prepare_entries
+from tracedb.store import execute
 
 
 @pytest.fixture(scope="module", params=sorted(STORES))
@@ -519,6 +520,37 @@ def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db
         assert done.is_set() and result[0] >= 1
         pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
         assert pending == (False,)
+
+
+def test_indexing_what_is_pending_indexes_a_trace_another_indexer_let_go_of_half_done(db_url, ids):
+    """An indexer works a call of entries at a time and lets go of a trace between two calls.
+    When that happened while ``index_pending`` was between its statements (the trace
+    skipped as held, then found not held), it returned with the trace still pending. The
+    operation's statements run here one by one, the other indexer letting go in between."""
+    word = f"zh{uuid.uuid4().hex[:10]}"
+    with (
+        AutomationTraceDB(db_url) as db,
+        psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn,
+        psycopg.connect(db_url, prepare_threshold=None) as other,
+    ):
+        tid = _pending_trace(conn, ids("th"), [word])
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (tid,))
+        conn.row_factory = psycopg.rows.dict_row
+        op = AutomationTraceDB.index_pending.fn(db, 1000)  # its statements, run below
+        st = next(op)
+        skipped = False
+        try:
+            while True:
+                result = execute(conn, st)
+                if st.query == q.INDEX_STALE and not skipped:
+                    skipped = True  # the first pass skipped the held trace
+                    other.rollback()  # the other indexer ends its call and lets go
+                st = op.send(result)
+        except StopIteration as stop:
+            assert stop.value >= 1
+        pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
+        assert pending == {"index_pending": False}
+        assert db.count_traces(TraceFilter(text=word)) == 1
 
 
 def test_one_indexer_round_indexes_all_a_trace_got_since_the_last(db_url, ids):

@@ -201,16 +201,20 @@ class MaintenanceOperations(StoreBase):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidTraceData("limit must be a positive integer")
         params = {"limit": limit, "age": timedelta(0)}
+        pending = yield _all(q.PENDING_NOW, params)
         done = int((yield _one(q.INDEX_STALE, params))["n"])
         # A trace a store's indexer was indexing meanwhile was skipped: wait until that
-        # indexer is done with it, then index what is left, so that what was pending when
-        # this was called is indexed when it returns. That indexer works a call of entries
-        # at a time and may take the trace again before this does: wait again then.
-        held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, params))]
-        while held:
-            yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
-            done += int((yield _one(q.INDEX_STALE, params))["n"])
-            held = [row["id"] for row in (yield _all(q.HELD_BY_INDEXER, params))]
+        # indexer lets go of it, then index what is left, until what was pending when this
+        # was called is indexed. That indexer works a call of entries at a time and may
+        # take the trace again before this does, or leave it between two calls.
+        left = {"ids": [r["id"] for r in pending], "counts": [r["n"] for r in pending]}
+        while pending:
+            pending = yield _all(q.LEFT_PENDING, left)
+            held = [r["id"] for r in pending if r["held"]]
+            if held:
+                yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
+            if pending:
+                done += int((yield _one(q.INDEX_STALE, params))["n"])
         return done
 
     @operation(changes=False)

@@ -369,14 +369,24 @@ SELECT t.id FROM automation_traces t
  WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
  ORDER BY t.updated_at LIMIT %(limit)s
 """
-# Of those, the ones another indexer is indexing right now (the indexers skip a trace one of
-# them holds), and a wait until it is done with them: its lock on each is held until it
-# commits. As many locks at most as INDEX_STALE takes itself.
-HELD_BY_INDEXER = (
-    "SELECT p.id::text AS id FROM ("
-    + STALE_TRACES
-    + ") AS p WHERE NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || p.id, 0))"
-)
+# The traces pending now and the entries each has: what an index_pending call must leave
+# indexed (up to those entries, or all of a trace replaced or shortened meanwhile).
+PENDING_NOW = """
+SELECT t.id, t.entry_count AS n FROM automation_traces t
+ WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
+ ORDER BY t.updated_at LIMIT %(limit)s
+"""
+# Of those, the ones not indexed that far yet, and whether another indexer is indexing it
+# right now (the indexers skip a trace one of them holds): its lock on each is held until
+# it commits. An indexer works a call of entries at a time and lets go of the trace
+# between calls, so a trace neither held nor indexed is indexed by the caller.
+LEFT_PENDING = """
+SELECT t.id::text AS id,
+       NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0)) AS held
+  FROM unnest(%(ids)s::uuid[], %(counts)s::integer[]) AS p(id, n)
+  JOIN automation_traces t ON t.id = p.id
+ WHERE t.index_pending AND t.indexed_count < least(p.n, t.entry_count)
+"""
 WAIT_FOR_INDEXER = """
 SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || i, 0))) AS n
   FROM unnest(%(ids)s::text[]) AS i
