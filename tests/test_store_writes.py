@@ -522,6 +522,32 @@ def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db
         assert pending == (False,)
 
 
+def test_indexing_what_is_pending_waits_out_a_transaction_deleting_a_trace(db, db_url, ids):
+    """Indexers skip a trace whose row a transaction holds for deleting. ``index_pending``
+    waits for that transaction instead of returning with the trace pending (or calling
+    again and again): when it rolls back, the trace is indexed before the call returns."""
+    word = f"zd{uuid.uuid4().hex[:10]}"
+    with (
+        psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn,
+        psycopg.connect(db_url, prepare_threshold=None) as other,
+    ):
+        tid = _pending_trace(conn, ids("th"), [word])
+        other.execute("DELETE FROM automation_traces WHERE id = %s", (tid,))
+        done = threading.Event()
+        result: list[Any] = []
+        worker = threading.Thread(target=lambda: (result.append(db.index_pending()), done.set()))
+        worker.start()
+        try:
+            assert not done.wait(0.5)  # waits for the deleting transaction
+        finally:
+            other.rollback()  # which keeps the trace after all
+        worker.join(10)
+        assert done.is_set() and result[0] >= 1
+        pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
+        assert pending == (False,)
+    assert db.count_traces(TraceFilter(text=word)) == 1
+
+
 def test_indexing_what_is_pending_indexes_a_trace_another_indexer_let_go_of_half_done(db_url, ids):
     """An indexer works a call of entries at a time and lets go of a trace between two calls.
     When that happened while ``index_pending`` was between its statements (the trace

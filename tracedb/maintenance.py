@@ -197,23 +197,24 @@ class MaintenanceOperations(StoreBase):
         """Index for search the entries of up to ``limit`` traces whose newest entries are not
         indexed yet, whoever wrote them; returns how many traces were indexed. Each store
         does this in the background for what it writes (see :mod:`tracedb.indexer`); this is
-        for a database whose writers stopped before their indexer ran."""
+        for a database whose writers stopped before their indexer ran. It returns once every
+        trace pending when it was called is indexed up to the entries it had then, waiting
+        where another store's indexer is at work on one."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidTraceData("limit must be a positive integer")
         params = {"limit": limit, "age": timedelta(0)}
         pending = yield _all(q.PENDING_NOW, params)
         done = int((yield _one(q.INDEX_STALE, params))["n"])
-        # A trace a store's indexer was indexing meanwhile was skipped: wait until that
-        # indexer lets go of it, then index what is left, until what was pending when this
-        # was called is indexed. That indexer works a call of entries at a time and may
-        # take the trace again before this does, or leave it between two calls.
+        # A trace another store's indexer was indexing meanwhile was skipped, and so was one
+        # a transaction was deleting: wait until nothing keeps them from being indexed, then
+        # index what is left, until what was pending when this was called is indexed. That
+        # indexer works a call of entries at a time: it may take a trace again before this
+        # does, or leave it between two calls. Each round indexes or waits for a lock holder.
         left = {"ids": [r["id"] for r in pending], "counts": [r["n"] for r in pending]}
         while pending:
             pending = yield _all(q.LEFT_PENDING, left)
-            held = [r["id"] for r in pending if r["held"]]
-            if held:
-                yield _one(q.WAIT_FOR_INDEXER, {"ids": held})
             if pending:
+                yield _one(q.WAIT_FOR_INDEXER, {"ids": [r["id"] for r in pending]})
                 done += int((yield _one(q.INDEX_STALE, params))["n"])
         return done
 

@@ -376,20 +376,20 @@ SELECT t.id, t.entry_count AS n FROM automation_traces t
  WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
  ORDER BY t.updated_at LIMIT %(limit)s
 """
-# Of those, the ones not indexed that far yet, and whether another indexer is indexing it
-# right now (the indexers skip a trace one of them holds): its lock on each is held until
-# it commits. An indexer works a call of entries at a time and lets go of the trace
-# between calls, so a trace neither held nor indexed is indexed by the caller.
+# Of those, the ones not indexed that far yet.
 LEFT_PENDING = """
-SELECT t.id::text AS id,
-       NOT pg_try_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0)) AS held
+SELECT t.id::text AS id
   FROM unnest(%(ids)s::uuid[], %(counts)s::integer[]) AS p(id, n)
   JOIN automation_traces t ON t.id = p.id
  WHERE t.index_pending AND t.indexed_count < least(p.n, t.entry_count)
 """
+# A wait until nothing keeps an indexer from these traces: another indexer at work on one
+# (its lock is held until it commits; the indexers skip a trace one of them holds), or a
+# transaction deleting one (they skip a row locked for that). Writers are not waited for.
 WAIT_FOR_INDEXER = """
-SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || i, 0))) AS n
-  FROM unnest(%(ids)s::text[]) AS i
+SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0))) AS n
+  FROM (SELECT x.id FROM automation_traces x WHERE x.id = ANY(%(ids)s::uuid[])
+         ORDER BY x.id FOR KEY SHARE OF x) AS t
 """
 
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
