@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from store_support import STORES
 
 from tracedb import AutomationTraceDB, InvalidTraceData, TraceFilter, TraceNotFound, limits
@@ -869,6 +870,83 @@ def test_a_confirmation_reads_only_the_entries_its_blocks_point_to(db, db_url, i
     errors = TraceFilter(contains={"tool": "grep", "status": "error"}, user_id=user)
     assert [s.id for s in db.list_traces(errors).items] == [first]
     assert db.count_traces(TraceFilter(contains={"tool": "grep", "status": "ok"}, user_id=user)) == 1
+
+
+def test_an_entry_holding_a_phrase_holds_the_keys_of_its_pairs(db_url):
+    """A phrase's candidates are the entries holding the keys of its pairs of adjacent
+    words: every entry whose stored words match the phrase must hold them, or a search would
+    miss it. Checked on the server over awkward texts: punctuation, a word repeated, words
+    in several strings of one entry, hyphenated words, numbers, and a text long enough that
+    its positions are clamped (past 16,383 words)."""
+    from tracedb.filters import phrase_pairs
+
+    AutomationTraceDB(db_url).close()  # the schema, migrated
+    long_text = " ".join(f"w{i % 50}" for i in range(17_000)) + " tail end"
+    docs = [
+        {"output": "The cat sat on the mat, the cat!"},
+        {"output": "cat cat cat", "tool": "sat-on mat"},
+        {"a": "first part", "b": "second part", "c": ["third", "part two"]},
+        {"output": "error 404: not found; retry 3 times"},
+        {"output": long_text},
+    ]
+    words = sorted({w for d in docs[:-1] for w in re.findall(r"[a-z0-9]+", json.dumps(d).lower())})
+    words += ["w0", "w1", "w2", "w49", "tail", "end"]
+    phrases = [f'"{a} {b}"' for a in words for b in words] + ['"the cat sat"', '"w49 tail end"', '"w1 w2 w3"']
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("CREATE TEMP TABLE doc (words tsvector, pairs integer[])")
+        checked = 0
+        for doc in docs:
+            conn.execute("DELETE FROM doc")
+            conn.execute(
+                "INSERT INTO doc SELECT v, tracedb_word_pairs(v)"
+                " FROM jsonb_to_tsvector('simple', %s, '[\"string\"]') AS v",
+                (Jsonb(doc),),
+            )
+            for phrase in phrases:
+                pairs = phrase_pairs(phrase)
+                assert pairs, phrase
+                matches, holds = conn.execute(
+                    "SELECT words @@ websearch_to_tsquery('simple', %s),"
+                    " pairs @> tracedb_phrase_pairs(%s::text[]) FROM doc",
+                    (phrase, pairs),
+                ).fetchone()
+                assert holds or not matches, (doc, phrase)
+                checked += matches
+        assert checked >= 20  # the check saw phrases that match, not only ones that do not
+        # and the keys tell phrases apart: a pair not side by side is not held
+        assert not conn.execute(
+            "SELECT tracedb_word_pairs(to_tsvector('simple', 'the cat sat'))"
+            " @> tracedb_phrase_pairs(ARRAY['cat the'])"
+        ).fetchone()[0]
+
+
+def test_a_phrase_finds_its_candidates_by_the_pairs_of_its_words(db, db_url, ids):
+    """A phrase search gathers its candidate entries through the index of word pairs, not
+    through every entry holding its words; a search with OR, or of words alone, does not."""
+    from tracedb import filters
+
+    user = ids("u")
+    a, b = (f"w{uuid.uuid4().hex[:8]}" for _ in range(2))
+    together = db.save_trace(user, None, ids("th"), [entry("x", output=f"say {a} {b} now")])
+    apart = db.save_trace(user, None, ids("th"), [entry("x", output=f"{a} then {b}")])
+    db.index_pending()
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:
+        for text, pairs_used, want in (
+            (f'"{a} {b}"', True, {together}),
+            (f'say "{a} {b}" now', True, {together}),
+            (f'"{a} {b}" or nothing', False, {together}),
+            (f"{a} {b}", False, {together, apart}),
+        ):
+            flt = TraceFilter(text=text, user_id=user)
+            assert {s.id for s in db.list_traces(flt).items} == want, text
+            for first in (False, True):
+                query, params = filters.list_query(flt, 10, None, index_first=first)
+                assert ("tracedb_phrase_pairs" in query.as_string(conn)) == pairs_used, text
+                got = {str(r[0]) for r in conn.execute(query, params).fetchall()}
+                assert got == want, (text, first)
+        # the choice of plan weighs the entries holding the pairs
+        estimate = filters.candidate_estimate(TraceFilter(text=f'"{a} {b}"'))
+        assert estimate is not None and "tracedb_phrase_pairs" in estimate.query.as_string(conn)
 
 
 def test_several_words_are_decided_on_the_entries_stored_words(db, db_url, ids):

@@ -98,6 +98,15 @@ _CONTAINS_CONFIRMS = "(SELECT TRUE FROM {entries} AND (e.data @> {value}) IS TRU
 _ENTRY_ROWS = "FROM automation_trace_entry_words w WHERE w.words @@ {words} OR w.words IS NULL"
 _ENTRY_CANDIDATES = "t.id IN (SELECT w.trace_id " + _ENTRY_ROWS + ")"
 _ENTRY_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT DISTINCT w.trace_id " + _ENTRY_ROWS + "))"
+# A phrase's candidate entries also hold the keys of its pairs of adjacent words ({pairs}:
+# the keys, see sql/024): found by their own index, about as many as hold the phrase, where
+# the words' index gives every entry holding all the words, whose positions it cannot read.
+_PAIR_ROWS = (
+    "FROM automation_trace_entry_words w"
+    " WHERE (w.pairs @> tracedb_phrase_pairs({pairs}::text[]) AND w.words @@ {words}) OR w.words IS NULL"
+)
+_PAIR_CANDIDATES = "t.id IN (SELECT w.trace_id " + _PAIR_ROWS + ")"
+_PAIR_CANDIDATES_FIRST = "t.id = ANY(ARRAY(SELECT DISTINCT w.trace_id " + _PAIR_ROWS + "))"
 # Only the rows of its indexed entries: the rows of a list that an upsert replaced stay
 # until the trace is indexed again (with an empty list it is never indexed again).
 _ENTRY_CONFIRMS = (
@@ -145,6 +154,23 @@ def _same_entry_words(text: str) -> list[str] | None:
 def same_entry_tsquery(lexemes: list[str]) -> str:
     """tsquery text asking for all ``lexemes`` in one entry (``'a' <0> 'b'``)."""
     return " <0> ".join(f"'{w}'" for w in lexemes)
+
+
+_PHRASE = re.compile(r'"([^"]*)"')
+
+
+def phrase_pairs(candidates: str) -> list[str]:
+    """The pairs of adjacent words ("first second", lower-cased) of the quoted phrases of
+    ``candidates``, all to be found in one entry; only phrases of plain words have them,
+    and a search with OR has none (its phrases are not all needed)."""
+    if any(term.lower() == "or" for term in _TERM.findall(candidates)):
+        return []
+    pairs: set[str] = set()
+    for phrase in _PHRASE.findall(candidates):
+        words = _same_entry_words(phrase)
+        if words is not None:
+            pairs.update(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    return sorted(pairs)
 
 
 def words_lexemes(candidates: str) -> list[str] | None:
@@ -242,6 +268,9 @@ class FilterSQL:
     # per search condition, whether its candidates are entries (automation_trace_entry_words)
     # rather than blocks (automation_trace_search)
     search_per_entry: list[bool] = field(default_factory=list)
+    # per search condition, the placeholder of the pairs of adjacent words its candidate
+    # entries must hold (a phrase's), or None
+    search_pairs: list[sql.Composable | None] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
@@ -256,15 +285,27 @@ class FilterSQL:
         """The search conditions: candidates through the search rows, found from the search
         index first when ``index_first``."""
         shapes = {
-            (False, False): _CANDIDATES,
-            (False, True): _CANDIDATES_FIRST,
-            (True, False): _ENTRY_CANDIDATES,
-            (True, True): _ENTRY_CANDIDATES_FIRST,
+            ("blocks", False): _CANDIDATES,
+            ("blocks", True): _CANDIDATES_FIRST,
+            ("entries", False): _ENTRY_CANDIDATES,
+            ("entries", True): _ENTRY_CANDIDATES_FIRST,
+            ("pairs", False): _PAIR_CANDIDATES,
+            ("pairs", True): _PAIR_CANDIDATES_FIRST,
         }
         return [
-            sql.SQL(shapes[per_entry, self.index_first]).format(words=words)
-            for words, per_entry in zip(self.search_words, self.search_per_entry, strict=True)
+            sql.SQL(shapes[self._rows(i), self.index_first]).format(**self._shape_args(i))
+            for i in range(len(self.search_words))
         ]
+
+    def _rows(self, i: int) -> str:
+        """Which rows search condition ``i`` finds its candidates by."""
+        if not self.search_per_entry[i]:
+            return "blocks"
+        return "entries" if self.search_pairs[i] is None else "pairs"
+
+    def _shape_args(self, i: int) -> dict[str, sql.Composable]:
+        pairs = self.search_pairs[i]
+        return {"words": self.search_words[i]} | ({} if pairs is None else {"pairs": pairs})
 
     @property
     def branches(self) -> list[str]:
@@ -380,7 +421,8 @@ def _add_text(out: FilterSQL, text: str) -> None:
     if candidates is not None and (lexemes is None or len(lexemes) > 1):
         # several terms in one entry (words, a phrase, OR): through the entries' words
         words = sql.SQL(_QUERY).format(query=p.add("words", candidates))
-        _add_search(out, words, several=True, per_entry=True)
+        pairs = phrase_pairs(candidates)
+        _add_search(out, words, several=True, per_entry=True, pairs=p.add("pairs", pairs) if pairs else None)
 
         def confirm(tid: sql.Composable, branch: str) -> sql.Composable:
             if branch == "indexed":
@@ -421,11 +463,18 @@ def _narrowing(p: Params, lexemes: list[str] | None) -> Callable[[sql.Composable
     return entries
 
 
-def _add_search(out: FilterSQL, words: sql.Composable, several: bool, per_entry: bool = False) -> None:
+def _add_search(
+    out: FilterSQL,
+    words: sql.Composable,
+    several: bool,
+    per_entry: bool = False,
+    pairs: sql.Composable | None = None,
+) -> None:
     """A search condition of ``words`` (tsquery SQL): candidates through the search rows,
-    of entries when ``per_entry``, else of blocks."""
+    of entries when ``per_entry`` (which hold ``pairs``, when given), else of blocks."""
     out.search_words.append(words)
     out.search_per_entry.append(per_entry)
+    out.search_pairs.append(pairs)
     out.several_terms = out.several_terms or several
     out.narrowing = True
 
@@ -650,6 +699,12 @@ INDEX_FIRST_FACTOR = 600
 ENTRY_INDEX_FIRST_FACTOR = 60
 _CANDIDATE_BLOCKS_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 " + _BLOCKS
 _CANDIDATE_ENTRIES_QUERY = "EXPLAIN (FORMAT JSON) SELECT 1 " + _ENTRY_ROWS
+# For a phrase, the entries holding its pairs: the planner would take them and its words
+# for independent and expect far fewer rows than the pairs' own count.
+_CANDIDATE_PAIRS_QUERY = (
+    "EXPLAIN (FORMAT JSON) SELECT 1 FROM automation_trace_entry_words w"
+    " WHERE w.pairs @> tracedb_phrase_pairs({pairs}::text[]) OR w.words IS NULL"
+)
 # The planner's estimate of all rows, next to that of the candidates. Each is read from its
 # plan's top node, which counts all rows also when the plan runs in parallel (a Gather's
 # children count one process's share).
@@ -683,11 +738,13 @@ def candidate_estimate(
     f = compile_filter(flt, scope, abandon_after)
     if len(f.search_words) != 1 or not f.several_terms:
         return None
-    if f.search_per_entry[0]:
-        shape, every, factor = _CANDIDATE_ENTRIES_QUERY, ALL_ENTRY_ROWS_QUERY, ENTRY_INDEX_FIRST_FACTOR
-    else:
+    rows = f._rows(0)
+    if rows == "blocks":
         shape, every, factor = _CANDIDATE_BLOCKS_QUERY, ALL_BLOCKS_QUERY, INDEX_FIRST_FACTOR
-    return CandidateEstimate(sql.SQL(shape).format(words=f.search_words[0]), f.params, every, factor)
+    else:
+        shape = _CANDIDATE_ENTRIES_QUERY if rows == "entries" else _CANDIDATE_PAIRS_QUERY
+        every, factor = ALL_ENTRY_ROWS_QUERY, ENTRY_INDEX_FIRST_FACTOR
+    return CandidateEstimate(sql.SQL(shape).format(**f._shape_args(0)), f.params, every, factor)
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
