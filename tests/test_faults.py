@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -525,21 +526,26 @@ def test_statement_timeout_mid_run(fresh_db_url):
 def test_cancelled_statements_mid_run(fresh_db_url):
     db = AutomationTraceDB(fresh_db_url)
     rec = TraceRecorder(db, "faults", flush_timeout=30)
-    cancelled: list[int] = []
+    cancelled: list[tuple[int, datetime]] = []
 
     def cancel() -> None:
+        # Two different statements: a cancelled one may still show as waiting for a moment,
+        # and its retry may run on the same connection (the same pid, a new query_start).
         with psycopg.connect(fresh_db_url, autocommit=True) as conn:
             for _ in range(2):
-                pid = _wait(
+                waiting = _wait(
                     lambda: conn.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'tracedb-recorder'"
-                        " AND wait_event_type = 'Lock' AND datname = current_database()"
+                        "SELECT pid, query_start FROM pg_stat_activity"
+                        " WHERE application_name = 'tracedb-recorder' AND wait_event_type = 'Lock'"
+                        " AND datname = current_database() AND NOT EXISTS (SELECT 1 FROM"
+                        " unnest(%s::integer[], %s::timestamptz[]) AS c(p, q) WHERE c.p = pid AND c.q = query_start)",
+                        ([c[0] for c in cancelled], [c[1] for c in cancelled]),
                     ).fetchone(),
                     10,
                     "a waiting append",
-                )[0]
-                conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
-                cancelled.append(pid)
+                )
+                conn.execute("SELECT pg_cancel_backend(%s)", (waiting[0],))
+                cancelled.append((waiting[0], waiting[1]))
 
     locker = threading.Thread(target=_lock_trace, args=(fresh_db_url, rec, 0.2, cancel))
     locker.start()

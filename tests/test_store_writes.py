@@ -920,6 +920,42 @@ def test_an_entry_holding_a_phrase_holds_the_keys_of_its_pairs(db_url):
         ).fetchone()[0]
 
 
+def test_searches_that_do_not_need_every_phrase_find_what_the_parser_finds(db, db_url, ids):
+    """A phrase's pairs may only be required when the search needs the phrase. PostgreSQL
+    reads operators the words-and-quotes view misses: a lone "-" negates the phrase after
+    it, "or" next to a quote or after "|" is OR, and dropping a negated term that holds a
+    quote re-pairs the quotes after it. Each search finds exactly the traces whose entries
+    PostgreSQL's own parse of it matches."""
+    user = ids("u")
+    x = f"x{uuid.uuid4().hex[:6]}"  # one word of this test in every entry, to scope them
+    outputs = [f"{x} c x y", f"{x} a b", f"{x} x y", f"{x} b c", f"{x} a", f"{x} q r s z t", f"{x} p q r s t"]
+    traces = {db.save_trace(user, None, ids("th"), [entry("e", output=o)]): o for o in outputs}
+    db.index_pending()
+    texts = [
+        f'{x} c - "a b"',
+        f'{x} "a b"- "c d"',
+        f'{x} "x y"or"b c"',
+        f'{x} a or( "b c"',
+        f'{x} a |or "b c"',
+        f'{x} -p"q r" s t"',
+        f'{x} "a b"',
+    ]
+    with psycopg.connect(db_url, prepare_threshold=None) as conn:
+        for text in texts:
+            want = {
+                tid
+                for tid, output in traces.items()
+                if conn.execute(
+                    "SELECT jsonb_to_tsvector('simple', %s, '[\"string\"]') @@ websearch_to_tsquery('simple', %s)",
+                    (Jsonb(entry("e", output=output)), text),
+                ).fetchone()[0]
+            }
+            flt = TraceFilter(text=text, user_id=user)
+            assert {s.id for s in db.list_traces(flt).items} == want, text
+            assert db.count_traces(flt) == len(want), text
+            assert want or text.endswith('"a b"- "c d"'), text  # the parse finds something
+
+
 def test_a_phrase_finds_its_candidates_by_the_pairs_of_its_words(db, db_url, ids):
     """A phrase search gathers its candidate entries through the index of word pairs, not
     through every entry holding its words; a search with OR, or of words alone, does not."""

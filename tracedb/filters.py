@@ -165,9 +165,11 @@ _PHRASE = re.compile(r'"([^"]*)"')
 
 def phrase_pairs(candidates: str) -> list[str]:
     """The pairs of adjacent words ("first second", lower-cased) of the quoted phrases of
-    ``candidates``, all to be found in one entry; only phrases of plain words have them,
-    and a search with OR has none (its phrases are not all needed)."""
-    if any(term.lower() == "or" for term in _TERM.findall(candidates)):
+    ``candidates``, all to be found in one entry. Only a text of plain words and quotes has
+    them: any other character may be an operator to PostgreSQL (a lone "-" negates the
+    phrase after it, "or" next to a quote or "|" is OR), and then not every phrase is
+    needed."""
+    if words_lexemes(candidates) is None:
         return []
     pairs: set[str] = set()
     for phrase in _PHRASE.findall(candidates):
@@ -239,6 +241,9 @@ def candidate_terms(text: str) -> str | None:
     terms = _TERM.findall(text)
     negated = [t for t in terms if t.startswith("-") and len(t) > 1]
     if negated and any(t.lower() == "or" for t in terms):
+        return None
+    if any(t.count('"') % 2 for t in negated):
+        # dropping it would pair the quotes of what is left differently ('-p"q r" s t"')
         return None
     kept = [t for t in terms if t not in negated]
     return " ".join(kept) if kept else None

@@ -206,16 +206,20 @@ class MaintenanceOperations(StoreBase):
         pending = yield _all(q.PENDING_NOW, params)
         done = int((yield _one(q.INDEX_STALE, params))["n"])
         # A trace another store's indexer was indexing meanwhile was skipped, and so was one
-        # a transaction was deleting: wait until nothing keeps them from being indexed, then
-        # index what is left, until what was pending when this was called is indexed. That
-        # indexer works a call of entries at a time: it may take a trace again before this
-        # does, or leave it between two calls. Each round indexes or waits for a lock holder.
+        # a transaction was deleting: wait until nothing keeps each from being indexed, then
+        # index what is left of them, until what was pending when this was called is
+        # indexed. That indexer works a call of entries at a time: it may take a trace again
+        # before this does, or leave it between two calls. Each round indexes or waits for
+        # a lock holder.
         left = {"ids": [r["id"] for r in pending], "counts": [r["n"] for r in pending]}
         while pending:
             pending = yield _all(q.LEFT_PENDING, left)
             if pending:
-                yield _one(q.WAIT_FOR_INDEXER, {"ids": [r["id"] for r in pending]})
-                done += int((yield _one(q.INDEX_STALE, params))["n"])
+                for r in pending:
+                    yield _one(q.WAIT_FOR_INDEXER, {"id": r["id"]})
+                ids = [r["id"] for r in pending]
+                still = yield _all(q.INDEX_TRACES, {"ids": ids})
+                done += len(ids) - len(still)
         return done
 
     @operation(changes=False)

@@ -383,14 +383,17 @@ SELECT t.id::text AS id
   JOIN automation_traces t ON t.id = p.id
  WHERE t.index_pending AND t.indexed_count < least(p.n, t.entry_count)
 """
-# A wait until nothing keeps an indexer from these traces: another indexer at work on one
-# (its lock is held until it commits; the indexers skip a trace one of them holds), or a
-# transaction deleting one (they skip a row locked for that). Writers are not waited for.
+# A wait until nothing keeps an indexer from a trace: another indexer at work on it (its
+# lock is held until it commits; the indexers skip a trace one of them holds), or a
+# transaction deleting it (they skip a row locked for that). Writers are not waited for.
+# One trace per statement: holding one while waiting for another could close a cycle
+# with a delete of several.
 WAIT_FOR_INDEXER = """
 SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0))) AS n
-  FROM (SELECT x.id FROM automation_traces x WHERE x.id = ANY(%(ids)s::uuid[])
-         ORDER BY x.id FOR KEY SHARE OF x) AS t
+  FROM (SELECT x.id FROM automation_traces x WHERE x.id = %(id)s::uuid FOR KEY SHARE OF x) AS t
 """
+# Index these traces whatever their times, all their entries; the ones left pending.
+INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], 100000) AS id"
 
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
 # whose estimated cost is high (a count over every search block), which here took about
