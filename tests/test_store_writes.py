@@ -497,6 +497,24 @@ def test_traces_left_pending_by_a_writer_that_died_are_indexed(db, db_url, ids):
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
+def _index_pending_waits_for(db: Any, conn: psycopg.Connection, other: psycopg.Connection, tid: str) -> None:
+    """``db.index_pending()`` while ``other`` holds what keeps indexers from the pending trace
+    ``tid``: the call waits instead of returning; once ``other`` rolls back, it indexes the
+    trace before it returns."""
+    done = threading.Event()
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: (result.append(db.index_pending()), done.set()))
+    worker.start()
+    try:
+        assert not done.wait(0.5)  # waits for what ``other`` holds
+    finally:
+        other.rollback()
+    worker.join(10)
+    assert done.is_set() and result[0] >= 1
+    pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
+    assert pending == (False,)
+
+
 def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db_url, ids):
     """``index_pending`` indexes what was pending when it was called, also a trace a store's
     indexer was indexing at that moment (indexers skip a trace another one holds): it waits
@@ -509,18 +527,7 @@ def test_indexing_what_is_pending_waits_for_a_trace_another_indexer_holds(db, db
         tid = _pending_trace(conn, ids("th"), [word])
         # another indexer at work on the trace: it holds the trace's indexing lock
         other.execute("SELECT pg_advisory_xact_lock(hashtextextended('tracedb.index:' || %s, 0))", (tid,))
-        done = threading.Event()
-        result: list[Any] = []
-        worker = threading.Thread(target=lambda: (result.append(db.index_pending()), done.set()))
-        worker.start()
-        try:
-            assert not done.wait(0.5)  # waits for the other indexer
-        finally:
-            other.rollback()  # which stops without indexing it
-        worker.join(10)
-        assert done.is_set() and result[0] >= 1
-        pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
-        assert pending == (False,)
+        _index_pending_waits_for(db, conn, other, tid)  # which stops without indexing it
 
 
 def test_indexing_what_is_pending_waits_out_a_transaction_deleting_a_trace(db, db_url, ids):
@@ -534,18 +541,7 @@ def test_indexing_what_is_pending_waits_out_a_transaction_deleting_a_trace(db, d
     ):
         tid = _pending_trace(conn, ids("th"), [word])
         other.execute("DELETE FROM automation_traces WHERE id = %s", (tid,))
-        done = threading.Event()
-        result: list[Any] = []
-        worker = threading.Thread(target=lambda: (result.append(db.index_pending()), done.set()))
-        worker.start()
-        try:
-            assert not done.wait(0.5)  # waits for the deleting transaction
-        finally:
-            other.rollback()  # which keeps the trace after all
-        worker.join(10)
-        assert done.is_set() and result[0] >= 1
-        pending = conn.execute("SELECT index_pending FROM automation_traces WHERE id = %s", (tid,)).fetchone()
-        assert pending == (False,)
+        _index_pending_waits_for(db, conn, other, tid)  # which rolls back: the trace stays
     assert db.count_traces(TraceFilter(text=word)) == 1
 
 
@@ -569,7 +565,7 @@ def test_indexing_what_is_pending_indexes_a_trace_another_indexer_let_go_of_half
         try:
             while True:
                 result = execute(conn, st)
-                if st.query == q.INDEX_STALE and not skipped:
+                if st.query == q.INDEX_TRACES and not skipped:
                     skipped = True  # the first pass skipped the held trace
                     other.rollback()  # the other indexer ends its call and lets go
                 st = op.send(result)

@@ -202,24 +202,22 @@ class MaintenanceOperations(StoreBase):
         where another store's indexer is at work on one."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidTraceData("limit must be a positive integer")
-        params = {"limit": limit, "age": timedelta(0)}
-        pending = yield _all(q.PENDING_NOW, params)
-        done = int((yield _one(q.INDEX_STALE, params))["n"])
-        # A trace another store's indexer was indexing meanwhile was skipped, and so was one
-        # a transaction was deleting: wait until nothing keeps each from being indexed, then
+        pending = yield _all(q.STALE_TRACES, {"limit": limit, "age": timedelta(0)})
+        # A trace another store's indexer is indexing is skipped, and so is one a
+        # transaction is deleting: wait until nothing keeps each from being indexed, then
         # index what is left of them, until what was pending when this was called is
         # indexed. That indexer works a call of entries at a time: it may take a trace again
         # before this does, or leave it between two calls. Each round indexes or waits for
         # a lock holder.
         left = {"ids": [r["id"] for r in pending], "counts": [r["n"] for r in pending]}
+        done = 0
         while pending:
+            ids = [r["id"] for r in pending]
+            still = yield _all(q.INDEX_TRACES, {"ids": ids})
+            done += len(ids) - len(still)
             pending = yield _all(q.LEFT_PENDING, left)
-            if pending:
-                for r in pending:
-                    yield _one(q.WAIT_FOR_INDEXER, {"id": r["id"]})
-                ids = [r["id"] for r in pending]
-                still = yield _all(q.INDEX_TRACES, {"ids": ids})
-                done += len(ids) - len(still)
+            for r in pending:
+                yield _one(q.WAIT_FOR_INDEXER, {"id": r["id"]})
         return done
 
     @operation(changes=False)

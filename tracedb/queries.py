@@ -360,18 +360,11 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
  WHERE t.id = v.id AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
 """
 
-INDEX_STALE = "SELECT tracedb_index_stale(%(limit)s, %(age)s) AS n"
 # The traces whose newest entries are not indexed yet and whose content last changed more
-# than %(age)s ago, oldest first: what tracedb_index_stale indexes, and what an indexer takes
-# into its rounds.
+# than %(age)s ago, oldest first, with the entries each has: what an indexer takes into its
+# rounds, and what an index_pending call leaves indexed (up to those entries, or all of a
+# trace replaced or shortened meanwhile).
 STALE_TRACES = """
-SELECT t.id FROM automation_traces t
- WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
- ORDER BY t.updated_at LIMIT %(limit)s
-"""
-# The traces pending now and the entries each has: what an index_pending call must leave
-# indexed (up to those entries, or all of a trace replaced or shortened meanwhile).
-PENDING_NOW = """
 SELECT t.id, t.entry_count AS n FROM automation_traces t
  WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
  ORDER BY t.updated_at LIMIT %(limit)s
