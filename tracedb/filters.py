@@ -258,6 +258,30 @@ Confirm = Callable[[sql.Composable, str], sql.Composable]
 _TRACE_ID = sql.SQL("t.id")
 
 
+@dataclass(frozen=True)
+class SearchRows:
+    """One search condition's candidates: the tsquery SQL its candidate rows must match, in
+    the rows of entries (automation_trace_entry_words) when ``per_entry``, else of blocks
+    (automation_trace_search); of entries, those holding ``pairs`` (the placeholder of the
+    pairs of adjacent words of a phrase) when given."""
+
+    words: sql.Composable
+    per_entry: bool = False
+    pairs: sql.Composable | None = None
+
+    @property
+    def rows(self) -> str:
+        """Which rows the candidates are found by: blocks, entries or pairs."""
+        if not self.per_entry:
+            return "blocks"
+        return "entries" if self.pairs is None else "pairs"
+
+    @property
+    def shape_args(self) -> dict[str, sql.Composable]:
+        """The arguments of the SQL shape of these rows."""
+        return {"words": self.words} | ({} if self.pairs is None else {"pairs": self.pairs})
+
+
 @dataclass
 class FilterSQL:
     """A TraceFilter as SQL: conditions indexes can answer, search candidates (through the
@@ -272,14 +296,8 @@ class FilterSQL:
 
     params: Params = field(default_factory=Params)
     conditions: list[sql.Composable] = field(default_factory=list)
-    # per search condition, the tsquery SQL its candidate rows must match
-    search_words: list[sql.Composable] = field(default_factory=list)
-    # per search condition, whether its candidates are entries (automation_trace_entry_words)
-    # rather than blocks (automation_trace_search)
-    search_per_entry: list[bool] = field(default_factory=list)
-    # per search condition, the placeholder of the pairs of adjacent words its candidate
-    # entries must hold (a phrase's), or None
-    search_pairs: list[sql.Composable | None] = field(default_factory=list)
+    # the search conditions, each with the rows its candidates are found by
+    searches: list[SearchRows] = field(default_factory=list)
     confirms: list[Confirm] = field(default_factory=list)
     scope: sql.Composable | None = None
     # True once a condition that cannot match every trace is added (see narrows)
@@ -301,20 +319,7 @@ class FilterSQL:
             ("pairs", False): _PAIR_CANDIDATES,
             ("pairs", True): _PAIR_CANDIDATES_FIRST,
         }
-        return [
-            sql.SQL(shapes[self._rows(i), self.index_first]).format(**self._shape_args(i))
-            for i in range(len(self.search_words))
-        ]
-
-    def _rows(self, i: int) -> str:
-        """Which rows search condition ``i`` finds its candidates by."""
-        if not self.search_per_entry[i]:
-            return "blocks"
-        return "entries" if self.search_pairs[i] is None else "pairs"
-
-    def _shape_args(self, i: int) -> dict[str, sql.Composable]:
-        pairs = self.search_pairs[i]
-        return {"words": self.search_words[i]} | ({} if pairs is None else {"pairs": pairs})
+        return [sql.SQL(shapes[s.rows, self.index_first]).format(**s.shape_args) for s in self.searches]
 
     @property
     def branches(self) -> list[str]:
@@ -481,9 +486,7 @@ def _add_search(
 ) -> None:
     """A search condition of ``words`` (tsquery SQL): candidates through the search rows,
     of entries when ``per_entry`` (which hold ``pairs``, when given), else of blocks."""
-    out.search_words.append(words)
-    out.search_per_entry.append(per_entry)
-    out.search_pairs.append(pairs)
+    out.searches.append(SearchRows(words, per_entry, pairs))
     out.several_terms = out.several_terms or several
     out.narrowing = True
 
@@ -740,15 +743,16 @@ def candidate_estimate(
     when it has no search for several terms in one entry, or more than one search (a page
     then walks the newest traces, as for a single word)."""
     f = compile_filter(flt, scope, abandon_after)
-    if len(f.search_words) != 1 or not f.several_terms:
+    if len(f.searches) != 1 or not f.several_terms:
         return None
-    rows = f._rows(0)
+    search = f.searches[0]
+    rows = search.rows
     if rows == "blocks":
         shape, every, factor = _CANDIDATE_BLOCKS_QUERY, ALL_BLOCKS_QUERY, INDEX_FIRST_FACTOR
     else:
         shape = _CANDIDATE_ENTRIES_QUERY if rows == "entries" else _CANDIDATE_PAIRS_QUERY
         every, factor = ALL_ENTRY_ROWS_QUERY, ENTRY_INDEX_FIRST_FACTOR
-    return CandidateEstimate(sql.SQL(shape).format(**f._shape_args(0)), f.params, every, factor)
+    return CandidateEstimate(sql.SQL(shape).format(**search.shape_args), f.params, every, factor)
 
 
 def estimate_from_plan(row: dict[str, Any] | tuple[Any, ...] | None) -> int:
