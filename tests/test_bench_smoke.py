@@ -6,10 +6,12 @@ No timing is asserted here: the figures depend on the machine and its load.
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
-from bench import ingest, query
+from bench import ingest, query, write_paths
+from tracedb import AutomationTraceDB
 
 
 @pytest.fixture()
@@ -80,3 +82,40 @@ def test_query_runs_every_kind_through_the_store(server_url: str, capsys: pytest
     } <= set(kinds)
     for figures in kinds.values():
         assert figures["n"] >= 1 and figures["p95_ms"] >= 0 and figures["plan"]
+
+
+def test_write_paths_report_every_path(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # one_run itself checks that every path stored each of its entries exactly once
+    assert write_paths.main(["--url", server_url, "--smoke", "--json"]) == 0
+    result = _json_line(capsys.readouterr().out)
+    (run,) = result["runs"]
+    assert set(run["fraction_of_raw_insert"]) == set(write_paths.PATHS)
+    assert run["fraction_of_raw_insert"]["raw"] == 1.0
+    assert all(v > 0 for v in run["median_ms"].values())
+
+
+def test_the_checked_insert_writes_only_the_next_entry_of_its_owners_trace(db: AutomationTraceDB) -> None:
+    """The candidate write refuses a seq that does not follow the last entry (a gap, or a
+    count gone stale) and a trace of another owner."""
+    trace_id = db.append_entries([{"node": "a"}], thread_id="paths", user_id="ann").trace_id
+    with db.pool.connection() as conn:
+
+        def write(seq: int, scope: str | None = "ann") -> int:
+            args = {
+                "t": uuid.UUID(trace_id),
+                "s": seq,
+                "p": '[{"d": {"node": "b"}, "n": "b"}]',
+                "scope": scope,
+            }
+            return conn.execute(write_paths.CHECKED, args).rowcount
+
+        assert write(0) == 0  # entry 0 is there: a stale count
+        assert write(2) == 0  # a gap
+        assert write(1, scope="bob") == 0  # not bob's trace
+        assert write(1) == 1
+        assert write(1) == 0
+        assert write(2, scope=None) == 1
+        rows = conn.execute(
+            "SELECT seq, node FROM automation_trace_entries WHERE trace_id = %s ORDER BY seq", (trace_id,)
+        ).fetchall()
+    assert [(r["seq"], r["node"]) for r in rows] == [(0, "a"), (1, "b"), (2, "b")]
