@@ -51,7 +51,7 @@ from bench.common import UNINDEXED, admin_url, make_entry, median, temp_database
 from tracedb import AutomationTraceDB  # noqa: E402
 from tracedb import queries as q  # noqa: E402
 from tracedb.core import _append_params  # noqa: E402
-from tracedb.indexer import CALL_ENTRIES, INDEX_TRACES  # noqa: E402
+from tracedb.indexer import CALL_ENTRIES  # noqa: E402
 from tracedb.jsonsafe import prepare_entries  # noqa: E402
 
 SEED_TABLE = """
@@ -252,7 +252,7 @@ def run_index_cost(url: str, entries: list[dict[str, Any]]) -> float:
         trace_id = conn.execute(q.APPEND, params).fetchone()[0]
         call = {"ids": [trace_id], "max": CALL_ENTRIES, "live": None}
         t0 = time.perf_counter()
-        while conn.execute(INDEX_TRACES, call).fetchall():  # still pending: call again
+        while conn.execute(q.INDEX_TRACES, call).fetchall():  # still pending: call again
             pass
         return (time.perf_counter() - t0) * 1000 / len(entries)
 

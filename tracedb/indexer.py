@@ -32,7 +32,6 @@ STALE_LIMIT = 100
 # A call indexes at most this many entries of a trace (the entries of a call are held in
 # memory at once, and an entry may be large).
 CALL_ENTRIES = 256
-INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], %(max)s, %(live)s) AS id"
 # A trace whose content changed this recently is being written: its last block is indexed
 # once it is complete or the trace has been quiet this long (see sql/018), not rewritten at
 # every round as it fills (its entries are read directly by searches meanwhile). Content
@@ -127,7 +126,7 @@ class Indexer:
                         continue
                     started = time.monotonic()
                     if conn.execute(
-                        INDEX_TRACES, {"ids": [trace_id], "max": CALL_ENTRIES, "live": live}
+                        q.INDEX_TRACES, {"ids": [trace_id], "max": CALL_ENTRIES, "live": live}
                     ).fetchall():
                         # still pending: more to do, or (a call that returned at once) its
                         # last block left to fill, or held by another transaction (a delete,

@@ -20,6 +20,10 @@ from .errors import AccessDenied, InvalidTraceData
 from .limits import DASHBOARD_TIMEOUT_MS, MAX_CHOICES
 from .models import Overview, ServerStatus, TraceFilter
 
+# Entries of a trace one call of index_pending indexes: a whole trace, in practice (a longer
+# one is taken again on the next round).
+WHOLE_TRACE = 100_000
+
 
 class MaintenanceOperations(StoreBase):
     """Operations over many traces: deleting by filter, retention, history for imported data,."""
@@ -213,7 +217,7 @@ class MaintenanceOperations(StoreBase):
         done = 0
         while pending:
             ids = [r["id"] for r in pending]
-            still = yield _all(q.INDEX_TRACES, {"ids": ids})
+            still = yield _all(q.INDEX_TRACES, {"ids": ids, "max": WHOLE_TRACE, "live": None})
             done += len(ids) - len(still)
             pending = yield _all(q.LEFT_PENDING, left)
             for r in pending:

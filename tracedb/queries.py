@@ -385,8 +385,10 @@ WAIT_FOR_INDEXER = """
 SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0))) AS n
   FROM (SELECT x.id FROM automation_traces x WHERE x.id = %(id)s::uuid FOR KEY SHARE OF x) AS t
 """
-# Index these traces whatever their times, all their entries; the ones left pending.
-INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], 100000) AS id"
+# Index these traces, up to %(max)s entries of each (only complete blocks of a trace whose
+# content changed within %(live)s, when given); the ones left pending. The store's indexer
+# calls it a few entries at a time, index_pending for whole traces.
+INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], %(max)s, %(live)s) AS id"
 
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
 # whose estimated cost is high (a count over every search block), which here took about
