@@ -9,20 +9,18 @@ calls: plans made while they are empty can read a whole table later.
 On a bare connection:
 
 - ``raw``: a single-row INSERT into a plain table with the entry columns (the ceiling).
-- ``function``: ``tracedb_append`` with one entry, the store's per-event write (an UPDATE of
-  the trace row with its new counts, then the INSERT of the entry).
+- ``function``: ``tracedb_append`` with one entry, the general write (an UPDATE of the trace
+  row with its new counts, then the INSERT of the entry).
 - ``insert``: the entry's INSERT alone, its ``seq`` given by the client.
-- ``checked``: a candidate write without the trace row's UPDATE: one INSERT ... SELECT that
-  joins the trace row (the owner check) and inserts only when its ``seq`` follows the
-  trace's last entry (no gap, no stale count).
+- ``quick``: the quick append (``queries.QUICK_APPEND``, sql/025): one INSERT ... SELECT
+  that locks the trace row FOR SHARE, checks owner, epoch and that its ``seq`` follows the
+  trace's last entry, and leaves the row's counts to be folded in later.
 
-Through the store's own path (the entry converted and checked, the pool, one statement):
+Through the store's own path (the entry converted and checked, the pool):
 
-- ``store_append``: ``AutomationTraceDB.append_entries([entry], trace_id=...)``.
-- ``store_checked``: the ``checked`` statement sent through the same pool.
-
-The candidate write does not keep the trace's counts; it measures what a per-event write that
-leaves them to be folded in later would cost.
+- ``store_append``: ``AutomationTraceDB.append_entries([entry], trace_id=...)``, which sends
+  the quick append (and ``tracedb_append`` when it writes nothing).
+- ``store_quick``: the ``quick`` statement alone, sent through the same pool.
 
 Run: ``python -m bench.write_paths [--url URL] [--calls 3000] [--runs 3] [--json]``. The
 benchmark creates a database of its own for each run and drops it afterwards.
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 if not __package__:  # run as ``python bench/write_paths.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,14 +64,7 @@ INSERT = (
     f"INSERT INTO automation_trace_entries {_COLUMNS} SELECT %(t)s, %(s)s, {_VALUES}"
     " FROM (SELECT %(p)s::jsonb -> 0 AS x) j"
 )
-CHECKED = (
-    f"INSERT INTO automation_trace_entries {_COLUMNS} SELECT t.id, %(s)s, {_VALUES}"
-    " FROM automation_traces t, (SELECT %(p)s::jsonb -> 0 AS x) j"
-    " WHERE t.id = %(t)s AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)"
-    " AND coalesce((SELECT max(e.seq) FROM automation_trace_entries e WHERE e.trace_id = t.id), -1)"
-    " = %(s)s - 1"
-)
-PATHS = ("raw", "function", "insert", "checked", "store_append", "store_checked")
+PATHS = ("raw", "function", "insert", "quick", "store_append", "store_quick")
 ANALYZE_AFTER = 50
 
 
@@ -83,23 +75,27 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
     lat: dict[str, list[float]] = {p: [] for p in PATHS}
     with temp_database(url, "paths") as db_url, AutomationTraceDB(db_url) as db:
         ids = {p: db.append_entries([], thread_id=p, user_id="bench").trace_id for p in PATHS}
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
             conn.execute(RAW_TABLE)
             raw_id = uuid.uuid4()
 
             def payload(entry: dict[str, Any]) -> str:
                 return prepare_entries([entry]).payload()
 
-            def checked(i: int, entry: dict[str, Any]) -> None:
-                args = {"t": uuid.UUID(ids["checked"]), "s": i, "p": payload(entry), "scope": "bench"}
-                if conn.execute(CHECKED, args).rowcount != 1:
-                    raise AssertionError("the checked INSERT wrote nothing")
+            def quick(path: str, i: int, payload: str, run: Callable[[Statement], Any]) -> None:
+                """The quick append of entry ``i``; when it writes nothing (the row is due for
+                its once-a-second update, or not pending), the general write, as the store
+                does."""
+                st = db._quick(ids[path], payload, i)
+                row = run(st) if st is not None else None
+                if row is None:
+                    row = run(
+                        Statement(q.APPEND, _append_params(entries=payload, trace_id=ids[path]), fetch="one")
+                    )
+                db._wrote(row)
 
-            def store_checked(i: int, entry: dict[str, Any]) -> None:
-                prepared = db._prepare(check_trace_data([entry]))
-                args = {"t": uuid.UUID(ids["store_checked"]), "s": i, "p": prepared.payload(), "scope": None}
-                if db._statement(Statement(CHECKED, args, fetch="rowcount")) != 1:
-                    raise AssertionError("the checked INSERT wrote nothing")
+            def bare(st: Statement) -> Any:
+                return conn.execute(st.query, st.params).fetchone()
 
             steps: dict[str, Callable[[int, dict[str, Any]], Any]] = {
                 "raw": lambda i, e: raw_insert(conn, raw_id, i, e),
@@ -109,9 +105,11 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
                 "insert": lambda i, e: conn.execute(
                     INSERT, {"t": uuid.UUID(ids["insert"]), "s": i, "p": payload(e)}
                 ),
-                "checked": checked,
+                "quick": lambda i, e: quick("quick", i, payload(e), bare),
                 "store_append": lambda i, e: db.append_entries([e], trace_id=ids["store_append"]),
-                "store_checked": store_checked,
+                "store_quick": lambda i, e: quick(
+                    "store_quick", i, db._prepare(check_trace_data([e])).payload(), db._statement
+                ),
             }
             for i, entry in enumerate(entries):
                 if i == ANALYZE_AFTER:
@@ -122,10 +120,10 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
                     step(i, entry)
                     lat[path].append(time.perf_counter() - t0)
             counts = conn.execute(
-                "SELECT t.id::text, count(e.seq) FROM automation_traces t"
+                "SELECT t.id::text AS id, count(e.seq) AS n FROM automation_traces t"
                 " LEFT JOIN automation_trace_entries e ON e.trace_id = t.id GROUP BY t.id"
             ).fetchall()
-    stored = dict(counts)
+    stored = {row["id"]: row["n"] for row in counts}
     for path in PATHS[1:]:
         if stored.get(ids[path]) != calls:
             raise AssertionError(f"{path}: {stored.get(ids[path])} entries stored of {calls}")

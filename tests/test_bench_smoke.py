@@ -6,12 +6,10 @@ No timing is asserted here: the figures depend on the machine and its load.
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from bench import ingest, query, write_paths
-from tracedb import AutomationTraceDB
 
 
 @pytest.fixture()
@@ -92,30 +90,3 @@ def test_write_paths_report_every_path(server_url: str, capsys: pytest.CaptureFi
     assert set(run["fraction_of_raw_insert"]) == set(write_paths.PATHS)
     assert run["fraction_of_raw_insert"]["raw"] == 1.0
     assert all(v > 0 for v in run["median_ms"].values())
-
-
-def test_the_checked_insert_writes_only_the_next_entry_of_its_owners_trace(db: AutomationTraceDB) -> None:
-    """The candidate write refuses a seq that does not follow the last entry (a gap, or a
-    count gone stale) and a trace of another owner."""
-    trace_id = db.append_entries([{"node": "a"}], thread_id="paths", user_id="ann").trace_id
-    with db.pool.connection() as conn:
-
-        def write(seq: int, scope: str | None = "ann") -> int:
-            args = {
-                "t": uuid.UUID(trace_id),
-                "s": seq,
-                "p": '[{"d": {"node": "b"}, "n": "b"}]',
-                "scope": scope,
-            }
-            return conn.execute(write_paths.CHECKED, args).rowcount
-
-        assert write(0) == 0  # entry 0 is there: a stale count
-        assert write(2) == 0  # a gap
-        assert write(1, scope="bob") == 0  # not bob's trace
-        assert write(1) == 1
-        assert write(1) == 0
-        assert write(2, scope=None) == 1
-        rows = conn.execute(
-            "SELECT seq, node FROM automation_trace_entries WHERE trace_id = %s ORDER BY seq", (trace_id,)
-        ).fetchall()
-    assert [(r["seq"], r["node"]) for r in rows] == [(0, "a"), (1, "b"), (2, "b")]

@@ -42,6 +42,10 @@ async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
     """Run one statement on an async connection and fetch what it asks for."""
+    if st.quick is not None:
+        row = await execute(conn, st.quick)
+        if row is not None:
+            return row
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()
     # A connection set up without prepared statements (behind a transaction pooler) never
     # prepares one, not even for a statement that asks to be.

@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from . import checks
+from . import queries as q
 from .errors import (
     AccessDenied,
     DatabaseUnavailable,
@@ -45,7 +46,7 @@ from .jsonsafe import (
     to_jsonable,
 )
 from .limits import ABANDON_AFTER
-from .sent import SentLists
+from .sent import SentLists, TraceCounts
 from .server import ServerInfo
 
 T = TypeVar("T")
@@ -71,6 +72,9 @@ class Statement:
         timeout_ms: run under this statement time limit (in a transaction of its own).
         combine: an append that may share a statement and a commit with other threads'
             appends (see :mod:`tracedb.combine`), when it is its operation's first statement.
+        quick: a cheaper statement that does the same when it can (``QUICK_APPEND``), run
+            first when this one runs on its own: its row is the result, and when it returns
+            none, this statement runs.
     """
 
     query: str | sql.Composable
@@ -80,6 +84,7 @@ class Statement:
     prepare: bool | None = None
     timeout_ms: int | None = None
     combine: bool = False
+    quick: Statement | None = None
 
 
 Op = Generator[Statement, Any, T]
@@ -284,6 +289,7 @@ class StoreBase:
         self.timeout = timeout
         self.abandon_after = _abandon_after()
         self._sent = SentLists()
+        self._counts = TraceCounts()
         self._scope = None
 
     @property
@@ -315,8 +321,34 @@ class StoreBase:
 
     def _wrote(self, row: Mapping[str, Any]) -> None:
         """An append wrote entries (or replaced them): index them for search, behind."""
+        self._counts.seen(row)
         if (row["written"] or row["replaced"]) and self._indexer is not None:
             self._indexer.written(row["trace_id"])
+
+    def _quick(
+        self,
+        trace_id: str,
+        entries: str,
+        seq: int | None = None,
+        thread_id: str | None = None,
+        user_id: str | None = None,
+    ) -> Statement | None:
+        """The quick statement of an append of one entry (``entries``, its payload) to
+        ``trace_id`` as its entry ``seq`` (default: the count last seen), or None when this
+        process has not seen where that trace stands."""
+        seen = self._counts.get(trace_id)
+        if seen is None:
+            return None
+        params = {
+            "trace_id": trace_id,
+            "seq": seen[0] if seq is None else seq,
+            "epoch": seen[1],
+            "entries": entries,
+            "scope": self._scope,
+            "thread_id": thread_id,
+            "user_id": user_id,
+        }
+        return Statement(q.QUICK_APPEND, params, fetch="one")
 
     def _by_id(self, **params: Any) -> dict[str, Any]:
         """Parameters of a statement on one trace: the values, the scope, the abandon limit."""

@@ -49,6 +49,44 @@ STATUS = sql.SQL("CASE WHEN t.status = 'running' AND {stale} THEN 'abandoned' EL
 )
 
 
+# A trace's tail: the entries quick appends stored that its row does not count yet (see
+# sql/025), read by the primary key. Only a pending trace can have one: the others cost
+# one test of a column, never a read.
+_TAIL = "FROM automation_trace_entries e WHERE e.trace_id = t.id AND e.seq >= t.entry_count"
+
+
+def _pending(column: str, with_tail: str) -> str:
+    return f"CASE WHEN t.index_pending THEN {with_tail} ELSE t.{column} END"
+
+
+def _summed(column: str) -> str:
+    """A column of ``automation_traces t`` that adds up its entries' ``column``, with the
+    tail's added (NULL stays NULL, as the row keeps it, while no entry had a value)."""
+    return _pending(
+        column, f"coalesce((SELECT coalesce(t.{column}, 0) + sum(e.{column}) {_TAIL}), t.{column})"
+    )
+
+
+# The columns of a trace that its tail changes, as they are with the tail. Every read of
+# these columns goes through these expressions; the others (errors, nodes, first start,
+# status, times) a quick append never changes.
+LIVE = {
+    "entry_count": _pending("entry_count", f"coalesce((SELECT max(e.seq) + 1 {_TAIL}), t.entry_count)"),
+    "last_ended_at": _pending(
+        "last_ended_at",
+        f"greatest(t.last_ended_at, (SELECT max(coalesce(e.ended_at, e.started_at)) {_TAIL}))",
+    ),
+    "total_duration_ms": _pending(
+        "total_duration_ms", f"t.total_duration_ms + coalesce((SELECT sum(e.duration_ms) {_TAIL}), 0)"
+    ),
+    "input_tokens": _summed("input_tokens"),
+    "output_tokens": _summed("output_tokens"),
+    "total_tokens": _summed("total_tokens"),
+    "cost_usd": _summed("cost_usd"),
+}
+_LIVE_SQL = {name: sql.SQL(text) for name, text in LIVE.items()}
+
+
 def summary_columns() -> sql.Composed:
     """The summary columns of ``automation_traces t`` (the id as text, the status as read)."""
     columns: list[sql.Composable] = []
@@ -57,6 +95,8 @@ def summary_columns() -> sql.Composed:
             columns.append(sql.SQL("t.id::text AS id"))
         elif name == "status":
             columns.append(sql.SQL("{} AS status").format(STATUS))
+        elif name in LIVE:
+            columns.append(sql.SQL("{} AS {}").format(_LIVE_SQL[name], sql.Identifier(name)))
         else:
             columns.append(sql.Identifier("t", name))
     return sql.SQL(", ").join(columns)
@@ -88,7 +128,7 @@ _ENTRY_COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in ENTRY_FIELD
 
 APPEND = """
 SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn,
-       duplicate, replaced, fingerprint
+       duplicate, replaced, fingerprint, epoch
   FROM tracedb_append(%(trace_id)s, %(user_id)s, %(provider_id)s, %(thread_id)s, %(name)s,
                       %(entries)s::jsonb, %(offset)s, %(status)s, %(new_id)s, %(new_turn)s,
                       %(scope)s, %(batch)s, %(chain)s, %(replace)s, %(running)s, %(dropped)s)
@@ -101,18 +141,60 @@ SELECT trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, cre
 # of large texts costs more to send than the appends save).
 APPEND_MANY = """
 SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync, created, turn,
-       duplicate, replaced, fingerprint
+       duplicate, replaced, fingerprint, epoch
   FROM tracedb_append_many(%(ord)s::integer[], %(trace_id)s::uuid[], %(name)s::text[],
                            %(entries)s::jsonb, %(status)s::text[], %(new_turn)s::boolean[],
                            %(scope)s::text[], %(batch)s::uuid[], %(running)s::text[],
                            %(dropped)s::integer[])
 """
 
-# Where the most recent trace of a thread and user stands: its entry count and fingerprint.
+# One entry appended by one INSERT, the per-event write (see sql/025): to the trace
+# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry, its
+# index_epoch is still %(epoch)s, and the entry changes nothing of the row but what its tail
+# adds (see LIVE); with %(thread_id)s, only while the trace is that thread's most recent of
+# %(user_id)s. Returns APPEND's row, or none: the append is then sent as APPEND.
+QUICK_APPEND = """
+WITH i AS (
+INSERT INTO automation_trace_entries AS e
+    (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
+     checkpoint_id, model, input_tokens, output_tokens, total_tokens, cost_usd, digest)
+SELECT t.id, %(seq)s, x->>'n', x->>'k', x->>'nm', x->>'s', (x->>'a')::timestamptz,
+       (x->>'b')::timestamptz, (x->>'ms')::double precision, x->'d', nullif(t.turns, 0), x->>'c',
+       x->>'m', (x->>'it')::integer, (x->>'ot')::integer, (x->>'tt')::integer,
+       (x->>'usd')::double precision, x->>'h'
+  FROM automation_traces t, (SELECT %(entries)s::jsonb -> 0 AS x) j
+ WHERE t.id = %(trace_id)s AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
+   AND t.index_epoch = %(epoch)s AND t.index_pending
+   AND t.updated_at > clock_timestamp() - interval '1 second'
+   AND (t.status <> 'running' OR t.heartbeat_at > clock_timestamp() - interval '1 second')
+   AND NOT coalesce((x->>'e')::boolean, false)
+   AND (x->>'n' IS NULL OR x->>'n' = ANY(t.nodes))
+   AND (x->>'a' IS NULL OR t.first_started_at <= (x->>'a')::timestamptz)
+   AND coalesce((SELECT max(p.seq) FROM automation_trace_entries p WHERE p.trace_id = t.id), -1) = %(seq)s - 1
+   AND (%(thread_id)s::text IS NULL
+        OR (t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
+            AND NOT EXISTS (SELECT 1 FROM automation_traces y
+                             WHERE y.thread_id = t.thread_id AND y.user_id = t.user_id
+                               AND (y.created_at, y.id) > (t.created_at, t.id))))
+   FOR SHARE OF t
+ON CONFLICT DO NOTHING
+RETURNING e.trace_id, e.seq, e.turn
+)
+SELECT trace_id::text AS trace_id, seq AS first_seq, seq + 1 AS entry_count, 1 AS written,
+       true AS in_sync, false AS created, turn, false AS duplicate, false AS replaced,
+       NULL::text AS fingerprint, %(epoch)s AS epoch
+  FROM i
+"""
+
+# Where the most recent trace of a thread and user stands: its entry count and fingerprint,
+# with its tail folded in (the fingerprint chains the tail's digests).
 THREAD_STATE = """
-SELECT t.id::text AS id, t.entry_count, t.fingerprint FROM automation_traces t
- WHERE t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
- ORDER BY t.created_at DESC, t.id DESC LIMIT 1
+SELECT t.id::text AS id, f.entry_count, f.fingerprint
+  FROM (SELECT t.id FROM automation_traces t
+         WHERE t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
+         ORDER BY t.created_at DESC, t.id DESC LIMIT 1) t,
+       LATERAL tracedb_fold(t.id) f
+ WHERE f.entry_count IS NOT NULL
 """
 
 # The writer of a running trace is alive: moves its heartbeat (and, at most once a second,
@@ -247,16 +329,18 @@ _RANGE = sql.SQL(
 
 
 def _overview(text: str) -> sql.Composed:
-    return sql.SQL(text).format(range=_RANGE, status=STATUS, stale=STALE)
+    """An overview's statement: ``{range}``, ``{status}``, ``{stale}`` and the columns of
+    LIVE (``{entry_count}``, ...) filled in."""
+    return sql.SQL(text).format(range=_RANGE, status=STATUS, stale=STALE, **_LIVE_SQL)
 
 
 OVERVIEW_PER_DAY = _overview(
     """
 SELECT date_trunc(%(bucket)s, t.created_at) AS day, {status} AS status, count(*) AS traces,
        count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
-       coalesce(sum(t.entry_count), 0) AS entries,
-       sum(t.input_tokens) AS input_tokens, sum(t.output_tokens) AS output_tokens,
-       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd
+       coalesce(sum({entry_count}), 0) AS entries,
+       sum({input_tokens}) AS input_tokens, sum({output_tokens}) AS output_tokens,
+       sum({total_tokens}) AS total_tokens, sum({cost_usd}) AS cost_usd
   FROM automation_traces t
  WHERE {range}
  GROUP BY 1, 2 ORDER BY 1, 2
@@ -269,10 +353,10 @@ OVERVIEW_LATENCY = _overview(
     """
 SELECT d.day AS bucket, d.traces, d.trace_p50_ms, d.trace_p95_ms, s.step_p50_ms, s.step_p95_ms, s.steps
   FROM (SELECT date_trunc(%(bucket)s, t.created_at) AS day, count(*) AS traces,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY t.total_duration_ms)
-                   FILTER (WHERE t.total_duration_ms > 0) AS trace_p50_ms,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY t.total_duration_ms)
-                   FILTER (WHERE t.total_duration_ms > 0) AS trace_p95_ms
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY {total_duration_ms})
+                   FILTER (WHERE {total_duration_ms} > 0) AS trace_p50_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY {total_duration_ms})
+                   FILTER (WHERE {total_duration_ms} > 0) AS trace_p95_ms
           FROM automation_traces t WHERE {range} GROUP BY 1) d
   LEFT JOIN (SELECT date_trunc(%(bucket)s, t.created_at) AS day, count(e.duration_ms) AS steps,
                     percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms) AS step_p50_ms,
@@ -312,10 +396,10 @@ SELECT e.model, count(*) AS steps, sum(e.input_tokens) AS input_tokens,
 
 OVERVIEW_PER_USER = _overview(
     """
-SELECT t.user_id, count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
+SELECT t.user_id, count(*) AS traces, coalesce(sum({entry_count}), 0) AS entries,
        count(*) FILTER (WHERE t.status = 'failed') AS failed,
        coalesce(sum(t.error_count), 0) AS error_entries, max(t.updated_at) AS last_active,
-       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd
+       sum({total_tokens}) AS total_tokens, sum({cost_usd}) AS cost_usd
   FROM automation_traces t
  WHERE {range}
  GROUP BY 1 ORDER BY traces DESC, entries DESC, t.user_id LIMIT %(top)s
@@ -324,15 +408,15 @@ SELECT t.user_id, count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries
 
 OVERVIEW_TOTALS = _overview(
     """
-SELECT count(*) AS traces, coalesce(sum(t.entry_count), 0) AS entries,
+SELECT count(*) AS traces, coalesce(sum({entry_count}), 0) AS entries,
        coalesce(sum(t.error_count), 0) AS error_entries,
        count(*) FILTER (WHERE t.status = 'failed') AS failed,
        count(*) FILTER (WHERE t.error_count > 0 OR t.status = 'failed') AS with_errors,
        count(*) FILTER (WHERE t.status = 'running' AND NOT {stale}) AS running,
        count(*) FILTER (WHERE t.status = 'running' AND {stale}) AS abandoned,
        count(DISTINCT t.user_id) AS users,
-       sum(t.input_tokens) AS input_tokens, sum(t.output_tokens) AS output_tokens,
-       sum(t.total_tokens) AS total_tokens, sum(t.cost_usd) AS cost_usd,
+       sum({input_tokens}) AS input_tokens, sum({output_tokens}) AS output_tokens,
+       sum({total_tokens}) AS total_tokens, sum({cost_usd}) AS cost_usd,
        coalesce(sum(t.dropped_count), 0) AS dropped
   FROM automation_traces t
  WHERE {range}
@@ -364,18 +448,22 @@ UPDATE automation_traces t SET created_at = v.created_at, updated_at = v.updated
 # than %(age)s ago, oldest first, with the entries each has: what an indexer takes into its
 # rounds, and what an index_pending call leaves indexed (up to those entries, or all of a
 # trace replaced or shortened meanwhile).
-STALE_TRACES = """
-SELECT t.id, t.entry_count AS n FROM automation_traces t
+STALE_TRACES = sql.SQL(
+    """
+SELECT t.id, {entry_count} AS n FROM automation_traces t
  WHERE t.index_pending AND t.updated_at < now() - %(age)s::interval
  ORDER BY t.updated_at LIMIT %(limit)s
 """
+).format(entry_count=_LIVE_SQL["entry_count"])
 # Of those, the ones not indexed that far yet.
-LEFT_PENDING = """
+LEFT_PENDING = sql.SQL(
+    """
 SELECT t.id::text AS id
   FROM unnest(%(ids)s::uuid[], %(counts)s::integer[]) AS p(id, n)
   JOIN automation_traces t ON t.id = p.id
- WHERE t.index_pending AND t.indexed_count < least(p.n, t.entry_count)
+ WHERE t.index_pending AND t.indexed_count < least(p.n, {entry_count})
 """
+).format(entry_count=_LIVE_SQL["entry_count"])
 # A wait until nothing keeps an indexer from a trace: another indexer at work on it (its
 # lock is held until it commits; the indexers skip a trace one of them holds), or a
 # transaction deleting it (they skip a row locked for that). Writers are not waited for.

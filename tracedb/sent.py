@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,3 +127,31 @@ class SentLists:
             key = self._by_trace.get(trace_id)
             if key is not None:
                 self._drop(key)
+
+
+# Traces whose count and epoch a process keeps (the most recently written).
+MAX_TRACES = 10_000
+
+
+class TraceCounts:
+    """Where each trace this process wrote to stood after its last write: its entry count
+    and its index epoch, which a quick append (``QUICK_APPEND``) sends. The database checks
+    both, so a stale pair (another process wrote, or replaced the entries) only makes that
+    append go the general way, which brings the pair up to date."""
+
+    def __init__(self, limit: int = MAX_TRACES) -> None:
+        self._limit = limit
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def seen(self, row: Mapping[str, Any]) -> None:
+        """Remember where an append's row says its trace stands."""
+        epoch = row.get("epoch")
+        if epoch is None or row.get("entry_count") is None:
+            return
+        if len(self._counts) >= self._limit and row["trace_id"] not in self._counts:
+            self._counts.clear()  # a bound, not a cache policy: the next writes refill it
+        self._counts[row["trace_id"]] = (row["entry_count"], epoch)
+
+    def get(self, trace_id: str) -> tuple[int, int] | None:
+        """The (entry count, epoch) last seen for ``trace_id``, or None."""
+        return self._counts.get(trace_id)

@@ -41,7 +41,12 @@ def configure(conn: psycopg.Connection[Any]) -> None:
 
 
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
-    """Run one statement on a sync connection and fetch what it asks for."""
+    """Run one statement on a sync connection and fetch what it asks for (its quick
+    statement first, when it has one: see :class:`tracedb.core.Statement`)."""
+    if st.quick is not None:
+        row = execute(conn, st.quick)
+        if row is not None:
+            return row
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()
     # A connection set up without prepared statements (behind a transaction pooler) never
     # prepares one, not even for a statement that asks to be.

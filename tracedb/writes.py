@@ -181,7 +181,12 @@ class WriteOperations(StoreBase):
             start = len(sent.refs)
             new = self._prepare(entries[start:], start)
             tail = chain(sent.chain[start], new.digests)
-            row = yield _one(q.APPEND, _append_params(entries=new.payload(), offset=start, chain=tail, **who))
+            payload = new.payload()
+            params = _append_params(entries=payload, offset=start, chain=tail, **who)
+            quick = None
+            if n - start == 1 and name is None:  # one more entry: the per-event write
+                quick = self._quick(sent.trace_id, payload, start, thread_id=thread_id, user_id=user_id)
+            row = yield Statement(q.APPEND, params, fetch="one", quick=quick)
             if row["in_sync"]:
                 self._wrote(row)
                 self._sent.put(key, row["trace_id"], entries, sent.chain[:start] + tail, extended=True)
@@ -296,7 +301,19 @@ class WriteOperations(StoreBase):
             params["provider_id"] = checks.require_text("provider_id", provider_id, optional=True)
             if new_trace_id is not None:
                 params["new_id"] = checks.parse_uuid(new_trace_id)
-        row = yield _one(q.APPEND, params, combine=trace_id is not None)
+        quick = None
+        if (
+            trace_id is not None
+            and len(entries) == 1
+            and status is None
+            and name is None
+            and not new_turn
+            and batch is None
+            and params["running"] is None
+            and not dropped
+        ):  # one entry to a trace by id: the per-event write
+            quick = self._quick(params["trace_id"], params["entries"])
+        row = yield Statement(q.APPEND, params, fetch="one", combine=trace_id is not None, quick=quick)
         if row["written"]:
             self._wrote(row)
             self._sent.forget_trace(row["trace_id"])
