@@ -49,7 +49,7 @@ from bench.ingest import RAW_TABLE, raw_insert  # noqa: E402
 from tracedb import AutomationTraceDB  # noqa: E402
 from tracedb import queries as q  # noqa: E402
 from tracedb.core import Statement, _append_params  # noqa: E402
-from tracedb.jsonsafe import check_trace_data, prepare_entries  # noqa: E402
+from tracedb.jsonsafe import PreparedEntries, check_trace_data, prepare_entries  # noqa: E402
 
 _COLUMNS = (
     "(trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data,"
@@ -82,16 +82,15 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
             def payload(entry: dict[str, Any]) -> str:
                 return prepare_entries([entry]).payload()
 
-            def quick(path: str, i: int, payload: str, run: Callable[[Statement], Any]) -> None:
+            def quick(path: str, i: int, prepared: PreparedEntries, run: Callable[[Statement], Any]) -> None:
                 """The quick append of entry ``i``; when it writes nothing (the row is due for
                 its once-a-second update, or not pending), the general write, as the store
                 does."""
-                st = db._quick(ids[path], payload, i)
+                st = db._quick(ids[path], prepared, i)
                 row = run(st) if st is not None else None
                 if row is None:
-                    row = run(
-                        Statement(q.APPEND, _append_params(entries=payload, trace_id=ids[path]), fetch="one")
-                    )
+                    params = _append_params(entries=prepared.payload(), trace_id=ids[path])
+                    row = run(Statement(q.APPEND, params, fetch="one"))
                 db._wrote(row)
 
             def bare(st: Statement) -> Any:
@@ -105,10 +104,10 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
                 "insert": lambda i, e: conn.execute(
                     INSERT, {"t": uuid.UUID(ids["insert"]), "s": i, "p": payload(e)}
                 ),
-                "quick": lambda i, e: quick("quick", i, payload(e), bare),
+                "quick": lambda i, e: quick("quick", i, prepare_entries([e]), bare),
                 "store_append": lambda i, e: db.append_entries([e], trace_id=ids["store_append"]),
                 "store_quick": lambda i, e: quick(
-                    "store_quick", i, db._prepare(check_trace_data([e])).payload(), db._statement
+                    "store_quick", i, db._prepare(check_trace_data([e])), db._statement
                 ),
             }
             for i, entry in enumerate(entries):

@@ -100,12 +100,25 @@ def test_the_fingerprint_the_fold_chains_is_the_one_the_general_way_keeps(
     for e in entries[1:]:
         db.append_entries([e], trace_id=one)
     whole = db.append_entries(entries, thread_id=ids("whole"), user_id="fp").trace_id
+    thread = ids("upserted")
+    for n in range(1, len(entries) + 1):  # the seed's way: the whole list, one more each time
+        upserted = db.upsert_trace_by_thread("fp", None, thread, entries[:n])
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert row(conn, one)[3] >= 20  # written the quick way
+        assert row(conn, one)[3] >= 20 and row(conn, upserted)[3] >= 20  # written the quick way
         prints = [
-            conn.execute("SELECT (tracedb_fold(%s)).fingerprint", (t,)).fetchone()[0] for t in (one, whole)
+            conn.execute("SELECT (tracedb_fold(%s)).fingerprint", (t,)).fetchone()[0]
+            for t in (one, whole, upserted)
         ]
-    assert prints[0] == prints[1] and len(prints[0]) == 32
+    assert prints[0] == prints[1] == prints[2] and len(prints[0]) == 32
+    # the next upsert (another process: nothing remembered) finds the list as stored
+    with AutomationTraceDB(db_url, apply_migrations=False) as other:
+        assert other.upsert_trace_by_thread("fp", None, thread, [*entries, step(30)]) == upserted
+    assert len(db.get_entries(upserted, running=False)) == 31
+    with psycopg.connect(db_url, autocommit=True) as conn:  # appended to, not replaced
+        assert (
+            conn.execute("SELECT index_epoch FROM automation_traces WHERE id = %s", (upserted,)).fetchone()[0]
+            == 0
+        )
 
 
 def test_a_quick_append_writes_only_the_next_entry_of_its_owners_trace(db: AutomationTraceDB, ids) -> None:
@@ -118,17 +131,15 @@ def test_a_quick_append_writes_only_the_next_entry_of_its_owners_trace(db: Autom
     with db.pool.connection() as conn:
 
         def write(seq: int, entry: dict[str, Any] | None = None, **over: Any) -> int:
-            params = {
-                "trace_id": trace_id,
-                "seq": seq,
-                "epoch": epoch,
-                "entries": prepare_entries([entry or step(seq)]).payload(),
-                "scope": "ann",
-                "thread_id": None,
-                "user_id": None,
-                **over,
-            }
-            return len(conn.execute(q.QUICK_APPEND, params).fetchall())
+            st = db._quick(trace_id, prepare_entries([entry or step(seq)]), seq)
+            if st is None:  # an error entry: never sent the quick way
+                return 0
+            params = {**st.params, "epoch": epoch, "scope": "ann", **over}
+            query = q.QUICK_UPSERT if "thread_id" in over else q.QUICK_APPEND
+            try:
+                return len(conn.execute(query, params).fetchall())
+            except psycopg.errors.UniqueViolation:
+                return 0
 
         assert write(1) == 0  # entry 1 is there: a stale count
         assert write(3) == 0  # a gap
@@ -139,7 +150,7 @@ def test_a_quick_append_writes_only_the_next_entry_of_its_owners_trace(db: Autom
         assert write(2, step(-5)) == 0  # starts before the trace's first entry
         assert write(2, thread_id=thread, user_id="bob") == 0  # not bob's thread
         assert write(2, thread_id=thread, user_id="ann") == 1
-        assert write(2) == 0  # twice: the primary key keeps one
+        assert write(2) == 0  # twice: the primary key refuses the second
         db.save_trace("ann", None, thread, [step(0)])  # a newer trace of the thread
         assert write(3, thread_id=thread, user_id="ann") == 0  # no longer the thread's newest
         assert write(3) == 1  # by id it still is the trace
@@ -213,3 +224,22 @@ def test_quick_appends_beside_other_writers_leave_no_gap_and_no_duplicate(
         conn.execute("SELECT tracedb_fold(%s)", (trace_id,))
         assert row(conn, trace_id)[0] == len(entries)
     assert db.get_summary(trace_id).entry_count == len(entries)
+
+
+def test_a_quick_append_that_lost_its_place_goes_the_general_way(
+    db: AutomationTraceDB, db_url: str, ids
+) -> None:
+    """Another process stored the entry this one meant to write next: the primary key
+    refuses the quick INSERT, and the append lands after it, the general way."""
+    trace_id = db.append_entries([step(0)], thread_id=ids("lost"), user_id="lost").trace_id
+    with AutomationTraceDB(db_url, apply_migrations=False) as other:
+        assert other.append_entries([step(1, name="other")], trace_id=trace_id).first_seq == 1
+    assert db._counts.get(trace_id)[0] == 1  # this process still thinks entry 1 is next
+    r = db.append_entries([step(2, name="mine")], trace_id=trace_id)
+    assert (r.first_seq, r.entry_count, r.written) == (2, 3, 1)
+    names = [e["data"]["name"] for e in db.get_entries(trace_id, running=False)]
+    assert names == ["step-0", "other", "mine"]
+    r = db.append_entries([step(3)], trace_id=trace_id)  # and the next goes quick again
+    assert r.first_seq == 3
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert row(conn, trace_id)[3] == 1

@@ -43,7 +43,14 @@ async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
 async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
     """Run one statement on an async connection and fetch what it asks for."""
     if st.quick is not None:
-        row = await execute(conn, st.quick)
+        try:
+            row = await execute(conn, st.quick)
+        except psycopg.errors.UniqueViolation:
+            # another writer stored that entry first; the general statement sorts it out
+            # (a quick statement runs on its own: nothing else of the operation is undone)
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            row = None
         if row is not None:
             return row
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()

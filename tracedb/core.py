@@ -328,27 +328,31 @@ class StoreBase:
     def _quick(
         self,
         trace_id: str,
-        entries: str,
+        prepared: PreparedEntries,
         seq: int | None = None,
         thread_id: str | None = None,
         user_id: str | None = None,
     ) -> Statement | None:
-        """The quick statement of an append of one entry (``entries``, its payload) to
-        ``trace_id`` as its entry ``seq`` (default: the count last seen), or None when this
-        process has not seen where that trace stands."""
+        """The quick statement of an append of one entry (``prepared``) to ``trace_id`` as
+        its entry ``seq`` (default: the count last seen), or None where it cannot be: this
+        process has not seen where that trace stands, or the entry is an error (which the
+        row counts at once)."""
         seen = self._counts.get(trace_id)
-        if seen is None:
+        columns = prepared.columns[0]
+        if seen is None or columns["e"]:
             return None
-        params = {
-            "trace_id": trace_id,
-            "seq": seen[0] if seq is None else seq,
-            "epoch": seen[1],
-            "entries": entries,
-            "scope": self._scope,
-            "thread_id": thread_id,
-            "user_id": user_id,
-        }
-        return Statement(q.QUICK_APPEND, params, fetch="one")
+        params = {key: columns.get(key) for key in q.QUICK_COLUMNS}
+        params.update(
+            trace_id=trace_id,
+            seq=seen[0] if seq is None else seq,
+            epoch=seen[1],
+            data=prepared.texts[0],
+            scope=self._scope,
+        )
+        if thread_id is None:
+            return Statement(q.QUICK_APPEND, params, fetch="one")
+        params.update(thread_id=thread_id, user_id=user_id)
+        return Statement(q.QUICK_UPSERT, params, fetch="one")
 
     def _by_id(self, **params: Any) -> dict[str, Any]:
         """Parameters of a statement on one trace: the values, the scope, the abandon limit."""

@@ -45,7 +45,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import PurePath
@@ -226,7 +226,7 @@ def plain_text(entry: Any, max_depth: int = DEFAULT_MAX_DEPTH) -> str | None:
 
 def dumps(value: Any) -> str:
     """Compact JSON of an already converted value."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _PLAIN.encode(value)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -344,10 +344,14 @@ class PreparedEntries:
         parts: one JSON element per entry.
         digests: one md5 hex digest per entry, of its JSON as stored; the fingerprint of a
             list of entries chains them (:func:`chain`).
+        texts: the JSON of each entry as stored (``"d"`` of its element).
+        columns: the other keys of each element (its columns, ``"h"``, ``"c"``).
     """
 
     parts: list[str]
     digests: list[str]
+    texts: list[str] = field(default_factory=list)
+    columns: list[dict[str, Any]] = field(default_factory=list)
 
     def payload(self, start: int = 0) -> str:
         """The JSON array of the elements from ``start`` on, to send."""
@@ -404,6 +408,8 @@ def prepare_entries(
     """
     parts: list[str] = []
     digests: list[str] = []
+    texts: list[str] = []
+    columns: list[dict[str, Any]] = []
     for i, entry in enumerate(entries):
         text = plain_text(entry, max_depth)
         if text is not None:
@@ -431,7 +437,9 @@ def prepare_entries(
         if checkpoint_ids is not None and i < len(checkpoint_ids) and checkpoint_ids[i]:
             wrapper["c"] = _label(str(checkpoint_ids[i]))
         parts.append('{"d":' + text + "," + dumps(wrapper)[1:])
-    return PreparedEntries(parts, digests)
+        texts.append(text)
+        columns.append(wrapper)
+    return PreparedEntries(parts, digests, texts, columns)
 
 
 def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:

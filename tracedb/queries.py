@@ -149,42 +149,46 @@ SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync
 """
 
 # One entry appended by one INSERT, the per-event write (see sql/025): to the trace
-# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry, its
-# index_epoch is still %(epoch)s, and the entry changes nothing of the row but what its tail
-# adds (see LIVE); with %(thread_id)s, only while the trace is that thread's most recent of
-# %(user_id)s. Returns APPEND's row, or none: the append is then sent as APPEND.
-QUICK_APPEND = """
-WITH i AS (
+# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry (entry seq - 1
+# is there, and the primary key refuses a second entry seq: the caller reads that refusal
+# as "none"), its index_epoch is still %(epoch)s, and the entry changes nothing of the row
+# but what its tail adds (see LIVE): not an error, no new node, no earlier start. The entry
+# comes as its columns (the keys of tracedb_append's elements) and its JSON (data). Returns
+# APPEND's row, or none: the append is then sent as APPEND.
+_QUICK_APPEND = """
 INSERT INTO automation_trace_entries AS e
     (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
      checkpoint_id, model, input_tokens, output_tokens, total_tokens, cost_usd, digest)
-SELECT t.id, %(seq)s, x->>'n', x->>'k', x->>'nm', x->>'s', (x->>'a')::timestamptz,
-       (x->>'b')::timestamptz, (x->>'ms')::double precision, x->'d', nullif(t.turns, 0), x->>'c',
-       x->>'m', (x->>'it')::integer, (x->>'ot')::integer, (x->>'tt')::integer,
-       (x->>'usd')::double precision, x->>'h'
-  FROM automation_traces t, (SELECT %(entries)s::jsonb -> 0 AS x) j
+SELECT t.id, %(seq)s, %(n)s, %(k)s, %(nm)s, %(s)s, %(a)s::timestamptz, %(b)s::timestamptz,
+       %(ms)s::double precision, %(data)s::jsonb, nullif(t.turns, 0), %(c)s, %(m)s,
+       %(it)s::integer, %(ot)s::integer, %(tt)s::integer, %(usd)s::double precision, %(h)s
+  FROM automation_traces t
  WHERE t.id = %(trace_id)s AND (%(scope)s::text IS NULL OR t.user_id = %(scope)s)
    AND t.index_epoch = %(epoch)s AND t.index_pending
    AND t.updated_at > clock_timestamp() - interval '1 second'
    AND (t.status <> 'running' OR t.heartbeat_at > clock_timestamp() - interval '1 second')
-   AND NOT coalesce((x->>'e')::boolean, false)
-   AND (x->>'n' IS NULL OR x->>'n' = ANY(t.nodes))
-   AND (x->>'a' IS NULL OR t.first_started_at <= (x->>'a')::timestamptz)
+   AND %(s)s::text IS DISTINCT FROM 'error'
+   AND (%(n)s::text IS NULL OR %(n)s::text = ANY(t.nodes))
+   AND (%(a)s::timestamptz IS NULL OR t.first_started_at <= %(a)s::timestamptz)
    AND coalesce((SELECT max(p.seq) FROM automation_trace_entries p WHERE p.trace_id = t.id), -1) = %(seq)s - 1
-   AND (%(thread_id)s::text IS NULL
-        OR (t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
-            AND NOT EXISTS (SELECT 1 FROM automation_traces y
-                             WHERE y.thread_id = t.thread_id AND y.user_id = t.user_id
-                               AND (y.created_at, y.id) > (t.created_at, t.id))))
+   {thread}
    FOR SHARE OF t
-ON CONFLICT DO NOTHING
-RETURNING e.trace_id, e.seq, e.turn
-)
-SELECT trace_id::text AS trace_id, seq AS first_seq, seq + 1 AS entry_count, 1 AS written,
-       true AS in_sync, false AS created, turn, false AS duplicate, false AS replaced,
-       NULL::text AS fingerprint, %(epoch)s AS epoch
-  FROM i
+RETURNING e.trace_id::text AS trace_id, e.seq AS first_seq, e.seq + 1 AS entry_count, 1 AS written,
+          true AS in_sync, false AS created, e.turn, false AS duplicate, false AS replaced,
+          NULL::text AS fingerprint, %(epoch)s AS epoch
 """
+QUICK_APPEND = _QUICK_APPEND.replace("{thread}", "")
+# The same for an upsert of a thread's list: only while the trace is the most recent of the
+# thread %(thread_id)s and the user %(user_id)s (the trace an upsert by thread writes to).
+QUICK_UPSERT = _QUICK_APPEND.replace(
+    "{thread}",
+    """AND t.thread_id = %(thread_id)s AND t.user_id = %(user_id)s
+   AND NOT EXISTS (SELECT 1 FROM automation_traces y
+                    WHERE y.thread_id = t.thread_id AND y.user_id = t.user_id
+                      AND (y.created_at, y.id) > (t.created_at, t.id))""",
+)
+# The columns QUICK_APPEND takes from an entry's element (NULL when it has none).
+QUICK_COLUMNS = ("n", "k", "nm", "s", "a", "b", "ms", "c", "m", "it", "ot", "tt", "usd", "h")
 
 # Where the most recent trace of a thread and user stands: its entry count and fingerprint,
 # with its tail folded in (the fingerprint chains the tail's digests).

@@ -44,7 +44,14 @@ def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
     """Run one statement on a sync connection and fetch what it asks for (its quick
     statement first, when it has one: see :class:`tracedb.core.Statement`)."""
     if st.quick is not None:
-        row = execute(conn, st.quick)
+        try:
+            row = execute(conn, st.quick)
+        except psycopg.errors.UniqueViolation:
+            # another writer stored that entry first; the general statement sorts it out
+            # (a quick statement runs on its own: nothing else of the operation is undone)
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            row = None
         if row is not None:
             return row
     cur = conn.cursor(row_factory=tuple_row) if st.rows == "tuple" else conn.cursor()

@@ -185,7 +185,7 @@ class WriteOperations(StoreBase):
             params = _append_params(entries=payload, offset=start, chain=tail, **who)
             quick = None
             if n - start == 1 and name is None:  # one more entry: the per-event write
-                quick = self._quick(sent.trace_id, payload, start, thread_id=thread_id, user_id=user_id)
+                quick = self._quick(sent.trace_id, new, start, thread_id=thread_id, user_id=user_id)
             row = yield Statement(q.APPEND, params, fetch="one", quick=quick)
             if row["in_sync"]:
                 self._wrote(row)
@@ -312,7 +312,7 @@ class WriteOperations(StoreBase):
             and params["running"] is None
             and not dropped
         ):  # one entry to a trace by id: the per-event write
-            quick = self._quick(params["trace_id"], params["entries"])
+            quick = self._quick(params["trace_id"], prepared)
         row = yield Statement(q.APPEND, params, fetch="one", combine=trace_id is not None, quick=quick)
         if row["written"]:
             self._wrote(row)
