@@ -50,6 +50,7 @@ _FIXED = {
 
 
 _KNOWN = frozenset((*_CARRIED, *_FIXED))
+_FIXED_VALUES = tuple(_FIXED.values())
 
 
 def combinable(st: Statement) -> bool:
@@ -63,7 +64,7 @@ def combinable(st: Statement) -> bool:
         and params.keys() <= _KNOWN
         and params.get("trace_id") is not None
         and isinstance(params.get("entries"), str)
-        and all(params.get(key) == value for key, value in _FIXED.items())
+        and tuple(map(params.get, _FIXED)) == _FIXED_VALUES
     )
 
 

@@ -215,6 +215,9 @@ _APPEND_KEYS = (
 )
 
 
+_QUICK_NULLS = dict.fromkeys(q.QUICK_COLUMNS)
+
+
 def _append_params(**params: Any) -> dict[str, Any]:
     base: dict[str, Any] = dict.fromkeys(_APPEND_KEYS)
     base.update(entries="[]", new_turn=False, replace=False, dropped=0)
@@ -341,7 +344,7 @@ class StoreBase:
         columns = prepared.columns[0]
         if seen is None or columns["e"]:
             return None
-        params = {key: columns.get(key) for key in q.QUICK_COLUMNS}
+        params = {**_QUICK_NULLS, **columns}  # keys it does not name are not sent
         params.update(
             trace_id=trace_id,
             seq=seen[0] if seq is None else seq,
