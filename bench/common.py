@@ -16,6 +16,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from tracedb import queries as q
+
 DEFAULT_ADMIN_URL = "postgresql:///postgres"
 
 # A small vocabulary with a long tail, so text search has common, middling and rare words.
@@ -62,10 +64,11 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-# Entries of the given traces not indexed for search yet (indexing runs behind the writes).
-UNINDEXED = (
-    "SELECT coalesce(sum(entry_count - indexed_count), 0) AS n FROM automation_traces WHERE id = ANY(%s)"
-)
+# Entries of the given traces not indexed for search yet (indexing runs behind the writes),
+# counting those quick appends stored that the trace row does not count yet.
+UNINDEXED = sql.SQL(
+    "SELECT coalesce(sum({entries} - t.indexed_count), 0) AS n FROM automation_traces t WHERE t.id = ANY(%s)"
+).format(entries=sql.SQL(q.LIVE["entry_count"]))
 
 
 def median(values: Sequence[float]) -> float:

@@ -391,7 +391,7 @@ def reuse_dataset(url: str, traces: int) -> dataset.Dataset:
     data = gen.data
     with psycopg.connect(url) as conn:
         data.traces = conn.execute("SELECT count(*) FROM automation_traces").fetchone()[0]  # type: ignore[index]
-        data.entries = conn.execute("SELECT sum(entry_count) FROM automation_traces").fetchone()[0]  # type: ignore[index]
+        data.entries = conn.execute("SELECT count(*) FROM automation_trace_entries").fetchone()[0]  # type: ignore[index]
         data.start, data.end = conn.execute(
             "SELECT min(updated_at), max(updated_at) FROM automation_traces"
         ).fetchone()  # type: ignore[misc]

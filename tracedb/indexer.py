@@ -125,6 +125,7 @@ class Indexer:
                         self.behind = True
                         continue
                     started = time.monotonic()
+                    conn.execute(q.FOLD_TRACES, {"ids": [trace_id]})
                     if conn.execute(
                         q.INDEX_TRACES, {"ids": [trace_id], "max": CALL_ENTRIES, "live": live}
                     ).fetchall():

@@ -217,6 +217,7 @@ class MaintenanceOperations(StoreBase):
         done = 0
         while pending:
             ids = [r["id"] for r in pending]
+            yield _one(q.FOLD_TRACES, {"ids": sorted(ids)})
             still = yield _all(q.INDEX_TRACES, {"ids": ids, "max": WHOLE_TRACE, "live": None})
             done += len(ids) - len(still)
             pending = yield _all(q.LEFT_PENDING, left)

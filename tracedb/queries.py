@@ -481,6 +481,10 @@ SELECT count(pg_advisory_xact_lock(hashtextextended('tracedb.index:' || t.id, 0)
 # content changed within %(live)s, when given); the ones left pending. The store's indexer
 # calls it a few entries at a time, index_pending for whole traces.
 INDEX_TRACES = "SELECT tracedb_index_traces(%(ids)s::uuid[], %(max)s, %(live)s) AS id"
+# The entries quick appends stored, counted in their traces' rows (sql/025), before those
+# traces are indexed: a call then indexes up to the trace's last entry, not to where the
+# row stood at the last fold. A statement of its own: the rows are locked only while it runs.
+FOLD_TRACES = "SELECT count(tracedb_fold(d.id)) AS n FROM unnest(%(ids)s::uuid[]) AS d(id)"
 
 # JIT compilation costs tracedb's queries more than it saves: PostgreSQL compiles a query
 # whose estimated cost is high (a count over every search block), which here took about
