@@ -1,27 +1,29 @@
 -- Quick appends: one entry per transaction, the seed's calling pattern, written by one
 -- INSERT ... SELECT sent by the client (tracedb.queries.QUICK_APPEND) instead of a call of
--- tracedb_append: no function, no UPDATE of the trace row. Measured through the store, one
--- entry per call interleaved with raw single-row INSERTs: 0.74-0.77 of the INSERT's rate,
--- against 0.54 for tracedb_append (python -m bench.write_paths).
+-- tracedb_append: no function, no UPDATE of the trace row. Measured through the store's
+-- pool, one entry per call interleaved with raw single-row INSERTs: 0.71-0.74 of the
+-- INSERT's rate, against 0.48 for tracedb_append (python -m bench.write_paths).
 --
 -- The trace row's counts, times, tokens, cost and fingerprint then lag behind the entries a
 -- quick append stored: its "tail", the entries from seq = entry_count on. Every reader adds
--- the tail of a trace that is index_pending (tracedb.queries: the summary columns and the
--- overviews), and tracedb_fold adds it to the row: the indexer at the end of each round,
--- and every other write first (tracedb_append, under the row lock). A quick append writes
--- only to a trace that is already pending, so no tail is ever left unseen, and only what
--- keeps the rest of the row exact: no error entry, no node the trace has not had, no start
--- before its first, and only within a second of the row's updated_at (and heartbeat, when
--- running); anything else, and the first entry after a fold, goes by tracedb_append, which
--- moves updated_at at most once a second as before.
+-- the tail of a trace that is index_pending (tracedb.queries.LIVE: the summary columns and
+-- the overviews), and tracedb_fold adds it to the row: the indexer before and after each of
+-- its calls, and every other write first (tracedb_append, under the row lock). A quick
+-- append writes only to a trace that is already pending, so no tail is ever left unseen,
+-- and only what keeps the rest of the row exact: no error entry, no node the trace has not
+-- had, no start before its first, and only within a second of the row's updated_at (and
+-- heartbeat, when running); anything else, and the first entry after the trace stopped
+-- being pending, goes by tracedb_append, which moves updated_at at most once a second as
+-- before.
 --
 -- Concurrency: a quick append locks the trace row FOR SHARE, so it never runs beside a
 -- write that holds the row (tracedb_append, the fold); it inserts only the entry that
--- follows the trace's last one (a stale count writes nothing, and a race for the same seq
--- is settled by the primary key: ON CONFLICT DO NOTHING), and only while the trace's
--- index_epoch is the one the client last saw: a replacement of the entries moves it, and a
--- quick append whose snapshot predates one is stopped by that check on the row it locks.
--- A call that writes nothing is sent again as tracedb_append.
+-- follows the trace's last one (a stale count writes nothing, and of two writers racing for
+-- the same seq the primary key refuses the second, which the client takes as "nothing
+-- written"), and only while the trace's index_epoch is the one the client last saw: a
+-- replacement of the entries moves it, and a quick append whose snapshot predates one is
+-- stopped by that check on the row it locks. A call that writes nothing is sent again as
+-- tracedb_append.
 --
 -- Each quick entry keeps its digest (digest), from which the fold chains the fingerprint.
 

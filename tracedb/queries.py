@@ -149,12 +149,12 @@ SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync
 """
 
 # One entry appended by one INSERT, the per-event write (see sql/025): to the trace
-# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry (entry seq - 1
-# is there, and the primary key refuses a second entry seq: the caller reads that refusal
-# as "none"), its index_epoch is still %(epoch)s, and the entry changes nothing of the row
-# but what its tail adds (see LIVE): not an error, no new node, no earlier start. The entry
-# comes as its columns (the keys of tracedb_append's elements) and its JSON (data). Returns
-# APPEND's row, or none: the append is then sent as APPEND.
+# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry (and when
+# another writer stored entry seq meanwhile, the primary key refuses it: the caller reads
+# that refusal as "none"), its index_epoch is still %(epoch)s, and the entry changes nothing
+# of the row but what its tail adds (see LIVE): not an error, no new node, no earlier
+# start. The entry comes as its columns (the keys of tracedb_append's elements) and its
+# JSON (data). Returns APPEND's row, or none: the append is then sent as APPEND.
 _QUICK_APPEND = """
 INSERT INTO automation_trace_entries AS e
     (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
