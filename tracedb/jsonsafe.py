@@ -45,7 +45,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import PurePath
@@ -341,21 +341,25 @@ class PreparedEntries:
     """Entries converted and wrapped for ``tracedb_append``.
 
     Attributes:
-        parts: one JSON element per entry.
         digests: one md5 hex digest per entry, of its JSON as stored; the fingerprint of a
             list of entries chains them (:func:`chain`).
-        texts: the JSON of each entry as stored (``"d"`` of its element).
-        columns: the other keys of each element (its columns, ``"h"``, ``"c"``).
+        texts: the JSON of each entry as stored.
+        columns: what is read into each entry's columns (its node, times, tokens, ...), its
+            digest ``"h"`` and checkpoint ``"c"``: the keys of its element besides ``"d"``.
     """
 
-    parts: list[str]
     digests: list[str]
-    texts: list[str] = field(default_factory=list)
-    columns: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str]
+    columns: list[dict[str, Any]]
 
     def payload(self, start: int = 0) -> str:
-        """The JSON array of the elements from ``start`` on, to send."""
-        return "[" + ",".join(self.parts[start:]) + "]"
+        """The JSON array of the elements (``{"d": entry, **columns}``) from ``start`` on, to
+        send to ``tracedb_append``."""
+        elements = (
+            '{"d":' + t + "," + dumps(c)[1:]
+            for t, c in zip(self.texts[start:], self.columns[start:], strict=True)
+        )
+        return "[" + ",".join(elements) + "]"
 
 
 def chain(start: str, digests: list[str]) -> list[str]:
@@ -406,7 +410,6 @@ def prepare_entries(
     Raises:
         EntryTooLarge: an entry exceeds ``max_entry_bytes`` or ``max_depth``.
     """
-    parts: list[str] = []
     digests: list[str] = []
     texts: list[str] = []
     columns: list[dict[str, Any]] = []
@@ -436,10 +439,9 @@ def prepare_entries(
         wrapper["h"] = digest
         if checkpoint_ids is not None and i < len(checkpoint_ids) and checkpoint_ids[i]:
             wrapper["c"] = _label(str(checkpoint_ids[i]))
-        parts.append('{"d":' + text + "," + dumps(wrapper)[1:])
         texts.append(text)
         columns.append(wrapper)
-    return PreparedEntries(parts, digests, texts, columns)
+    return PreparedEntries(digests, texts, columns)
 
 
 def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:
