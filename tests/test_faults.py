@@ -33,7 +33,7 @@ from langgraph.graph import END, START, StateGraph
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tracedb import AutomationTraceDB, TraceFilter
+from tracedb import AutomationTraceDB, DatabaseUnavailable, TraceFilter
 from tracedb.recorder import TraceRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -651,3 +651,39 @@ def test_eight_writers_of_a_thousand_entries_on_one_thread(fresh_db_url):
     for w in range(8):
         mine = [e["i"] for e in data if e.get("w") == w]
         assert mine == list(range(w * 1000, w * 1000 + 1000))
+
+
+# -- the connection kept between operations ----------------------------------------------
+
+
+def test_a_kept_connection_that_died_fails_one_call_and_is_replaced(fresh_db_url, monkeypatch):
+    """A store keeps the connection it used last at hand (see store.KeptConnection). When the
+    server ends it while it is kept, the next call fails as it would on any pooled
+    connection the server ended (nothing is written, nothing twice), the dead connection
+    goes back to the pool to be replaced, and the call after that works."""
+    db = AutomationTraceDB(fresh_db_url, timeout=5)
+    try:
+        tid = db.append_entries([{"i": 0}], thread_id="kept", user_id="u").trace_id
+        db.append_entries([{"i": 1}], trace_id=tid)
+        kept = db._kept._conn
+        assert kept is not None and kept.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with psycopg.connect(fresh_db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (kept.info.backend_pid,))
+        with pytest.raises(DatabaseUnavailable):
+            db.append_entries([{"i": 2}], trace_id=tid)
+        assert db._kept._conn is None and kept.closed  # not kept: the pool has it back
+        db.append_entries([{"i": 2}], trace_id=tid)
+        assert db._kept._conn is not None and db._kept._conn is not kept
+        # kept only while it is used: past its idle time it goes back to the pool
+        monkeypatch.setattr(type(db._kept), "IDLE_S", 0.0)
+        before = db.pool.get_stats()["requests_num"]
+        db.append_entries([{"i": 3}], trace_id=tid)
+        assert db.pool.get_stats()["requests_num"] == before + 1
+        # a transaction (a rename with new entries) leaves it idle, so it is kept
+        monkeypatch.setattr(type(db._kept), "IDLE_S", 5.0)
+        assert db.update_trace(tid, name="kept", trace_data=[{"i": i} for i in range(5)])
+        assert db._kept._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert [e["i"] for e in db.load_trace_by_id(tid).trace_data] == [0, 1, 2, 3, 4]
+    finally:
+        db.close()
+    assert db._kept._conn is None and db.pool.closed

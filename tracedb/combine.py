@@ -28,7 +28,7 @@ from typing import Any
 from . import queries as q
 from .core import Statement
 from .errors import DatabaseUnavailable, TraceDBError
-from .jsonsafe import dumps
+from .jsonsafe import Payload, dumps
 
 # Most appends one statement carries: its arrays and its row locks stay bounded.
 MAX_APPENDS = 64
@@ -63,7 +63,7 @@ def combinable(st: Statement) -> bool:
         and isinstance(params, dict)
         and params.keys() <= _KNOWN
         and params.get("trace_id") is not None
-        and isinstance(params.get("entries"), str)
+        and isinstance(params.get("entries"), (str, Payload))
         and tuple(map(params.get, _FIXED)) == _FIXED_VALUES
     )
 
@@ -79,7 +79,7 @@ def combined(statements: Sequence[Statement]) -> Statement:
         columns["ord"].append(i + 1)
         columns["trace_id"].append(str(params["trace_id"]))
         columns["name"].append(params["name"])
-        columns["entries"].append(params["entries"])
+        columns["entries"].append(str(params["entries"]))
         columns["status"].append(params["status"])
         columns["new_turn"].append(bool(params["new_turn"]))
         columns["scope"].append(params["scope"])
@@ -239,9 +239,22 @@ class Combiner:
 
     def submit(self, st: Statement) -> Any:
         """Run one append (alone or with others) and return its row."""
+        queue = self._queue
+        with self._lock:
+            alone = queue.leaders == 0
+            if alone:
+                queue.leaders = 1
+        if alone:  # the common case: no other statement at the server, nobody in line
+            try:
+                return self._run(st)
+            finally:
+                with self._lock:
+                    nxt = queue.hand_over()
+                if nxt is not None:
+                    nxt.done.set()
         slot = _Slot(st)
         with self._lock:
-            lead = self._queue.join(slot, threading.Event)
+            lead = queue.join(slot, threading.Event)
         if not lead:
             try:
                 slot.done.wait()

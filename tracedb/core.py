@@ -18,12 +18,14 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import types
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Self, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
@@ -41,6 +43,7 @@ from .indexer import Indexer
 from .jsonsafe import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_ENTRY_BYTES,
+    Payload,
     PreparedEntries,
     prepare_entries,
     to_jsonable,
@@ -50,6 +53,18 @@ from .sent import SentLists, TraceCounts
 from .server import ServerInfo
 
 T = TypeVar("T")
+
+
+class _PayloadDumper(Dumper):
+    """Sends a :class:`tracedb.jsonsafe.Payload` as its text, made then."""
+
+    def dump(self, obj: Payload) -> bytes:
+        return str(obj).encode()
+
+
+# Every connection made from now on knows how to send a Payload (a class of tracedb's own:
+# nothing else a program sends is affected).
+psycopg.adapters.register_dumper(Payload, _PayloadDumper)
 
 # A list of fewer entries than this is sent whole when this process does not know what the
 # thread holds; a longer one is preceded by a probe of the stored count and fingerprint, so
@@ -165,25 +180,35 @@ class operation:  # noqa: N801 - used as a decorator, like property
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
             return self
+        call = self.__dict__.get("_call")
+        if call is None:  # made once per operation, bound per access (a method, not a closure)
+            call = self.__dict__["_call"] = self._make_call()
+        return types.MethodType(call, obj)
+
+    def _make_call(self) -> Callable[..., Any]:
         fn, transaction, changes = self.fn, self.transaction, self.changes
         assert fn is not None
 
         if self.read and not transaction:
 
-            @functools.wraps(fn)
-            def read(*args: Any, **kwargs: Any) -> Any:
+            def read(obj: Any, *args: Any, **kwargs: Any) -> Any:
                 # a factory, not a generator: a read may run again on the primary
                 return obj._run_read(lambda: fn(obj, *args, **kwargs))
 
-            return read
+            return functools.update_wrapper(read, fn)
 
-        @functools.wraps(fn)
-        def bound(*args: Any, **kwargs: Any) -> Any:
-            if changes:  # the two-argument call, as a wrapper of _run may expect
+        if changes:
+
+            def bound(obj: Any, *args: Any, **kwargs: Any) -> Any:
+                # the two-argument call, as a wrapper of _run may expect
                 return obj._run(fn(obj, *args, **kwargs), transaction)
-            return obj._run(fn(obj, *args, **kwargs), transaction, track=False)
 
-        return bound
+        else:
+
+            def bound(obj: Any, *args: Any, **kwargs: Any) -> Any:
+                return obj._run(fn(obj, *args, **kwargs), transaction, track=False)
+
+        return functools.update_wrapper(bound, fn)
 
 
 def _one(query: str | sql.Composable, params: Mapping[str, Any] | None = None, **kw: Any) -> Statement:

@@ -361,6 +361,31 @@ class PreparedEntries:
         )
         return "[" + ",".join(elements) + "]"
 
+    def lazy_payload(self, start: int = 0) -> Payload:
+        """:meth:`payload`, made only if it is sent (see :class:`Payload`)."""
+        return Payload(self, start)
+
+
+class Payload:
+    """The payload of prepared entries as a statement parameter, its text made when the
+    statement is sent (``str()``; the store's connections send it as text): an append that
+    goes as a quick statement never sends it, and never pays for its JSON."""
+
+    __slots__ = ("_prepared", "_start", "_text")
+
+    def __init__(self, prepared: PreparedEntries, start: int = 0) -> None:
+        self._prepared = prepared
+        self._start = start
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self._prepared.payload(self._start)
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Payload({len(self._prepared.texts) - self._start} entries)"
+
 
 def chain(start: str, digests: list[str]) -> list[str]:
     """Fingerprints after each entry: ``start`` (the fingerprint before the first), then

@@ -149,9 +149,11 @@ SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync
 """
 
 # One entry appended by one INSERT, the per-event write (see sql/025): to the trace
-# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry (and when
-# another writer stored entry seq meanwhile, the primary key refuses it: the caller reads
-# that refusal as "none"), its index_epoch is still %(epoch)s, and the entry changes nothing
+# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry: entry seq - 1
+# is there, and entry seq is not (a trace's entries are numbered without a gap, and are only
+# ever deleted all together, so this is seq = max(seq) + 1 for one look-up of the primary
+# key instead of a scan for the maximum; when another writer stored entry seq meanwhile, the
+# primary key refuses it: the caller reads that refusal as "none"), its index_epoch is still %(epoch)s, and the entry changes nothing
 # of the row but what its tail adds (see LIVE): not an error, no new node, no earlier
 # start. The entry comes as its columns (the keys of tracedb_append's elements) and its
 # JSON (data). Returns APPEND's row, or none: the append is then sent as APPEND.
@@ -170,7 +172,7 @@ SELECT t.id, %(seq)s, %(n)s, %(k)s, %(nm)s, %(s)s, %(a)s::timestamptz, %(b)s::ti
    AND %(s)s::text IS DISTINCT FROM 'error'
    AND (%(n)s::text IS NULL OR %(n)s::text = ANY(t.nodes))
    AND (%(a)s::timestamptz IS NULL OR t.first_started_at <= %(a)s::timestamptz)
-   AND coalesce((SELECT max(p.seq) FROM automation_trace_entries p WHERE p.trace_id = t.id), -1) = %(seq)s - 1
+   AND (SELECT true FROM automation_trace_entries p WHERE p.trace_id = t.id AND p.seq = %(seq)s - 1)
    {thread}
    FOR SHARE OF t
 RETURNING e.trace_id::text AS trace_id, e.seq AS first_seq, e.seq + 1 AS entry_count, 1 AS written,

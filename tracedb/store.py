@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -38,6 +40,57 @@ def configure(conn: psycopg.Connection[Any]) -> None:
     set_json_loads(loads, conn)
     if conn.prepare_threshold is not None:  # a session of its own, not a transaction pooler's
         conn.execute(q.NO_JIT)
+
+
+class KeptConnection:
+    """One connection of a pool kept at hand between operations. Taking a connection from
+    the pool and giving it back costs a lock, the pool's statistics, four log calls and a
+    commit that has nothing to commit: about 15 µs, a twentieth of a per-event append. The
+    connection last given back is kept here instead (when it is idle, outside a transaction)
+    and is the next one taken; any other goes to the pool, which resets, replaces or keeps
+    it as it does for every connection. A kept connection goes back to the pool when it was
+    kept unused for IDLE_S or taken for the first time over HOLD_S ago, so that the pool's
+    limits on a connection's idle time and lifetime still apply to it, a little later."""
+
+    IDLE_S = 5.0
+    HOLD_S = 60.0
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self.pool = pool
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._given = 0.0  # when it was given back
+        self._first = 0.0  # when it was first taken from the pool
+
+    def take(self, timeout: float | None = None) -> psycopg.Connection[Any]:
+        """A connection for one operation; give it back with :meth:`give`."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            now = monotonic()
+            if now - self._given < self.IDLE_S and now - self._first < self.HOLD_S and not conn.closed:
+                return conn
+            self.pool.putconn(conn)
+        conn = self.pool.getconn(timeout)
+        conn._tracedb_first = monotonic()  # type: ignore[attr-defined]
+        return conn
+
+    def give(self, conn: psycopg.Connection[Any]) -> None:
+        """Give back a connection :meth:`take` returned."""
+        if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE and conn.autocommit:
+            with self._lock:
+                if self._conn is None:
+                    self._conn, self._given = conn, monotonic()
+                    self._first = getattr(conn, "_tracedb_first", 0.0)
+                    return
+        self.pool.putconn(conn)
+
+    def close(self) -> None:
+        """Give the kept connection back to the pool (before the pool closes)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            self.pool.putconn(conn)
 
 
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
@@ -138,6 +191,7 @@ class AutomationTraceDB(StoreOperations):
             reconnect_timeout=RECONNECT_TIMEOUT,
             configure=configure,
         )
+        self._kept = KeptConnection(self.pool)
         self.routing = ReadRouting()
         self.read_pool: ConnectionPool | None = None
         read_url = resolve_read_url(url, read_url)
@@ -200,7 +254,11 @@ class AutomationTraceDB(StoreOperations):
                         continue
                     try:
                         if conn is None:
-                            conn = stack.enter_context(pool.connection())
+                            if pool is self.pool:
+                                conn = self._kept.take()
+                                stack.callback(self._kept.give, conn)
+                            else:
+                                conn = stack.enter_context(pool.connection())
                             if transaction:
                                 stack.enter_context(conn.transaction())
                         result = execute(conn, st)
@@ -217,8 +275,11 @@ class AutomationTraceDB(StoreOperations):
         own; its result, or its named error."""
         conn: psycopg.Connection[Any] | None = None
         try:
-            with self.pool.connection() as conn:
+            conn = self._kept.take()
+            try:
                 return execute(conn, st)
+            finally:
+                self._kept.give(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise statement_error(exc, conn) from exc
 
@@ -254,6 +315,7 @@ class AutomationTraceDB(StoreOperations):
         """Index what is pending for search, then close every connection."""
         if self._indexer is not None:
             self._indexer.close()
+        self._kept.close()
         self.pool.close()
         if self.read_pool is not None:
             self.read_pool.close()

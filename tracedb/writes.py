@@ -181,8 +181,7 @@ class WriteOperations(StoreBase):
             start = len(sent.refs)
             new = self._prepare(entries[start:], start)
             tail = chain(sent.chain[start], new.digests)
-            payload = new.payload()
-            params = _append_params(entries=payload, offset=start, chain=tail, **who)
+            params = _append_params(entries=new.lazy_payload(), offset=start, chain=tail, **who)
             quick = None
             if n - start == 1 and name is None:  # one more entry: the per-event write
                 quick = self._quick(sent.trace_id, new, start, thread_id=thread_id, user_id=user_id)
@@ -281,7 +280,7 @@ class WriteOperations(StoreBase):
                 raise InvalidTraceData(f"batch_id must be a UUID, got {batch_id!r}")
         prepared = self._prepare(entries, checkpoint_ids=checkpoint_ids)
         params = _append_params(
-            entries=prepared.payload(),
+            entries=prepared.lazy_payload(),
             status=status,
             name=name,
             new_turn=bool(new_turn),
