@@ -74,7 +74,8 @@ async def execute(conn: psycopg.AsyncConnection[Any], st: Statement) -> Any:
 
 async def fetch(cur: psycopg.AsyncCursor[Any], st: Statement) -> Any:
     if st.fetch == "one":
-        return await cur.fetchone()
+        row = await cur.fetchone()
+        return st.finish(row) if st.finish is not None and row is not None else row
     if st.fetch == "all":
         return await cur.fetchall()
     if st.fetch == "rowcount":

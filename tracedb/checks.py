@@ -3,6 +3,7 @@ Each raises InvalidTraceData naming what is wrong, before anything reaches the d
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -21,9 +22,15 @@ def parse_uuid(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     try:
-        return str(uuid.UUID(value))
+        return _canonical_uuid(value)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_uuid(text: str) -> str:
+    # the ids a process writes to, again and again (an append per step of a trace)
+    return str(uuid.UUID(text))
 
 
 def require_text(name: str, value: Any, *, optional: bool = False) -> str | None:

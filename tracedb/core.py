@@ -90,6 +90,8 @@ class Statement:
         quick: a cheaper statement that does the same when it can (``QUICK_APPEND``), run
             first when this one runs on its own: its row is the result, and when it returns
             none, this statement runs.
+        finish: makes the result of the row fetched (with ``fetch="one"``, when there is
+            one): a quick append's row of two columns becomes the row of ``APPEND``.
     """
 
     query: str | sql.Composable
@@ -100,6 +102,7 @@ class Statement:
     timeout_ms: int | None = None
     combine: bool = False
     quick: Statement | None = None
+    finish: Callable[[Any], Any] | None = None
 
 
 Op = Generator[Statement, Any, T]
@@ -243,10 +246,36 @@ _APPEND_KEYS = (
 _QUICK_NULLS = dict.fromkeys(q.QUICK_COLUMNS)
 
 
+def _quick_row(trace_id: str, epoch: int, row: tuple[int, int | None]) -> dict[str, Any]:
+    """APPEND's row of a quick append to ``trace_id`` that wrote entry ``seq`` (``row``:
+    its seq and turn)."""
+    seq, turn = row
+    return {
+        "trace_id": trace_id,
+        "first_seq": seq,
+        "entry_count": seq + 1,
+        "written": 1,
+        "in_sync": True,
+        "created": False,
+        "turn": turn,
+        "duplicate": False,
+        "replaced": False,
+        "fingerprint": None,
+        "epoch": epoch,
+    }
+
+
+_APPEND_BASE: dict[str, Any] = {
+    **dict.fromkeys(_APPEND_KEYS),
+    "entries": "[]",
+    "new_turn": False,
+    "replace": False,
+    "dropped": 0,
+}
+
+
 def _append_params(**params: Any) -> dict[str, Any]:
-    base: dict[str, Any] = dict.fromkeys(_APPEND_KEYS)
-    base.update(entries="[]", new_turn=False, replace=False, dropped=0)
-    return {**base, **params}
+    return {**_APPEND_BASE, **params}
 
 
 def _valid_thread(thread_id: Any) -> bool:
@@ -377,10 +406,11 @@ class StoreBase:
             data=prepared.texts[0],
             scope=self._scope,
         )
+        finish = functools.partial(_quick_row, str(trace_id), seen[1])
         if thread_id is None:
-            return Statement(q.QUICK_APPEND, params, fetch="one")
+            return Statement(q.QUICK_APPEND, params, fetch="one", rows="tuple", finish=finish)
         params.update(thread_id=thread_id, user_id=user_id)
-        return Statement(q.QUICK_UPSERT, params, fetch="one")
+        return Statement(q.QUICK_UPSERT, params, fetch="one", rows="tuple", finish=finish)
 
     def _by_id(self, **params: Any) -> dict[str, Any]:
         """Parameters of a statement on one trace: the values, the scope, the abandon limit."""

@@ -473,7 +473,7 @@ def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:
     """What ``tracedb_append`` reads into an entry's columns besides the entry itself: node,
     kind, name, status, times, duration, error flag, model and usage. ``data`` is the entry
     as converted (default: ``entry``). Empty for an entry that is not a dict."""
-    if not isinstance(entry, Mapping):
+    if type(entry) is not dict and not isinstance(entry, Mapping):
         return {"e": False}
     data = entry if data is None else data
     started = _parse_time(entry.get("started_at"))

@@ -129,7 +129,8 @@ def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
 
 def fetch(cur: psycopg.Cursor[Any], st: Statement) -> Any:
     if st.fetch == "one":
-        return cur.fetchone()
+        row = cur.fetchone()
+        return st.finish(row) if st.finish is not None and row is not None else row
     if st.fetch == "all":
         return cur.fetchall()
     if st.fetch == "rowcount":
