@@ -50,6 +50,7 @@ from tracedb import AutomationTraceDB  # noqa: E402
 from tracedb import queries as q  # noqa: E402
 from tracedb.core import Statement, _append_params  # noqa: E402
 from tracedb.jsonsafe import PreparedEntries, check_trace_data, prepare_entries  # noqa: E402
+from tracedb.store import execute  # noqa: E402
 
 _COLUMNS = (
     "(trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data,"
@@ -94,7 +95,7 @@ def one_run(url: str, calls: int, seed: int = 1) -> dict[str, list[float]]:
                 db._wrote(row)
 
             def bare(st: Statement) -> Any:
-                return conn.execute(st.query, st.params).fetchone()
+                return execute(conn, st)
 
             steps: dict[str, Callable[[int, dict[str, Any]], Any]] = {
                 "raw": lambda i, e: raw_insert(conn, raw_id, i, e),

@@ -657,7 +657,7 @@ def test_eight_writers_of_a_thousand_entries_on_one_thread(fresh_db_url):
 
 
 def test_a_kept_connection_that_died_fails_one_call_and_is_replaced(fresh_db_url, monkeypatch):
-    """A store keeps the connection it used last at hand (see store.KeptConnection). When the
+    """A store keeps the connection it used last at hand (see store.KeepingPool). When the
     server ends it while it is kept, the next call fails as it would on any pooled
     connection the server ended (nothing is written, nothing twice), the dead connection
     goes back to the pool to be replaced, and the call after that works."""
@@ -665,25 +665,29 @@ def test_a_kept_connection_that_died_fails_one_call_and_is_replaced(fresh_db_url
     try:
         tid = db.append_entries([{"i": 0}], thread_id="kept", user_id="u").trace_id
         db.append_entries([{"i": 1}], trace_id=tid)
-        kept = db._kept._conn
+        kept = db.pool._kept
         assert kept is not None and kept.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         with psycopg.connect(fresh_db_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (kept.info.backend_pid,))
         with pytest.raises(DatabaseUnavailable):
             db.append_entries([{"i": 2}], trace_id=tid)
-        assert db._kept._conn is None and kept.closed  # not kept: the pool has it back
+        assert db.pool._kept is None and kept.closed  # not kept: the pool has it back
         db.append_entries([{"i": 2}], trace_id=tid)
-        assert db._kept._conn is not None and db._kept._conn is not kept
+        assert db.pool._kept is not None and db.pool._kept is not kept
         # kept only while it is used: past its idle time it goes back to the pool
-        monkeypatch.setattr(type(db._kept), "IDLE_S", 0.0)
+        monkeypatch.setattr(type(db.pool), "IDLE_S", 0.0)
         before = db.pool.get_stats()["requests_num"]
         db.append_entries([{"i": 3}], trace_id=tid)
         assert db.pool.get_stats()["requests_num"] == before + 1
         # a transaction (a rename with new entries) leaves it idle, so it is kept
-        monkeypatch.setattr(type(db._kept), "IDLE_S", 5.0)
+        monkeypatch.setattr(type(db.pool), "IDLE_S", 5.0)
         assert db.update_trace(tid, name="kept", trace_data=[{"i": i} for i in range(5)])
-        assert db._kept._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert db.pool._kept.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert [e["i"] for e in db.load_trace_by_id(tid).trace_data] == [0, 1, 2, 3, 4]
+        # whoever takes a connection from the pool gets the kept one first: none waits for it
+        held = db.pool._kept
+        with db.pool.connection() as conn:
+            assert conn is held and db.pool._kept is None
     finally:
         db.close()
-    assert db._kept._conn is None and db.pool.closed
+    assert db.pool._kept is None and db.pool.closed

@@ -42,55 +42,61 @@ def configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(q.NO_JIT)
 
 
-class KeptConnection:
-    """One connection of a pool kept at hand between operations. Taking a connection from
-    the pool and giving it back costs a lock, the pool's statistics, four log calls and a
-    commit that has nothing to commit: about 15 µs, a twentieth of a per-event append. The
-    connection last given back is kept here instead (when it is idle, outside a transaction)
-    and is the next one taken; any other goes to the pool, which resets, replaces or keeps
-    it as it does for every connection. A kept connection goes back to the pool when it was
-    kept unused for IDLE_S or taken for the first time over HOLD_S ago, so that the pool's
-    limits on a connection's idle time and lifetime still apply to it, a little later."""
+class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
+    """psycopg's connection pool, with the connection last given back kept at hand.
+
+    Taking a connection from the pool and giving it back costs a lock, the pool's
+    statistics, four log calls and a commit that has nothing to commit: about 15 µs, a
+    twentieth of a per-event append. The store gives its connections back with
+    :meth:`give`, which keeps one that is idle (outside a transaction) at hand instead of
+    returning it, and the next :meth:`getconn` (the store's, or anyone's:
+    ``pool.connection()`` too) hands it out first, so nobody waits for a connection kept
+    idle. Any other connection goes back to the pool, which resets, replaces or keeps it as
+    it does every connection. A kept connection goes back to the pool when it was kept
+    unused for IDLE_S, or was taken from the pool over HOLD_S ago, so that the pool's
+    limits on a connection's idle time and lifetime apply to it too, a little later."""
 
     IDLE_S = 5.0
     HOLD_S = 60.0
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
-        self.pool = pool
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._given = 0.0  # when it was given back
-        self._first = 0.0  # when it was first taken from the pool
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kept_lock = threading.Lock()
+        self._kept: psycopg.Connection[Any] | None = None
+        self._kept_given = 0.0  # when it was given back
+        self._kept_first = 0.0  # when it was taken from the pool
 
-    def take(self, timeout: float | None = None) -> psycopg.Connection[Any]:
-        """A connection for one operation; give it back with :meth:`give`."""
-        with self._lock:
-            conn, self._conn = self._conn, None
+    def getconn(self, timeout: float | None = None) -> Any:
+        """A connection: the one kept at hand, else one of the pool's."""
+        with self._kept_lock:
+            conn, self._kept = self._kept, None
+            given, first = self._kept_given, self._kept_first
         if conn is not None:
             now = monotonic()
-            if now - self._given < self.IDLE_S and now - self._first < self.HOLD_S and not conn.closed:
+            if now - given < self.IDLE_S and now - first < self.HOLD_S and not conn.closed:
                 return conn
-            self.pool.putconn(conn)
-        conn = self.pool.getconn(timeout)
-        conn._tracedb_first = monotonic()  # type: ignore[attr-defined]
+            self.putconn(conn)
+        conn = super().getconn(timeout)
+        conn._tracedb_first = monotonic()
         return conn
 
     def give(self, conn: psycopg.Connection[Any]) -> None:
-        """Give back a connection :meth:`take` returned."""
+        """Give back a connection :meth:`getconn` returned: kept at hand when it is idle
+        and none is kept yet, else returned to the pool."""
         if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE and conn.autocommit:
-            with self._lock:
-                if self._conn is None:
-                    self._conn, self._given = conn, monotonic()
-                    self._first = getattr(conn, "_tracedb_first", 0.0)
+            with self._kept_lock:
+                if self._kept is None and not self.closed:
+                    self._kept, self._kept_given = conn, monotonic()
+                    self._kept_first = getattr(conn, "_tracedb_first", 0.0)
                     return
-        self.pool.putconn(conn)
+        self.putconn(conn)
 
-    def close(self) -> None:
-        """Give the kept connection back to the pool (before the pool closes)."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            self.pool.putconn(conn)
+    def close(self, timeout: float = 5.0) -> None:
+        with self._kept_lock:
+            conn, self._kept = self._kept, None
+        if conn is not None and not self.closed:
+            self.putconn(conn)
+        super().close(timeout)
 
 
 def execute(conn: psycopg.Connection[Any], st: Statement) -> Any:
@@ -181,7 +187,7 @@ class AutomationTraceDB(StoreOperations):
         self.server = resolve_url(url)
         self._init_common(max_entry_bytes, max_depth, timeout)
         kwargs = {"row_factory": dict_row, "autocommit": True, **connection_kwargs(self.prepare)}
-        self.pool = ConnectionPool(
+        self.pool = KeepingPool(
             self.server.url,
             min_size=min_size,
             max_size=max_size,
@@ -192,14 +198,13 @@ class AutomationTraceDB(StoreOperations):
             reconnect_timeout=RECONNECT_TIMEOUT,
             configure=configure,
         )
-        self._kept = KeptConnection(self.pool)
         self.routing = ReadRouting()
-        self.read_pool: ConnectionPool | None = None
+        self.read_pool: KeepingPool | None = None
         read_url = resolve_read_url(url, read_url)
         if read_url:
             self.server = replace(self.server, read_url=read_url)
             # Opened without waiting: while the replica is away, reads run on the primary.
-            self.read_pool = ConnectionPool(
+            self.read_pool = KeepingPool(
                 read_url,
                 min_size=min_size,
                 max_size=max_size,
@@ -229,7 +234,7 @@ class AutomationTraceDB(StoreOperations):
                 raise
 
     def _run(
-        self, op: Op[Any], transaction: bool, track: bool = True, pool: ConnectionPool | None = None
+        self, op: Op[Any], transaction: bool, track: bool = True, pool: KeepingPool | None = None
     ) -> Any:
         """Drive an operation: take a connection (of ``pool``, else the primary's) at its
         first statement, run each statement it yields, send back the result or throw in the
@@ -255,11 +260,8 @@ class AutomationTraceDB(StoreOperations):
                         continue
                     try:
                         if conn is None:
-                            if pool is self.pool:
-                                conn = self._kept.take()
-                                stack.callback(self._kept.give, conn)
-                            else:
-                                conn = stack.enter_context(pool.connection())
+                            conn = pool.getconn()
+                            stack.callback(pool.give, conn)
                             if transaction:
                                 stack.enter_context(conn.transaction())
                         result = execute(conn, st)
@@ -276,11 +278,11 @@ class AutomationTraceDB(StoreOperations):
         own; its result, or its named error."""
         conn: psycopg.Connection[Any] | None = None
         try:
-            conn = self._kept.take()
+            conn = self.pool.getconn()
             try:
                 return execute(conn, st)
             finally:
-                self._kept.give(conn)
+                self.pool.give(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             raise statement_error(exc, conn) from exc
 
@@ -316,7 +318,6 @@ class AutomationTraceDB(StoreOperations):
         """Index what is pending for search, then close every connection."""
         if self._indexer is not None:
             self._indexer.close()
-        self._kept.close()
         self.pool.close()
         if self.read_pool is not None:
             self.read_pool.close()
