@@ -691,3 +691,34 @@ def test_a_kept_connection_that_died_fails_one_call_and_is_replaced(fresh_db_url
     finally:
         db.close()
     assert db.pool._kept is None and db.pool.closed
+
+
+def test_a_pool_of_one_serves_two_threads_appending_at_once(fresh_db_url):
+    """The kept connection is never held back from a caller waiting for the pool: with a
+    single connection, two threads appending flat out both finish, every entry once."""
+    db = AutomationTraceDB(fresh_db_url, max_size=1, timeout=3)
+    try:
+        tids = [db.append_entries([], thread_id=f"one-{w}", user_id="u").trace_id for w in range(2)]
+        errors: list[BaseException] = []
+
+        def writer(w: int) -> None:
+            try:
+                for i in range(300):
+                    db.append_entries([{"i": i}], trace_id=tids[w])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        for tid in tids:
+            assert [e["i"] for e in db.load_trace_by_id(tid).trace_data] == list(range(300))
+    finally:
+        db.close()
+    # closed: nothing kept, and the pool refuses what comes after
+    assert db.pool._kept is None
+    with pytest.raises(DatabaseUnavailable):
+        db.append_entries([{"i": 300}], trace_id=tids[0])

@@ -142,6 +142,8 @@ def test_a_quick_append_writes_only_the_next_entry_of_its_owners_trace(db: Autom
                 return 0
 
         assert write(1) == 0  # entry 1 is there: a stale count
+        stale = db._quick(trace_id, prepare_entries([step(1)]), 1)
+        assert conn.execute(stale.query, {**stale.params, "scope": "ann"}).fetchall() == []  # no error
         assert write(3) == 0  # a gap
         assert write(2, scope="bob") == 0  # not bob's trace
         assert write(2, epoch=epoch + 1) == 0  # the entries were replaced since

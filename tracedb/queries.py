@@ -149,15 +149,16 @@ SELECT ord, trace_id::text AS trace_id, first_seq, entry_count, written, in_sync
 """
 
 # One entry appended by one INSERT, the per-event write (see sql/025): to the trace
-# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry: entry seq - 1
-# is there, and entry seq is not (a trace's entries are numbered without a gap and are only
-# ever deleted all together, so this is seq = max(seq) + 1, for one look-up of the primary
-# key; when another writer stored entry seq meanwhile, the primary key refuses it: the
-# caller reads that refusal as "none"); its index_epoch is still %(epoch)s; and the entry
-# changes nothing of the row but what its tail adds (see LIVE): not an error, no new node,
-# no earlier start. The entry comes as its columns (the keys of tracedb_append's elements)
-# and its JSON (data). Returns the entry's seq and turn (the rest of APPEND's row is known:
-# see core._quick_row), or none: the append is then sent as APPEND.
+# %(trace_id)s, as its entry %(seq)s, only when that follows its last entry: of entries
+# seq - 1 and seq, only seq - 1 is there (a trace's entries are numbered without a gap and
+# are only ever deleted all together, so this is seq = max(seq) + 1, read from at most two
+# keys of the primary key; when another writer stores entry seq meanwhile, the primary key
+# refuses this one: the caller reads that refusal as "none"); its index_epoch is still
+# %(epoch)s; and the entry changes nothing of the row but what its tail adds (see LIVE):
+# not an error, no new node, no earlier start. The entry comes as its columns (the keys of
+# tracedb_append's elements) and its JSON (data). Returns the entry's seq and turn (the
+# rest of APPEND's row is known: see core._quick_row), or none: the append is then sent as
+# APPEND.
 _QUICK_APPEND = """
 INSERT INTO automation_trace_entries AS e
     (trace_id, seq, node, kind, name, status, started_at, ended_at, duration_ms, data, turn,
@@ -173,7 +174,8 @@ SELECT t.id, %(seq)s, %(n)s, %(k)s, %(nm)s, %(s)s, %(a)s::timestamptz, %(b)s::ti
    AND %(s)s::text IS DISTINCT FROM 'error'
    AND (%(n)s::text IS NULL OR %(n)s::text = ANY(t.nodes))
    AND (%(a)s::timestamptz IS NULL OR t.first_started_at <= %(a)s::timestamptz)
-   AND (SELECT true FROM automation_trace_entries p WHERE p.trace_id = t.id AND p.seq = %(seq)s - 1)
+   AND (SELECT max(p.seq) FROM automation_trace_entries p
+         WHERE p.trace_id = t.id AND p.seq BETWEEN %(seq)s - 1 AND %(seq)s) = %(seq)s - 1
    {thread}
    FOR SHARE OF t
 RETURNING e.seq, e.turn

@@ -49,8 +49,9 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
     statistics, four log calls and a commit that has nothing to commit: about 15 µs, a
     twentieth of a per-event append. The store gives its connections back with
     :meth:`give`, which keeps one that is idle (outside a transaction) at hand instead of
-    returning it, and the next :meth:`getconn` (the store's, or anyone's:
-    ``pool.connection()`` too) hands it out first, so nobody waits for a connection kept
+    returning it, unless someone is waiting for a connection; the next :meth:`getconn` (the
+    store's, or anyone's: ``pool.connection()`` too) hands it out first, and one that waits
+    for the pool looks at it again every POLL_S, so nobody waits long for a connection kept
     idle. Any other connection goes back to the pool, which resets, replaces or keeps it as
     it does every connection. A kept connection goes back to the pool when it was kept
     unused for IDLE_S, or was taken from the pool over HOLD_S ago, so that the pool's
@@ -58,6 +59,7 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
 
     IDLE_S = 5.0
     HOLD_S = 60.0
+    POLL_S = 0.05
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,27 +67,53 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
         self._kept: psycopg.Connection[Any] | None = None
         self._kept_given = 0.0  # when it was given back
         self._kept_first = 0.0  # when it was taken from the pool
+        self._closing = False
 
-    def getconn(self, timeout: float | None = None) -> Any:
-        """A connection: the one kept at hand, else one of the pool's."""
+    def _take_kept(self) -> psycopg.Connection[Any] | None:
+        """The kept connection, if there is one fit to use (one that is not goes back)."""
         with self._kept_lock:
             conn, self._kept = self._kept, None
             given, first = self._kept_given, self._kept_first
+        if conn is None:
+            return None
+        now = monotonic()
+        if now - given < self.IDLE_S and now - first < self.HOLD_S and not conn.closed and not self._closing:
+            return conn
+        self.putconn(conn)
+        return None
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        """A connection: the one kept at hand, else one of the pool's (PoolTimeout after
+        ``timeout`` seconds, default the pool's)."""
+        conn = self._take_kept()
         if conn is not None:
-            now = monotonic()
-            if now - given < self.IDLE_S and now - first < self.HOLD_S and not conn.closed:
-                return conn
-            self.putconn(conn)
-        conn = super().getconn(timeout)
-        conn._tracedb_first = monotonic()
-        return conn
+            return conn
+        timeout = self.timeout if timeout is None else timeout
+        deadline = monotonic() + timeout
+        while True:
+            left = deadline - monotonic()
+            try:
+                conn = super().getconn(min(left, self.POLL_S) if left > 0 else 0.0)
+            except PoolTimeout:
+                kept = self._take_kept()  # given back meanwhile, beside the waiting line
+                if kept is not None:
+                    return kept
+                if monotonic() < deadline:
+                    continue
+                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec") from None
+            conn._tracedb_first = monotonic()
+            return conn
 
     def give(self, conn: psycopg.Connection[Any]) -> None:
-        """Give back a connection :meth:`getconn` returned: kept at hand when it is idle
-        and none is kept yet, else returned to the pool."""
-        if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE and conn.autocommit:
+        """Give back a connection :meth:`getconn` returned: kept at hand when it is idle,
+        none is kept yet and nobody waits for one; else returned to the pool."""
+        if (
+            conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
+            and conn.autocommit
+            and not getattr(self, "_waiting", None)  # the pool's line of callers waiting
+        ):
             with self._kept_lock:
-                if self._kept is None and not self.closed:
+                if self._kept is None and not self._closing:
                     self._kept, self._kept_given = conn, monotonic()
                     self._kept_first = getattr(conn, "_tracedb_first", 0.0)
                     return
@@ -93,8 +121,9 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
 
     def close(self, timeout: float = 5.0) -> None:
         with self._kept_lock:
+            self._closing = True
             conn, self._kept = self._kept, None
-        if conn is not None and not self.closed:
+        if conn is not None:
             self.putconn(conn)
         super().close(timeout)
 
