@@ -248,10 +248,7 @@ class Combiner:
             try:
                 return self._run(st)
             finally:
-                with self._lock:
-                    nxt = queue.hand_over()
-                if nxt is not None:
-                    nxt.done.set()
+                self._hand_over()
         slot = _Slot(st)
         with self._lock:
             lead = queue.join(slot, threading.Event)
@@ -278,11 +275,15 @@ class Combiner:
                     _failed(batch, exc)
         finally:
             _wake(batch)
-            with self._lock:
-                nxt = self._queue.hand_over()
-            if nxt is not None:
-                nxt.done.set()
+            self._hand_over()
         return self._outcome(slot)
+
+    def _hand_over(self) -> None:
+        """A statement is over: the append waiting longest leads next."""
+        with self._lock:
+            nxt = self._queue.hand_over()
+        if nxt is not None:
+            nxt.done.set()
 
     def _outcome(self, slot: _Slot) -> Any:
         if slot.alone:  # outside the line: a statement of its own, beside the others

@@ -52,7 +52,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .errors import EntryTooLarge, InvalidTraceData
-from .usage import usage_of
+from .usage import is_mapping, usage_of
 
 DEFAULT_MAX_ENTRY_BYTES = 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
@@ -473,7 +473,7 @@ def entry_columns(entry: Any, data: Any = None) -> dict[str, Any]:
     """What ``tracedb_append`` reads into an entry's columns besides the entry itself: node,
     kind, name, status, times, duration, error flag, model and usage. ``data`` is the entry
     as converted (default: ``entry``). Empty for an entry that is not a dict."""
-    if type(entry) is not dict and not isinstance(entry, Mapping):
+    if not is_mapping(entry):
         return {"e": False}
     data = entry if data is None else data
     started = _parse_time(entry.get("started_at"))

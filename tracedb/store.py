@@ -66,17 +66,17 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
         self._kept_lock = threading.Lock()
         self._kept: psycopg.Connection[Any] | None = None
         self._kept_given = 0.0  # when it was given back
-        self._kept_first = 0.0  # when it was taken from the pool
         self._closing = False
 
     def _take_kept(self) -> psycopg.Connection[Any] | None:
         """The kept connection, if there is one fit to use (one that is not goes back)."""
         with self._kept_lock:
             conn, self._kept = self._kept, None
-            given, first = self._kept_given, self._kept_first
+            given = self._kept_given
         if conn is None:
             return None
         now = monotonic()
+        first = getattr(conn, "_tracedb_first", 0.0)  # when it was taken from the pool
         if now - given < self.IDLE_S and now - first < self.HOLD_S and not conn.closed and not self._closing:
             return conn
         self.putconn(conn)
@@ -115,7 +115,6 @@ class KeepingPool(ConnectionPool):  # type: ignore[type-arg]
             with self._kept_lock:
                 if self._kept is None and not self._closing:
                     self._kept, self._kept_given = conn, monotonic()
-                    self._kept_first = getattr(conn, "_tracedb_first", 0.0)
                     return
         self.putconn(conn)
 

@@ -67,16 +67,18 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def _is_mapping(value: Any) -> bool:
+def is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, without the abstract class's check for a plain dict
+    or None (the common cases, on the per-entry path)."""
     return value is not None and (type(value) is dict or isinstance(value, Mapping))
 
 
 def _usage_dict(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
     places: list[Any] = [entry.get("usage"), entry.get("usage_metadata")]
     output = entry.get("output")
-    if _is_mapping(output):
+    if is_mapping(output):
         places += [output.get("usage"), output.get("usage_metadata")]
-    return next((p for p in places if _is_mapping(p)), None)
+    return next((p for p in places if is_mapping(p)), None)
 
 
 def _model(entry: Mapping[str, Any], usage: Mapping[str, Any] | None) -> str | None:
