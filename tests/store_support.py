@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from tracedb import AsyncAutomationTraceDB, AutomationTraceDB
@@ -67,3 +68,22 @@ class BlockingAsyncStore:
 
 
 STORES = {"sync": AutomationTraceDB, "async": BlockingAsyncStore}
+
+
+def in_threads(work: Callable[[int], Any], n: int) -> list[BaseException]:
+    """Run ``work(0)`` ... ``work(n - 1)`` in threads of their own, at once, and return what
+    they raised (a test asserts it is empty)."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 from psycopg_pool import ConnectionPool
+from store_support import in_threads
 
 from agent import build_graph, make_checkpointer, user_input
 from agent.checkpoint import _SETUP_LOCK, connection_kwargs
@@ -41,25 +42,15 @@ def test_threads_are_separate(db_url: str) -> None:
 
 def test_a_pool_serves_concurrent_conversations(db_url: str) -> None:
     results: dict[int, str] = {}
-    errors: list[BaseException] = []
 
     with make_checkpointer(db_url, max_size=4) as checkpointer:
         graph = build_graph(checkpointer=checkpointer)
 
         def run(n: int) -> None:
-            try:
-                out = graph.invoke(
-                    user_input(f"what is {n} * 11"), {"configurable": {"thread_id": f"pool-{n}"}}
-                )
-                results[n] = out["messages"][-1].content
-            except BaseException as exc:  # surfaced by the assertion below
-                errors.append(exc)
+            out = graph.invoke(user_input(f"what is {n} * 11"), {"configurable": {"thread_id": f"pool-{n}"}})
+            results[n] = out["messages"][-1].content
 
-        workers = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        errors = in_threads(run, 8)
     assert not errors
     assert results == {n: f"{n} * 11 = {n * 11}" for n in range(8)}
 

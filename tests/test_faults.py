@@ -32,6 +32,7 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from store_support import in_threads
 
 from tracedb import AutomationTraceDB, DatabaseUnavailable, TraceFilter
 from tracedb.recorder import TraceRecorder
@@ -699,21 +700,12 @@ def test_a_pool_of_one_serves_two_threads_appending_at_once(fresh_db_url):
     db = AutomationTraceDB(fresh_db_url, max_size=1, timeout=3)
     try:
         tids = [db.append_entries([], thread_id=f"one-{w}", user_id="u").trace_id for w in range(2)]
-        errors: list[BaseException] = []
 
         def writer(w: int) -> None:
-            try:
-                for i in range(300):
-                    db.append_entries([{"i": i}], trace_id=tids[w])
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            for i in range(300):
+                db.append_entries([{"i": i}], trace_id=tids[w])
 
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+        assert not in_threads(writer, 2)
         for tid in tids:
             assert [e["i"] for e in db.load_trace_by_id(tid).trace_data] == list(range(300))
     finally:

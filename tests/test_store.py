@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from psycopg import sql
-from store_support import STORES
+from store_support import STORES, in_threads
 
 from tracedb import (
     DatabaseUnavailable,
@@ -446,24 +446,15 @@ def test_concurrent_seed_upserts_of_one_growing_trace(db_url, round_, open_store
     full = [{"node": "n", "i": i} for i in range(60)]
     barrier = threading.Barrier(8)
     results: list[str] = []
-    errors: list[BaseException] = []
 
     def work(w: int) -> None:
-        try:
-            with open_store(db_url, min_size=1, max_size=1) as store:
-                barrier.wait()
-                for end in range(w % 3 + 1, len(full) + 1, 3):
-                    results.append(store.upsert_trace_by_thread("race", None, thread, full[:end]))
-                results.append(store.upsert_trace_by_thread("race", None, thread, full))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        with open_store(db_url, min_size=1, max_size=1) as store:
+            barrier.wait()
+            for end in range(w % 3 + 1, len(full) + 1, 3):
+                results.append(store.upsert_trace_by_thread("race", None, thread, full[:end]))
+            results.append(store.upsert_trace_by_thread("race", None, thread, full))
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(work, 8)
     assert len(set(results)) == 1
     with open_store(db_url) as store:
         assert store.load_trace_by_thread(thread).trace_data == full

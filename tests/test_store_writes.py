@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from store_support import STORES
+from store_support import STORES, in_threads
 
 from tracedb import AutomationTraceDB, InvalidTraceData, TraceFilter, TraceNotFound, limits
 from tracedb import queries as q
@@ -167,24 +167,15 @@ def test_concurrent_upserts_of_different_lists_leave_one_of_them(db_url, open_st
     thread = f"race-{uuid.uuid4().hex[:8]}"
     lists = {w: [entry(f"w{w}-{i}", w=w) for i in range(40)] for w in range(8)}
     barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def work(w: int) -> None:
-        try:
-            with open_store(db_url, min_size=1, max_size=1) as store:
-                barrier.wait()
-                for end in range(1, 41, 3):
-                    store.upsert_trace_by_thread("race", None, thread, lists[w][:end])
-                store.upsert_trace_by_thread("race", None, thread, lists[w])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        with open_store(db_url, min_size=1, max_size=1) as store:
+            barrier.wait()
+            for end in range(1, 41, 3):
+                store.upsert_trace_by_thread("race", None, thread, lists[w][:end])
+            store.upsert_trace_by_thread("race", None, thread, lists[w])
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not in_threads(work, 8)
     with open_store(db_url) as store:
         final = store.load_trace_by_thread(thread).trace_data
         assert store.count_traces(TraceFilter(thread_id=thread)) == 1
